@@ -1,0 +1,180 @@
+//! `landauer generate`.
+
+use crate::{GenerateArgs, MeterArg, ModelArgs, SamplingArgs};
+use anyhow::Context;
+use landauer_engine::fetch::{self, ModelSpec};
+use landauer_engine::Device;
+use landauer_engine::{Engine, GenerateOptions, SamplingParams};
+use landauer_meter::{open_meter, MeterChoice};
+use landauer_trace::{CsvTrace, JsonlTrace, Recorder, RunRecord, SamplingRecord, TerminalPrinter};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Loads the model a `--model` argument names (fetching the default if needed).
+pub fn load_engine(args: &ModelArgs) -> anyhow::Result<(Engine, String, String)> {
+    let spec = ModelSpec::parse(args.model.as_deref());
+    let progress = std::io::stderr().is_terminal();
+    let resolved = fetch::resolve(&spec, progress)?;
+    let sha256 = match resolved.sha256 {
+        Some(s) => s,
+        None => fetch::sha256_file(&resolved.path, progress)?,
+    };
+    let engine = Engine::load(&resolved.path, args.tokenizer.as_deref(), &Device::Cpu)?;
+    Ok((engine, resolved.path.display().to_string(), sha256))
+}
+
+pub fn sampling_params(s: &SamplingArgs) -> SamplingParams {
+    SamplingParams {
+        temperature: if s.greedy { 0.0 } else { s.temperature },
+        top_k: s.top_k,
+        top_p: s.top_p,
+        seed: s.seed.unwrap_or_else(rand_seed),
+    }
+}
+
+/// A seed from the clock and the process id, recorded so that the run can be repeated.
+fn rand_seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    t ^ ((std::process::id() as u64) << 32)
+}
+
+pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
+    let threads = crate::set_threads(args.model.threads)?;
+    let prompt = args
+        .prompt_arg
+        .clone()
+        .or(args.prompt.clone())
+        .context("no prompt given; run e.g. `landauer generate \"Once upon a time\"`")?;
+    if args.max_tokens == 0 {
+        anyhow::bail!("--max-tokens must be at least 1");
+    }
+    if !(args.kelvin.is_finite() && args.kelvin > 0.0) {
+        anyhow::bail!(
+            "--kelvin must be a positive temperature, got {}",
+            args.kelvin
+        );
+    }
+    if !(args.cpu_watts.is_finite() && args.cpu_watts > 0.0) {
+        anyhow::bail!("--cpu-watts must be positive, got {}", args.cpu_watts);
+    }
+    let sampling = sampling_params(&args.sampling);
+    sampling.validate()?;
+
+    // Open the output files first: an unwritable path fails before any work is done.
+    let jsonl = args.trace.as_deref().map(JsonlTrace::create).transpose()?;
+    let csv = args.csv.as_deref().map(CsvTrace::create).transpose()?;
+
+    let opened = open_meter(
+        match args.meter {
+            MeterArg::Auto => MeterChoice::Auto,
+            MeterArg::Rapl => MeterChoice::Rapl,
+            MeterArg::Estimate => MeterChoice::Estimate,
+            MeterArg::None => MeterChoice::None,
+        },
+        args.cpu_watts,
+    )?;
+
+    let (mut engine, model_path, sha256) = load_engine(&args.model)?;
+    let prompt_text = if args.chat {
+        engine.chat_prompt(args.system.as_deref(), &prompt, args.jinja)?
+    } else {
+        prompt.clone()
+    };
+    let tokens = engine.encode(&prompt_text)?;
+    let info = engine.info().clone();
+    let (meter_name, meter_description, estimated) = match &opened.meter {
+        Some(m) => (m.name().to_string(), m.describe(), m.estimated()),
+        None => ("none".into(), "energy not measured".into(), false),
+    };
+    let run = RunRecord {
+        landauer_version: env!("CARGO_PKG_VERSION").into(),
+        model: info.name.clone().unwrap_or_else(|| {
+            std::path::Path::new(&model_path)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        }),
+        model_path,
+        model_sha256: sha256,
+        architecture: info.architecture.clone(),
+        quantization: info.quantization.clone(),
+        parameters: info.parameters,
+        context_length: engine.context_length(),
+        device: "cpu".into(),
+        threads,
+        meter: meter_name,
+        meter_description,
+        meter_reason: opened.reason.clone(),
+        estimated,
+        kelvin: args.kelvin,
+        landauer_j_per_bit: landauer_physics::landauer_joules_per_bit(args.kelvin),
+        sampling: SamplingRecord {
+            temperature: sampling.temperature,
+            top_k: sampling.top_k,
+            top_p: sampling.top_p,
+            seed: sampling.seed,
+            greedy: sampling.is_greedy(),
+        },
+        max_tokens: args.max_tokens,
+        chat: args.chat,
+        prompt,
+        prompt_text,
+        prompt_tokens: tokens.len(),
+        top_n: args.top_n,
+        started_unix_s: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0),
+    };
+
+    let text_out: Box<dyn std::io::Write> = if args.json {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    let mut recorder = Recorder::new(run, opened.meter).with_sink(TerminalPrinter::new(
+        text_out,
+        Box::new(std::io::stderr()),
+        !args.quiet && !args.json,
+    ));
+    if let Some(j) = jsonl {
+        recorder = recorder.with_sink(j);
+    }
+    if let Some(c) = csv {
+        recorder = recorder.with_sink(c);
+    }
+
+    // Ctrl-C stops generation after the current token; the summary is still written.
+    // A second Ctrl-C exits at once (every trace line is already flushed).
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        let _ = ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+    }
+    let opts = GenerateOptions {
+        max_tokens: args.max_tokens,
+        sampling,
+        ignore_eos: args.ignore_eos,
+        stop: Some(stop.clone()),
+    };
+    let end = engine.generate(&tokens, &opts, &mut recorder)?;
+    if args.json {
+        if let Some(s) = recorder.summary() {
+            println!("{}", serde_json::to_string_pretty(s)?);
+        }
+    }
+    Ok(if end.reason == landauer_engine::StopReason::Interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,175 @@
+//! `landauer`: generate text with a per-token entropy and energy trace.
+
+mod bench;
+mod generate;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "landauer",
+    version,
+    about = "Generate text and measure the energy and information of every token"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate text, streaming it with a per-token entropy and energy trace.
+    Generate(GenerateArgs),
+    /// Download the default model into the cache and verify its sha256.
+    Fetch,
+    /// Benchmark decode speed with tracing on and off (medians of several runs).
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+pub enum MeterArg {
+    /// RAPL where readable, else the labeled CPU-time estimate.
+    Auto,
+    Rapl,
+    Estimate,
+    None,
+}
+
+/// Model selection, shared by every subcommand that loads one.
+#[derive(Args, Clone)]
+pub struct ModelArgs {
+    /// A local .gguf file or a hub `owner/repo:file.gguf`; the default model when omitted.
+    #[arg(long, short = 'm')]
+    pub model: Option<String>,
+    /// A Hugging Face tokenizer.json to use instead of the GGUF's embedded vocabulary.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// CPU threads (default: all cores).
+    #[arg(long, short = 't')]
+    pub threads: Option<usize>,
+}
+
+/// Sampling settings, shared by generate and bench.
+#[derive(Args, Clone)]
+pub struct SamplingArgs {
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f64,
+    /// Keep only the K most likely tokens.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Keep the most likely tokens up to cumulative probability P (nucleus sampling).
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    /// Random seed (same seed, same text); a random one is drawn and recorded when omitted.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Always take the most likely token (same as --temperature 0).
+    #[arg(long)]
+    pub greedy: bool,
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// The prompt.
+    #[arg(value_name = "PROMPT")]
+    pub prompt_arg: Option<String>,
+    /// The prompt (alternative to the positional argument).
+    #[arg(long, short = 'p', conflicts_with = "prompt_arg")]
+    pub prompt: Option<String>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Wrap the prompt in the model's chat template (ChatML for SmolLM2).
+    #[arg(long)]
+    pub chat: bool,
+    /// System message for --chat.
+    #[arg(long, requires = "chat")]
+    pub system: Option<String>,
+    /// With --chat, render the model's own Jinja chat template with its defaults (as
+    /// transformers does; SmolLM2's adds a default system message) instead of plain ChatML.
+    #[arg(long, requires = "chat")]
+    pub jinja: bool,
+    /// Stop after this many generated tokens.
+    #[arg(long, short = 'n', default_value_t = 256)]
+    pub max_tokens: usize,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Alternatives recorded per token.
+    #[arg(long, default_value_t = 5)]
+    pub top_n: usize,
+    /// Temperature for the Landauer yardstick k_B T ln 2, in kelvin.
+    #[arg(long, default_value_t = landauer_physics::DEFAULT_KELVIN)]
+    pub kelvin: f64,
+    /// Energy meter.
+    #[arg(long, value_enum, default_value_t = MeterArg::Auto)]
+    pub meter: MeterArg,
+    /// Assumed watts per busy core for the CPU-time estimate (labeled ESTIMATED wherever shown).
+    #[arg(long, default_value_t = landauer_meter::DEFAULT_CPU_WATTS_PER_CORE)]
+    pub cpu_watts: f64,
+    /// Write a JSONL trace (run record, one record per token, summary), flushed as it goes.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub trace: Option<PathBuf>,
+    /// Write one CSV row per token.
+    #[arg(long, value_name = "FILE.csv")]
+    pub csv: Option<PathBuf>,
+    /// Print the summary as JSON on stdout (the text then goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Do not print the summary (text only).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Keep generating after the end-of-sequence token.
+    #[arg(long)]
+    pub ignore_eos: bool,
+}
+
+pub fn set_threads(threads: Option<usize>) -> anyhow::Result<usize> {
+    if let Some(n) = threads {
+        if n == 0 {
+            anyhow::bail!("--threads must be at least 1");
+        }
+        // candle sizes its CPU thread pool from RAYON_NUM_THREADS on first use; nothing has
+        // started a thread yet.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+    Ok(candle_threads())
+}
+
+fn candle_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate(args) => generate::run(args),
+        Command::Fetch => fetch(),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // One line: what is wrong and what to do.
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("landauer: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn fetch() -> anyhow::Result<ExitCode> {
+    let m = landauer_engine::fetch::Manifest::default_model();
+    let path = landauer_engine::fetch::ensure_default_model(&m, true)?;
+    eprintln!(
+        "landauer: {} {} ({}) verified (sha256 {})",
+        m.name, m.quantization, m.license, m.sha256
+    );
+    println!("{}", path.display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,52 @@
+use std::path::PathBuf;
+
+/// Everything the engine can refuse, each with a message that says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("model file not found: {0} (pass a path to a .gguf file, a hub `repo/name:file`, or omit --model for the default)")]
+    ModelNotFound(PathBuf),
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a GGUF file (it starts with {magic:?}, not \"GGUF\"); landauer loads llama.cpp GGUF models")]
+    NotGguf { path: PathBuf, magic: String },
+    #[error("{path} is truncated: its tensors need {expected} bytes but the file has {actual}; download it again")]
+    Truncated {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{path} is a corrupt or truncated GGUF file ({reason}); download it again")]
+    CorruptGguf { path: PathBuf, reason: String },
+    #[error("unsupported architecture `{arch}` in {path}; supported: {}", crate::SUPPORTED_ARCHITECTURES.join(", "))]
+    UnsupportedArchitecture { path: PathBuf, arch: String },
+    #[error("cannot load the model from {path}: {reason}")]
+    Load { path: PathBuf, reason: String },
+    #[error("cannot read tokenizer {path}: {reason} (pass a Hugging Face tokenizer.json to --tokenizer)")]
+    Tokenizer { path: PathBuf, reason: String },
+    #[error(
+        "the model file carries no usable tokenizer ({0}); pass a tokenizer.json with --tokenizer"
+    )]
+    NoTokenizer(String),
+    #[error("cannot apply the chat template: {0}")]
+    ChatTemplate(String),
+    #[error("the prompt is empty after tokenization; give some text")]
+    EmptyPrompt,
+    #[error("the prompt is {prompt} tokens but the context holds {context}; shorten the prompt")]
+    PromptTooLong { prompt: usize, context: usize },
+    #[error("--max-tokens must be at least 1")]
+    ZeroMaxTokens,
+    #[error("invalid sampling settings: {0}")]
+    Sampling(String),
+    #[error("model fetch failed: {0}")]
+    Fetch(String),
+    #[error("a sink failed: {0}")]
+    Sink(String),
+    #[error("model computation failed: {0}")]
+    Compute(#[from] candle_core::Error),
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

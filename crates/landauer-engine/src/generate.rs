@@ -1,0 +1,355 @@
+//! The generation loop and the per-token event stream it emits.
+
+use crate::gguf::{GgufFile, ModelInfo};
+use crate::model::Model;
+use crate::sampler::{SampledDist, Sampler, SamplingParams};
+use crate::tokenizer::{self, TextStream};
+use crate::{EngineError, Result};
+use candle_core::{Device, Tensor};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tokenizers::Tokenizer;
+
+/// Error type sinks return; the engine stops and reports it.
+pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Which forward pass produced a token's distribution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// The first token: its distribution comes from the pass over the whole prompt.
+    Prefill,
+    /// Every later token: one pass over the previous token.
+    Decode,
+}
+
+/// Sent once, right before the prompt is processed.
+#[derive(Debug, Clone)]
+pub struct RunStart {
+    /// Time zero of the run; every `t_*_s` is measured from here.
+    pub at: Instant,
+    pub prompt_tokens: usize,
+}
+
+/// One generated token, with everything needed to measure it. Borrowed from the engine:
+/// a sink computes what it needs (entropy, top-N, ...) and keeps no references.
+pub struct TokenEvent<'a> {
+    /// Sequence within a batch (0 for single-sequence generation).
+    pub seq: usize,
+    /// 0-based index among generated tokens.
+    pub index: usize,
+    /// Position of this token in the sequence (prompt included).
+    pub position: usize,
+    pub token_id: u32,
+    /// The text this token completes (may be empty mid-character; EOS has none).
+    pub text: &'a str,
+    pub is_eos: bool,
+    pub phase: Phase,
+    /// The model's raw logits for this step: the distribution at temperature 1.
+    pub logits: &'a [f32],
+    /// What the token was actually drawn from (after temperature, top-k, top-p).
+    pub sampled: SampledDist<'a>,
+    /// For turning alternative token ids into text.
+    pub tokenizer: &'a Tokenizer,
+    /// Start of the work that produced this token (previous token's end; run start for the
+    /// first), seconds since [`RunStart::at`]. Token windows tile the run without gaps.
+    pub t_start_s: f64,
+    /// When the token was chosen (device synchronised), seconds since [`RunStart::at`].
+    pub t_end_s: f64,
+}
+
+/// Why generation stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    Eos,
+    MaxTokens,
+    ContextFull,
+    Interrupted,
+}
+
+/// Sent once at the end, also after an interruption.
+#[derive(Debug, Clone)]
+pub struct RunEnd {
+    pub reason: StopReason,
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    /// Seconds from run start to the end of the prefill pass (first token chosen).
+    pub prefill_s: f64,
+    /// Seconds from run start to the last token.
+    pub total_s: f64,
+    /// Text held back at the end (an incomplete character), if any.
+    pub tail_text: String,
+}
+
+/// Receives the engine's events. Every method has a default, so a sink implements only what
+/// it needs; `()` is the sink that does nothing, and then nothing is computed for it.
+pub trait TokenSink {
+    fn begin(&mut self, _start: &RunStart) -> Result<(), SinkError> {
+        Ok(())
+    }
+    fn token(&mut self, _event: &TokenEvent<'_>) -> Result<(), SinkError> {
+        Ok(())
+    }
+    fn end(&mut self, _end: &RunEnd) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+impl TokenSink for () {}
+
+impl<S: TokenSink + ?Sized> TokenSink for &mut S {
+    fn begin(&mut self, s: &RunStart) -> Result<(), SinkError> {
+        (**self).begin(s)
+    }
+    fn token(&mut self, e: &TokenEvent<'_>) -> Result<(), SinkError> {
+        (**self).token(e)
+    }
+    fn end(&mut self, e: &RunEnd) -> Result<(), SinkError> {
+        (**self).end(e)
+    }
+}
+
+/// Settings of one generation.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub max_tokens: usize,
+    pub sampling: SamplingParams,
+    /// Keep generating past EOS (benchmarks want a fixed token count).
+    pub ignore_eos: bool,
+    /// Set from another thread (Ctrl-C) to stop after the current token.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+/// A loaded model with its tokenizer, ready to generate.
+pub struct Engine {
+    model: Model,
+    tokenizer: Tokenizer,
+    info: ModelInfo,
+    device: Device,
+    eos_tokens: Vec<u32>,
+    bos_token: Option<u32>,
+    chat_template: Option<String>,
+    context: usize,
+}
+
+impl Engine {
+    /// Loads a GGUF model and its tokenizer (from the file unless `tokenizer_json` is given).
+    pub fn load(path: &Path, tokenizer_json: Option<&Path>, device: &Device) -> Result<Self> {
+        let gguf = GgufFile::open(path)?;
+        let info = gguf.info();
+        let arch = gguf.architecture().unwrap_or_default();
+        if !crate::SUPPORTED_ARCHITECTURES.contains(&arch.as_str()) {
+            return Err(EngineError::UnsupportedArchitecture {
+                path: path.into(),
+                arch: if arch.is_empty() {
+                    "<none: no general.architecture>".into()
+                } else {
+                    arch
+                },
+            });
+        }
+        let tokenizer = match tokenizer_json {
+            Some(p) => tokenizer::tokenizer_from_file(p)?,
+            None => tokenizer::tokenizer_from_gguf(&gguf)?,
+        };
+        let token_id = |key: &str| gguf.get_u32(key);
+        let mut eos_tokens: Vec<u32> = token_id("tokenizer.ggml.eos_token_id")
+            .into_iter()
+            .collect();
+        // Chat models also end a turn with these, whatever the header names as EOS.
+        for t in ["<|im_end|>", "<|eot_id|>", "<|endoftext|>", "</s>"] {
+            if let Some(id) = tokenizer.token_to_id(t) {
+                if !eos_tokens.contains(&id) && (t != "<|endoftext|>" || eos_tokens.is_empty()) {
+                    eos_tokens.push(id);
+                }
+            }
+        }
+        let bos_token = token_id("tokenizer.ggml.bos_token_id");
+        let chat_template = gguf.get_str("tokenizer.chat_template");
+        let file_context = info.context_length.map(|c| c as usize).unwrap_or(2048);
+        let model = Model::load(gguf, device)?;
+        let context = model
+            .max_positions()
+            .map_or(file_context, |m| m.min(file_context));
+        Ok(Self {
+            model,
+            tokenizer,
+            info,
+            device: device.clone(),
+            eos_tokens,
+            bos_token,
+            chat_template,
+            context,
+        })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Tokens the model can attend to (prompt plus generated).
+    pub fn context_length(&self) -> usize {
+        self.context
+    }
+
+    pub fn eos_tokens(&self) -> &[u32] {
+        &self.eos_tokens
+    }
+
+    /// The chat template the model carries, if any.
+    pub fn chat_template(&self) -> Option<&str> {
+        self.chat_template.as_deref()
+    }
+
+    /// Renders `user` (and `system`) as a chat prompt.
+    ///
+    /// ChatML models (and models without a template) are formatted the way llama.cpp does:
+    /// exactly the messages given. With `jinja`, the model's own Jinja template is rendered
+    /// as Hugging Face's transformers does, defaults included (SmolLM2's adds a default
+    /// system message when none is given).
+    pub fn chat_prompt(&self, system: Option<&str>, user: &str, jinja: bool) -> Result<String> {
+        let name = |id: Option<u32>| {
+            id.and_then(|i| self.tokenizer.id_to_token(i))
+                .unwrap_or_default()
+        };
+        let template = match self.chat_template.as_deref() {
+            Some(t) if jinja || !t.contains("<|im_start|>") => t,
+            _ => tokenizer::CHATML_TEMPLATE,
+        };
+        tokenizer::apply_chat_template(
+            template,
+            system,
+            user,
+            &name(self.bos_token),
+            &name(self.eos_tokens.first().copied()),
+        )
+    }
+
+    /// Tokenizes a prompt (special tokens in the text, such as `<|im_start|>`, are honoured).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .tokenizer
+            .encode(text, true)
+            .map_err(|e| EngineError::NoTokenizer(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Generates from `prompt`, calling `sink` once per token. Returns why it stopped.
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+        mut sink: impl TokenSink,
+    ) -> Result<RunEnd> {
+        if prompt.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        if opts.max_tokens == 0 {
+            return Err(EngineError::ZeroMaxTokens);
+        }
+        if prompt.len() >= self.context {
+            return Err(EngineError::PromptTooLong {
+                prompt: prompt.len(),
+                context: self.context,
+            });
+        }
+        let mut sampler = Sampler::new(opts.sampling.clone())?;
+        let sink_err = |e: SinkError| EngineError::Sink(e.to_string());
+        self.model.clear_kv_cache();
+        let mut text = TextStream::default();
+
+        let t0 = Instant::now();
+        let secs = |t: Instant| t.duration_since(t0).as_secs_f64();
+        sink.begin(&RunStart {
+            at: t0,
+            prompt_tokens: prompt.len(),
+        })
+        .map_err(sink_err)?;
+
+        let mut input = Tensor::new(prompt, &self.device)?.unsqueeze(0)?;
+        let mut pos = 0usize;
+        let mut t_start = 0.0;
+        let mut prefill_s = 0.0;
+        let mut generated = 0usize;
+        let reason = loop {
+            let logits = self.model.forward(&input, pos)?;
+            // Copying the logits to the host synchronises the device: t_end means what it says.
+            let logits: Vec<f32> = logits
+                .squeeze(0)?
+                .to_dtype(candle_core::DType::F32)?
+                .to_vec1()?;
+            pos += input.dim(1)?;
+            let (token, sampled) = sampler.sample(&logits);
+            let t_end = secs(Instant::now());
+            let phase = if generated == 0 {
+                prefill_s = t_end;
+                crate::Phase::Prefill
+            } else {
+                crate::Phase::Decode
+            };
+            let is_eos = self.eos_tokens.contains(&token);
+            let piece = if is_eos {
+                String::new()
+            } else {
+                text.push(&self.tokenizer, token)
+            };
+            sink.token(&TokenEvent {
+                seq: 0,
+                index: generated,
+                position: pos,
+                token_id: token,
+                text: &piece,
+                is_eos,
+                phase,
+                logits: &logits,
+                sampled,
+                tokenizer: &self.tokenizer,
+                t_start_s: t_start,
+                t_end_s: t_end,
+            })
+            .map_err(sink_err)?;
+            generated += 1;
+            t_start = t_end;
+
+            if is_eos && !opts.ignore_eos {
+                break StopReason::Eos;
+            }
+            if generated >= opts.max_tokens {
+                break StopReason::MaxTokens;
+            }
+            if pos + 1 > self.context {
+                break StopReason::ContextFull;
+            }
+            if opts
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.load(Ordering::Relaxed))
+            {
+                break StopReason::Interrupted;
+            }
+            input = Tensor::new(&[token], &self.device)?.unsqueeze(0)?;
+        };
+        let end = RunEnd {
+            reason,
+            prompt_tokens: prompt.len(),
+            generated_tokens: generated,
+            prefill_s,
+            total_s: t_start,
+            tail_text: text.flush(&self.tokenizer),
+        };
+        sink.end(&end).map_err(sink_err)?;
+        Ok(end)
+    }
+}

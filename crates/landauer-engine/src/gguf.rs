@@ -1,0 +1,194 @@
+//! Opening and inspecting GGUF files with checks that turn bad input into clear errors.
+
+use crate::{EngineError, Result};
+use candle_core::quantized::{gguf_file, GgmlDType};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// What a GGUF header says about a model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    /// `general.name` where present.
+    pub name: Option<String>,
+    /// `general.architecture` (llama, mistral, qwen2, qwen3, ...).
+    pub architecture: String,
+    /// The quantization of most of the parameters, in llama.cpp's spelling (Q4_1, Q4_K, F16).
+    pub quantization: String,
+    /// Number of parameters: the elements of every tensor in the file.
+    pub parameters: u64,
+    /// Bytes of tensor data.
+    pub tensor_bytes: u64,
+    pub layers: Option<u32>,
+    pub embedding_length: Option<u32>,
+    /// The context the model was trained for (`{arch}.context_length`).
+    pub context_length: Option<u32>,
+    pub vocab_size: Option<usize>,
+}
+
+/// An opened GGUF file: its header and a reader positioned anywhere.
+pub struct GgufFile {
+    pub path: PathBuf,
+    pub file: File,
+    pub content: gguf_file::Content,
+}
+
+/// llama.cpp's spelling of a ggml type.
+pub fn dtype_name(d: GgmlDType) -> &'static str {
+    use GgmlDType::*;
+    match d {
+        F32 => "F32",
+        F16 => "F16",
+        BF16 => "BF16",
+        Q4_0 => "Q4_0",
+        Q4_1 => "Q4_1",
+        Q5_0 => "Q5_0",
+        Q5_1 => "Q5_1",
+        Q8_0 => "Q8_0",
+        Q8_1 => "Q8_1",
+        Q2K => "Q2_K",
+        Q3K => "Q3_K",
+        Q4K => "Q4_K",
+        Q5K => "Q5_K",
+        Q6K => "Q6_K",
+        Q8K => "Q8_K",
+    }
+}
+
+fn tensor_bytes(info: &gguf_file::TensorInfo) -> u64 {
+    let elems = info.shape.elem_count() as u64;
+    let block = info.ggml_dtype.block_size() as u64;
+    elems.div_ceil(block) * info.ggml_dtype.type_size() as u64
+}
+
+impl GgufFile {
+    /// Opens `path`, checks the magic, reads the header and checks the file holds every
+    /// tensor the header promises.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let io = |source| EngineError::Io {
+            path: path.clone(),
+            source,
+        };
+        if !path.exists() {
+            return Err(EngineError::ModelNotFound(path));
+        }
+        if path.is_dir() {
+            return Err(EngineError::NotGguf {
+                path,
+                magic: "<a directory>".into(),
+            });
+        }
+        let mut file = File::open(&path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let mut magic = [0u8; 4];
+        let got = read_up_to(&mut file, &mut magic).map_err(io)?;
+        if &magic[..got] != b"GGUF" {
+            return Err(EngineError::NotGguf {
+                path,
+                magic: String::from_utf8_lossy(&magic[..got]).into_owned(),
+            });
+        }
+        file.seek(SeekFrom::Start(0)).map_err(io)?;
+        let content =
+            gguf_file::Content::read(&mut file).map_err(|e| EngineError::CorruptGguf {
+                path: path.clone(),
+                reason: one_line(&e.to_string()),
+            })?;
+        let expected = content.tensor_data_offset
+            + content
+                .tensor_infos
+                .values()
+                .map(|t| t.offset + tensor_bytes(t))
+                .max()
+                .unwrap_or(0);
+        if expected > len {
+            return Err(EngineError::Truncated {
+                path,
+                expected,
+                actual: len,
+            });
+        }
+        Ok(Self {
+            path,
+            file,
+            content,
+        })
+    }
+
+    pub fn architecture(&self) -> Option<String> {
+        self.get_str("general.architecture")
+    }
+
+    pub fn get_str(&self, key: &str) -> Option<String> {
+        self.content
+            .metadata
+            .get(key)
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+    }
+
+    pub fn get_u32(&self, key: &str) -> Option<u32> {
+        let v = self.content.metadata.get(key)?;
+        v.to_u32()
+            .ok()
+            .or_else(|| v.to_u64().ok().map(|x| x as u32))
+            .or_else(|| v.to_i32().ok().map(|x| x as u32))
+    }
+
+    /// Summarises the header.
+    pub fn info(&self) -> ModelInfo {
+        let arch = self.architecture().unwrap_or_else(|| "unknown".into());
+        let mut by_type: HashMap<GgmlDType, u64> = HashMap::new();
+        let mut parameters = 0u64;
+        let mut bytes = 0u64;
+        for t in self.content.tensor_infos.values() {
+            let n = t.shape.elem_count() as u64;
+            parameters += n;
+            bytes += tensor_bytes(t);
+            if t.shape.rank() >= 2 {
+                *by_type.entry(t.ggml_dtype).or_default() += n;
+            }
+        }
+        let quantization = by_type
+            .into_iter()
+            .max_by_key(|(d, n)| (*n, dtype_name(*d)))
+            .map(|(d, _)| dtype_name(d).to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let vocab_size = self
+            .content
+            .metadata
+            .get("tokenizer.ggml.tokens")
+            .and_then(|v| v.to_vec().ok())
+            .map(|v| v.len());
+        ModelInfo {
+            name: self.get_str("general.name"),
+            quantization,
+            parameters,
+            tensor_bytes: bytes,
+            layers: self.get_u32(&format!("{arch}.block_count")),
+            embedding_length: self.get_u32(&format!("{arch}.embedding_length")),
+            context_length: self.get_u32(&format!("{arch}.context_length")),
+            vocab_size,
+            architecture: arch,
+        }
+    }
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// First line of an error message (candle errors may carry backtraces).
+pub(crate) fn one_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").trim().to_string()
+}

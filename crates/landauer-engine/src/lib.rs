@@ -1,0 +1,51 @@
+//! landauer's engine: loads llama-family GGUF models with candle, tokenizes, samples, and
+//! emits one [`TokenEvent`] per generated token to a [`TokenSink`].
+//!
+//! ```
+//! use landauer_engine::{Engine, GenerateOptions, SamplingParams, TokenEvent, TokenSink, SinkError};
+//!
+//! // A tiny random-weight model, written on the spot (real models load the same way).
+//! let dir = tempfile::tempdir().unwrap();
+//! let path = dir.path().join("tiny.gguf");
+//! landauer_engine::tiny::write_tiny_llama(&path, &Default::default()).unwrap();
+//! let mut engine = Engine::load(&path, None, &candle_core::Device::Cpu).unwrap();
+//!
+//! // A sink sees every token with its full distribution.
+//! struct Entropies(Vec<f64>);
+//! impl TokenSink for Entropies {
+//!     fn token(&mut self, ev: &TokenEvent<'_>) -> Result<(), SinkError> {
+//!         self.0.push(landauer_physics::entropy_bits_from_logits(ev.logits));
+//!         Ok(())
+//!     }
+//! }
+//! let prompt = engine.encode("The cat sat").unwrap();
+//! let opts = GenerateOptions {
+//!     max_tokens: 5,
+//!     sampling: SamplingParams::greedy(),
+//!     ignore_eos: true,
+//!     stop: None,
+//! };
+//! let mut sink = Entropies(Vec::new());
+//! let end = engine.generate(&prompt, &opts, &mut sink).unwrap();
+//! assert_eq!(end.generated_tokens, 5);
+//! assert_eq!(sink.0.len(), 5);
+//! ```
+
+mod error;
+pub mod fetch;
+mod generate;
+pub mod gguf;
+mod model;
+pub mod sampler;
+pub mod tiny;
+pub mod tokenizer;
+
+/// The candle device type, re-exported so that users need not depend on candle directly.
+pub use candle_core::Device;
+pub use error::{EngineError, Result};
+pub use generate::{
+    Engine, GenerateOptions, Phase, RunEnd, RunStart, SinkError, StopReason, TokenEvent, TokenSink,
+};
+pub use gguf::ModelInfo;
+pub use model::{Model, SUPPORTED_ARCHITECTURES};
+pub use sampler::{SampledDist, Sampler, SamplingParams};

@@ -1,0 +1,100 @@
+//! The model families landauer runs, each a candle-transformers quantized model.
+
+use crate::gguf::{one_line, GgufFile};
+use crate::{EngineError, Result};
+use candle_core::{Device, Tensor};
+use candle_transformers::models::{quantized_llama, quantized_qwen2, quantized_qwen3};
+
+/// `general.architecture` values landauer can run.
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "mistral", "qwen2", "qwen3"];
+
+/// A loaded model: one variant per family, with a uniform `forward`.
+pub enum Model {
+    /// Llama, Mistral and the models that share their graph (SmolLM, TinyLlama, ...).
+    Llama(quantized_llama::ModelWeights),
+    Qwen2(quantized_qwen2::ModelWeights),
+    Qwen3(quantized_qwen3::ModelWeights),
+}
+
+impl Model {
+    /// Loads the weights of an opened GGUF file onto `device`.
+    pub fn load(mut gguf: GgufFile, device: &Device) -> Result<Self> {
+        let arch = gguf.architecture().unwrap_or_default();
+        if !SUPPORTED_ARCHITECTURES.contains(&arch.as_str()) {
+            return Err(EngineError::UnsupportedArchitecture {
+                path: gguf.path,
+                arch: if arch.is_empty() {
+                    "<none: no general.architecture>".into()
+                } else {
+                    arch
+                },
+            });
+        }
+        let path = gguf.path.clone();
+        let load_err = |e: candle_core::Error| EngineError::Load {
+            path: path.clone(),
+            reason: one_line(&e.to_string()),
+        };
+        let mut content = gguf.content;
+        let file = &mut gguf.file;
+        Ok(match arch.as_str() {
+            "llama" | "mistral" => {
+                // candle's llama reads `llama.*` keys; Mistral files use `mistral.*` for the
+                // same hyper-parameters, so alias them.
+                if arch != "llama" {
+                    let prefix = format!("{arch}.");
+                    let aliased: Vec<_> = content
+                        .metadata
+                        .iter()
+                        .filter_map(|(k, v)| {
+                            k.strip_prefix(&prefix)
+                                .map(|rest| (format!("llama.{rest}"), v.clone()))
+                        })
+                        .collect();
+                    content.metadata.extend(aliased);
+                }
+                Model::Llama(
+                    quantized_llama::ModelWeights::from_gguf(content, file, device)
+                        .map_err(load_err)?,
+                )
+            }
+            "qwen2" => Model::Qwen2(
+                quantized_qwen2::ModelWeights::from_gguf(content, file, device)
+                    .map_err(load_err)?,
+            ),
+            "qwen3" => Model::Qwen3(
+                quantized_qwen3::ModelWeights::from_gguf(content, file, device)
+                    .map_err(load_err)?,
+            ),
+            _ => unreachable!("checked against SUPPORTED_ARCHITECTURES above"),
+        })
+    }
+
+    /// Runs `tokens` (shape `(batch, seq)`) starting at position `pos`; returns the logits of
+    /// the last position, shape `(batch, vocab)`.
+    pub fn forward(&mut self, tokens: &Tensor, pos: usize) -> Result<Tensor> {
+        Ok(match self {
+            Model::Llama(m) => m.forward(tokens, pos)?,
+            Model::Qwen2(m) => m.forward(tokens, pos)?,
+            Model::Qwen3(m) => m.forward(tokens, pos)?,
+        })
+    }
+
+    /// Forgets the KV cache so that a new sequence can start at position 0.
+    pub fn clear_kv_cache(&mut self) {
+        match self {
+            Model::Llama(m) => m.clear_kv_cache(),
+            Model::Qwen2(m) => m.clear_kv_cache(),
+            Model::Qwen3(m) => m.clear_kv_cache(),
+        }
+    }
+
+    /// Positions the implementation can address, whatever the file claims (candle's llama
+    /// precomputes RoPE tables for 4096 positions).
+    pub fn max_positions(&self) -> Option<usize> {
+        match self {
+            Model::Llama(_) => Some(quantized_llama::MAX_SEQ_LEN),
+            _ => None,
+        }
+    }
+}

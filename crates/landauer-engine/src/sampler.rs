@@ -1,0 +1,383 @@
+//! Turning logits into a token: greedy, or sampled with temperature, top-k and top-p.
+//!
+//! candle's `LogitsProcessor` does not expose the distribution it samples from after
+//! truncation, which landauer must report (`sampling_entropy_bits`), so sampling lives here.
+//! Buffers are reused between steps: no allocation per token.
+
+use crate::{EngineError, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use serde::Serialize;
+
+/// How to choose the next token.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SamplingParams {
+    /// 0 means greedy (argmax).
+    pub temperature: f64,
+    /// Keep only the k most likely tokens.
+    pub top_k: Option<usize>,
+    /// Keep the smallest set of most likely tokens whose probability reaches p.
+    pub top_p: Option<f64>,
+    /// Seed of the ChaCha20 generator: same seed, same text.
+    pub seed: u64,
+}
+
+impl SamplingParams {
+    pub fn greedy() -> Self {
+        Self {
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+            seed: 0,
+        }
+    }
+
+    pub fn is_greedy(&self) -> bool {
+        self.temperature == 0.0 || self.top_k == Some(1)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return Err(EngineError::Sampling(format!(
+                "temperature must be a number >= 0, got {}",
+                self.temperature
+            )));
+        }
+        if self.top_k == Some(0) {
+            return Err(EngineError::Sampling("top-k must be at least 1".into()));
+        }
+        if let Some(p) = self.top_p {
+            if !(p > 0.0 && p <= 1.0) {
+                return Err(EngineError::Sampling(format!(
+                    "top-p must be in (0, 1], got {p}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The distribution a token was actually drawn from.
+#[derive(Debug, Clone, Copy)]
+pub enum SampledDist<'a> {
+    /// Argmax: all the mass on the chosen token.
+    Greedy,
+    /// softmax(logits / T) over the whole vocabulary, normalised.
+    Full(&'a [f64]),
+    /// After top-k / top-p: the kept tokens and their renormalised probabilities,
+    /// most likely first.
+    Truncated { ids: &'a [u32], probs: &'a [f64] },
+}
+
+impl SampledDist<'_> {
+    /// Shannon entropy of the distribution, in bits.
+    pub fn entropy_bits(&self) -> f64 {
+        match self {
+            SampledDist::Greedy => 0.0,
+            SampledDist::Full(p) => landauer_physics::entropy_bits_from_probs(p),
+            SampledDist::Truncated { probs, .. } => {
+                landauer_physics::entropy_bits_from_probs(probs)
+            }
+        }
+    }
+
+    /// Probability the sampler gave `token`.
+    pub fn prob_of(&self, token: u32, chosen: u32) -> f64 {
+        match self {
+            SampledDist::Greedy => (token == chosen) as u8 as f64,
+            SampledDist::Full(p) => p.get(token as usize).copied().unwrap_or(0.0),
+            SampledDist::Truncated { ids, probs } => ids
+                .iter()
+                .position(|&i| i == token)
+                .map(|k| probs[k])
+                .unwrap_or(0.0),
+        }
+    }
+}
+
+/// A stateful sampler (it owns the random generator).
+pub struct Sampler {
+    params: SamplingParams,
+    rng: ChaCha20Rng,
+    probs: Vec<f64>,
+    ids: Vec<u32>,
+    kept: Vec<f64>,
+}
+
+impl Sampler {
+    pub fn new(params: SamplingParams) -> Result<Self> {
+        params.validate()?;
+        Ok(Self {
+            rng: ChaCha20Rng::seed_from_u64(params.seed),
+            params,
+            probs: Vec::new(),
+            ids: Vec::new(),
+            kept: Vec::new(),
+        })
+    }
+
+    pub fn params(&self) -> &SamplingParams {
+        &self.params
+    }
+
+    /// Chooses a token from `logits` and returns it with the distribution it came from.
+    pub fn sample(&mut self, logits: &[f32]) -> (u32, SampledDist<'_>) {
+        if self.params.is_greedy() {
+            return (argmax(logits), SampledDist::Greedy);
+        }
+        let inv_t = 1.0 / self.params.temperature;
+        // softmax(logits / T) in f64; -inf logits get probability 0.
+        let max = logits
+            .iter()
+            .copied()
+            .filter(|x| !x.is_nan())
+            .fold(f32::NEG_INFINITY, f32::max) as f64;
+        self.probs.clear();
+        self.probs.extend(logits.iter().map(|&x| {
+            let x = x as f64;
+            if x.is_nan() {
+                0.0
+            } else {
+                ((x - max) * inv_t).exp()
+            }
+        }));
+        let total: f64 = self.probs.iter().sum();
+        if !(total > 0.0 && total.is_finite()) {
+            // Degenerate logits (all -inf or NaN): fall back to argmax.
+            return (argmax(logits), SampledDist::Greedy);
+        }
+        for p in &mut self.probs {
+            *p /= total;
+        }
+        let truncating = self.params.top_k.is_some_and(|k| k < logits.len())
+            || self.params.top_p.is_some_and(|p| p < 1.0);
+        if !truncating {
+            let token = draw(&mut self.rng, self.probs.iter().copied());
+            return (token as u32, SampledDist::Full(&self.probs));
+        }
+
+        // Candidates, most likely first: the k best, or a growing prefix until it holds
+        // top_p of the mass (most steps need only a few dozen tokens, never a full sort).
+        let v = self.probs.len();
+        let limit = self.params.top_k.unwrap_or(v).min(v);
+        let top_p = self.params.top_p.unwrap_or(1.0);
+        let mut m = if self.params.top_k.is_some() {
+            limit
+        } else {
+            64.min(v)
+        };
+        loop {
+            self.ids.clear();
+            self.ids.extend(0..v as u32);
+            let probs = &self.probs;
+            let by_prob_desc = |a: &u32, b: &u32| {
+                probs[*b as usize]
+                    .total_cmp(&probs[*a as usize])
+                    .then(a.cmp(b))
+            };
+            if m < v {
+                self.ids.select_nth_unstable_by(m - 1, by_prob_desc);
+                self.ids.truncate(m);
+            }
+            self.ids.sort_unstable_by(by_prob_desc);
+            // Renormalise within top-k first (top-k then top-p, as Hugging Face does).
+            let mass_k: f64 = if self.params.top_k.is_some() {
+                self.ids.iter().map(|&i| probs[i as usize]).sum()
+            } else {
+                1.0
+            };
+            let mut cum = 0.0;
+            let mut cut = None;
+            for (n, &i) in self.ids.iter().enumerate() {
+                cum += probs[i as usize] / mass_k;
+                if cum >= top_p {
+                    cut = Some(n + 1);
+                    break;
+                }
+            }
+            match cut {
+                Some(n) => {
+                    self.ids.truncate(n);
+                    break;
+                }
+                None if m >= limit => break,
+                None => m = (m * 8).min(limit),
+            }
+        }
+        self.kept.clear();
+        self.kept
+            .extend(self.ids.iter().map(|&i| self.probs[i as usize]));
+        let mass: f64 = self.kept.iter().sum();
+        for p in &mut self.kept {
+            *p /= mass;
+        }
+        let k = draw(&mut self.rng, self.kept.iter().copied());
+        (
+            self.ids[k],
+            SampledDist::Truncated {
+                ids: &self.ids,
+                probs: &self.kept,
+            },
+        )
+    }
+}
+
+/// Index of the largest logit (the first one on ties; NaN never wins).
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0usize;
+    let mut best_v = f32::NEG_INFINITY;
+    for (i, &x) in logits.iter().enumerate() {
+        if x > best_v {
+            best_v = x;
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Inverse-CDF draw from normalised probabilities.
+fn draw(rng: &mut ChaCha20Rng, probs: impl Iterator<Item = f64> + Clone) -> usize {
+    let u: f64 = rng.random();
+    let mut cum = 0.0;
+    let mut last_nonzero = 0;
+    for (i, p) in probs.enumerate() {
+        if p > 0.0 {
+            last_nonzero = i;
+        }
+        cum += p;
+        if u < cum {
+            return i;
+        }
+    }
+    // Rounding left u above the total: the last token with any mass.
+    last_nonzero
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(t: f64, k: Option<usize>, p: Option<f64>, seed: u64) -> SamplingParams {
+        SamplingParams {
+            temperature: t,
+            top_k: k,
+            top_p: p,
+            seed,
+        }
+    }
+
+    #[test]
+    fn greedy_is_argmax_with_zero_entropy() {
+        let mut s = Sampler::new(SamplingParams::greedy()).unwrap();
+        let (t, d) = s.sample(&[0.1, 3.0, -2.0, 2.9]);
+        assert_eq!(t, 1);
+        assert_eq!(d.entropy_bits(), 0.0);
+    }
+
+    #[test]
+    fn same_seed_same_draws_different_seed_differs() {
+        let logits: Vec<f32> = (0..100).map(|i| ((i * 37 % 17) as f32) * 0.1).collect();
+        let run = |seed| {
+            let mut s = Sampler::new(params(1.0, None, None, seed)).unwrap();
+            (0..50).map(|_| s.sample(&logits).0).collect::<Vec<_>>()
+        };
+        assert_eq!(run(7), run(7));
+        assert_ne!(run(7), run(8));
+    }
+
+    #[test]
+    fn full_distribution_matches_softmax_at_temperature() {
+        let logits = [1.0f32, 2.0, 3.0];
+        let mut s = Sampler::new(params(2.0, None, None, 1)).unwrap();
+        let (_, d) = s.sample(&logits);
+        let w: Vec<f64> = logits.iter().map(|&x| (x as f64 / 2.0).exp()).collect();
+        let z: f64 = w.iter().sum();
+        for (i, wi) in w.iter().enumerate() {
+            assert!((d.prob_of(i as u32, 99) - wi / z).abs() < 1e-12);
+        }
+        let h = landauer_physics::entropy_bits_from_probs(&w);
+        assert!((d.entropy_bits() - h).abs() < 1e-12);
+    }
+
+    #[test]
+    fn top_k_keeps_k_and_renormalises() {
+        let logits = [0.0f32, 5.0, 4.0, 3.0, -1.0];
+        let mut s = Sampler::new(params(1.0, Some(2), None, 3)).unwrap();
+        for _ in 0..200 {
+            let (t, d) = s.sample(&logits);
+            assert!(t == 1 || t == 2, "sampled {t} outside the top 2");
+            let SampledDist::Truncated { ids, probs } = d else {
+                panic!("expected truncation")
+            };
+            assert_eq!(ids, &[1, 2]);
+            let e1 = 1.0f64.exp();
+            assert!((probs[0] - e1 / (e1 + 1.0)).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn top_p_keeps_the_smallest_set_reaching_p() {
+        // Probabilities 0.5, 0.3, 0.15, 0.05.
+        let p = [0.5f64, 0.3, 0.15, 0.05];
+        let logits: Vec<f32> = p.iter().map(|x| x.ln() as f32).collect();
+        let mut s = Sampler::new(params(1.0, None, Some(0.8), 3)).unwrap();
+        let (_, d) = s.sample(&logits);
+        let SampledDist::Truncated { ids, probs } = d else {
+            panic!("expected truncation")
+        };
+        assert_eq!(ids, &[0, 1]);
+        assert!((probs[0] - 0.625).abs() < 1e-6 && (probs[1] - 0.375).abs() < 1e-6);
+        let mut s = Sampler::new(params(1.0, None, Some(0.81), 3)).unwrap();
+        let (_, d) = s.sample(&logits);
+        let SampledDist::Truncated { ids, .. } = d else {
+            panic!()
+        };
+        assert_eq!(ids, &[0, 1, 2]);
+    }
+
+    #[test]
+    fn top_p_over_a_large_flat_vocabulary_grows_past_the_first_window() {
+        let logits = vec![0.0f32; 10_000];
+        let mut s = Sampler::new(params(1.0, None, Some(0.5), 3)).unwrap();
+        let (_, d) = s.sample(&logits);
+        let SampledDist::Truncated { ids, .. } = d else {
+            panic!()
+        };
+        assert_eq!(ids.len(), 5_000);
+    }
+
+    #[test]
+    fn sampling_frequencies_follow_the_distribution() {
+        let p = [0.6f64, 0.3, 0.1];
+        let logits: Vec<f32> = p.iter().map(|x| x.ln() as f32).collect();
+        let mut s = Sampler::new(params(1.0, None, None, 11)).unwrap();
+        let mut counts = [0usize; 3];
+        let n = 20_000;
+        for _ in 0..n {
+            counts[s.sample(&logits).0 as usize] += 1;
+        }
+        for i in 0..3 {
+            let f = counts[i] as f64 / n as f64;
+            assert!((f - p[i]).abs() < 0.015, "token {i}: {f} vs {}", p[i]);
+        }
+    }
+
+    #[test]
+    fn masked_tokens_are_never_sampled() {
+        let logits = [f32::NEG_INFINITY, 0.0, f32::NEG_INFINITY, 0.0];
+        let mut s = Sampler::new(params(0.7, None, None, 5)).unwrap();
+        for _ in 0..500 {
+            let (t, _) = s.sample(&logits);
+            assert!(t == 1 || t == 3);
+        }
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        assert!(Sampler::new(params(-1.0, None, None, 0)).is_err());
+        assert!(Sampler::new(params(f64::NAN, None, None, 0)).is_err());
+        assert!(Sampler::new(params(1.0, Some(0), None, 0)).is_err());
+        assert!(Sampler::new(params(1.0, None, Some(0.0), 0)).is_err());
+        assert!(Sampler::new(params(1.0, None, Some(1.5), 0)).is_err());
+    }
+}

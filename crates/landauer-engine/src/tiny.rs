@@ -1,0 +1,261 @@
+//! Tiny random-weight llama models with a real (small) byte-level BPE vocabulary, written as
+//! GGUF with candle's writer. Tests and examples use them; nothing is downloaded.
+//!
+//! ```
+//! let dir = tempfile::tempdir().unwrap();
+//! let path = dir.path().join("tiny.gguf");
+//! landauer_engine::tiny::write_tiny_llama(&path, &Default::default()).unwrap();
+//! let engine = landauer_engine::Engine::load(&path, None, &candle_core::Device::Cpu).unwrap();
+//! assert_eq!(engine.info().architecture, "llama");
+//! ```
+
+use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Shape and contents of a tiny model.
+#[derive(Debug, Clone)]
+pub struct TinyConfig {
+    pub architecture: String,
+    pub layers: usize,
+    pub hidden: usize,
+    pub ffn: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub context: usize,
+    /// BPE merges learned from the built-in corpus.
+    pub merges: usize,
+    /// Type of the 2-D weight matrices (norms stay F32).
+    pub dtype: GgmlDType,
+    /// Weights are uniform in ±scale / sqrt(fan-in).
+    pub scale: f32,
+    pub seed: u64,
+}
+
+impl Default for TinyConfig {
+    fn default() -> Self {
+        Self {
+            architecture: "llama".into(),
+            layers: 2,
+            hidden: 64,
+            ffn: 128,
+            heads: 4,
+            kv_heads: 2,
+            context: 256,
+            merges: 200,
+            dtype: GgmlDType::Q8_0,
+            scale: 3.0,
+            seed: 42,
+        }
+    }
+}
+
+/// A few sentences to learn merges from, so that common words are single tokens.
+const CORPUS: &str = "The capital of France is Paris. The cat sat on the mat. \
+Once upon a time, there was a little girl named Lily. She liked to play in the park with her \
+friends. What is the energy of a token? Every token costs energy and resolves uncertainty. \
+The quick brown fox jumps over the lazy dog. Hello world! 12345 67890.";
+
+/// Special tokens, at ids 0, 1, 2 as in SmolLM2.
+pub const SPECIAL_TOKENS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+
+/// GPT-2's byte-to-unicode table: printable stand-ins for the 256 byte values.
+pub fn bytes_to_unicode() -> Vec<char> {
+    let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32)
+        .chain(0xA1..=0xAC)
+        .chain(0xAE..=0xFF)
+        .collect();
+    let mut cs = bs.clone();
+    let mut n = 0;
+    for b in 0..256u32 {
+        if !bs.contains(&b) {
+            bs.push(b);
+            cs.push(256 + n);
+            n += 1;
+        }
+    }
+    let mut table = vec![' '; 256];
+    for (b, c) in bs.into_iter().zip(cs) {
+        table[b as usize] = char::from_u32(c).expect("valid code point");
+    }
+    table
+}
+
+/// Learns `n` byte-level BPE merges from the corpus. Returns (vocabulary, merges).
+pub fn train_bpe(n: usize) -> (Vec<String>, Vec<String>) {
+    let table = bytes_to_unicode();
+    let mut vocab: Vec<String> = SPECIAL_TOKENS.iter().map(|s| s.to_string()).collect();
+    vocab.extend(table.iter().map(|c| c.to_string()));
+    // Words keep their leading space, as the byte-level pre-tokenizer splits them.
+    let mut words: Vec<Vec<String>> = Vec::new();
+    let mut cur = String::new();
+    for ch in CORPUS.chars() {
+        if (ch == ' ' || !ch.is_alphanumeric()) && !cur.is_empty() && !cur.ends_with(' ') {
+            words.push(to_symbols(&cur, &table));
+            cur.clear();
+        }
+        cur.push(ch);
+    }
+    if !cur.is_empty() {
+        words.push(to_symbols(&cur, &table));
+    }
+    let mut merges = Vec::new();
+    for _ in 0..n {
+        let mut counts: HashMap<(String, String), usize> = HashMap::new();
+        for w in &words {
+            for pair in w.windows(2) {
+                *counts
+                    .entry((pair[0].clone(), pair[1].clone()))
+                    .or_default() += 1;
+            }
+        }
+        let Some(((a, b), _)) = counts
+            .into_iter()
+            .max_by(|x, y| x.1.cmp(&y.1).then_with(|| y.0.cmp(&x.0)))
+        else {
+            break;
+        };
+        let joined = format!("{a}{b}");
+        for w in &mut words {
+            let mut i = 0;
+            while i + 1 < w.len() {
+                if w[i] == a && w[i + 1] == b {
+                    w[i] = joined.clone();
+                    w.remove(i + 1);
+                }
+                i += 1;
+            }
+        }
+        merges.push(format!("{a} {b}"));
+        vocab.push(joined);
+    }
+    (vocab, merges)
+}
+
+fn to_symbols(word: &str, table: &[char]) -> Vec<String> {
+    word.bytes()
+        .map(|b| table[b as usize].to_string())
+        .collect()
+}
+
+fn random_matrix(rng: &mut ChaCha20Rng, rows: usize, cols: usize, scale: f32) -> Vec<f32> {
+    let a = scale / (cols as f32).sqrt();
+    (0..rows * cols).map(|_| rng.random_range(-a..a)).collect()
+}
+
+/// Writes a tiny random-weight model with a trained BPE vocabulary and a ChatML template.
+pub fn write_tiny_llama(path: &Path, cfg: &TinyConfig) -> candle_core::Result<()> {
+    let (vocab, merges) = train_bpe(cfg.merges);
+    let mut rng = ChaCha20Rng::seed_from_u64(cfg.seed);
+    let dev = Device::Cpu;
+    let head_dim = cfg.hidden / cfg.heads;
+    let mut tensors: Vec<(String, QTensor)> = Vec::new();
+    let mut matrix = |name: String, rows: usize, cols: usize, rng: &mut ChaCha20Rng| {
+        let t = Tensor::from_vec(
+            random_matrix(rng, rows, cols, cfg.scale),
+            (rows, cols),
+            &dev,
+        )?;
+        tensors.push((name, QTensor::quantize(&t, cfg.dtype)?));
+        candle_core::Result::Ok(())
+    };
+    matrix(
+        "token_embd.weight".into(),
+        vocab.len(),
+        cfg.hidden,
+        &mut rng,
+    )?;
+    for i in 0..cfg.layers {
+        let kv = cfg.kv_heads * head_dim;
+        matrix(
+            format!("blk.{i}.attn_q.weight"),
+            cfg.hidden,
+            cfg.hidden,
+            &mut rng,
+        )?;
+        matrix(format!("blk.{i}.attn_k.weight"), kv, cfg.hidden, &mut rng)?;
+        matrix(format!("blk.{i}.attn_v.weight"), kv, cfg.hidden, &mut rng)?;
+        matrix(
+            format!("blk.{i}.attn_output.weight"),
+            cfg.hidden,
+            cfg.hidden,
+            &mut rng,
+        )?;
+        matrix(
+            format!("blk.{i}.ffn_gate.weight"),
+            cfg.ffn,
+            cfg.hidden,
+            &mut rng,
+        )?;
+        matrix(
+            format!("blk.{i}.ffn_up.weight"),
+            cfg.ffn,
+            cfg.hidden,
+            &mut rng,
+        )?;
+        matrix(
+            format!("blk.{i}.ffn_down.weight"),
+            cfg.hidden,
+            cfg.ffn,
+            &mut rng,
+        )?;
+    }
+    let ones = Tensor::ones(cfg.hidden, candle_core::DType::F32, &dev)?;
+    for i in 0..cfg.layers {
+        for n in ["attn_norm", "ffn_norm"] {
+            tensors.push((
+                format!("blk.{i}.{n}.weight"),
+                QTensor::quantize(&ones, GgmlDType::F32)?,
+            ));
+        }
+    }
+    tensors.push((
+        "output_norm.weight".into(),
+        QTensor::quantize(&ones, GgmlDType::F32)?,
+    ));
+
+    let arch = cfg.architecture.as_str();
+    let k = |s: &str| format!("{arch}.{s}");
+    let strings = |v: &[String]| Value::Array(v.iter().map(|s| Value::String(s.clone())).collect());
+    let token_types = Value::Array(
+        (0..vocab.len())
+            .map(|i| Value::I32(if i < SPECIAL_TOKENS.len() { 3 } else { 1 }))
+            .collect(),
+    );
+    let metadata: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), Value::String(arch.into())),
+        ("general.name".into(), Value::String("tiny-random".into())),
+        (k("block_count"), Value::U32(cfg.layers as u32)),
+        (k("context_length"), Value::U32(cfg.context as u32)),
+        (k("embedding_length"), Value::U32(cfg.hidden as u32)),
+        (k("feed_forward_length"), Value::U32(cfg.ffn as u32)),
+        (k("attention.head_count"), Value::U32(cfg.heads as u32)),
+        (
+            k("attention.head_count_kv"),
+            Value::U32(cfg.kv_heads as u32),
+        ),
+        (k("rope.dimension_count"), Value::U32(head_dim as u32)),
+        (k("rope.freq_base"), Value::F32(10_000.0)),
+        (k("attention.layer_norm_rms_epsilon"), Value::F32(1e-5)),
+        ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
+        ("tokenizer.ggml.pre".into(), Value::String("smollm".into())),
+        ("tokenizer.ggml.tokens".into(), strings(&vocab)),
+        ("tokenizer.ggml.token_type".into(), token_types),
+        ("tokenizer.ggml.merges".into(), strings(&merges)),
+        ("tokenizer.ggml.bos_token_id".into(), Value::U32(1)),
+        ("tokenizer.ggml.eos_token_id".into(), Value::U32(2)),
+        ("tokenizer.ggml.unknown_token_id".into(), Value::U32(0)),
+        (
+            "tokenizer.chat_template".into(),
+            Value::String(crate::tokenizer::CHATML_TEMPLATE.into()),
+        ),
+    ];
+    let md: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let ts: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut f = std::fs::File::create(path)?;
+    gguf_file::write(&mut f, &md, &ts)
+}

@@ -1,0 +1,189 @@
+//! The physics of a generated token: how many bits a sampling step resolves and what the
+//! Landauer limit says one bit is worth in joules.
+//!
+//! ```
+//! use landauer_physics::{entropy_bits_from_logits, landauer_joules_per_bit, BOLTZMANN};
+//!
+//! // Four equally likely tokens carry two bits.
+//! let bits = entropy_bits_from_logits(&[0.5, 0.5, 0.5, 0.5]);
+//! assert!((bits - 2.0).abs() < 1e-12);
+//!
+//! // k_B · 300 K · ln 2 ≈ 2.871e-21 J.
+//! let j = landauer_joules_per_bit(300.0);
+//! assert!((j - 2.871e-21).abs() < 1e-24);
+//! assert_eq!(BOLTZMANN, 1.380649e-23);
+//! ```
+//!
+//! All sums are accumulated in `f64` with the log-sum-exp trick, so logits of any magnitude
+//! (including `-inf` for masked tokens) give finite, exact-as-possible results.
+
+/// Boltzmann's constant in J/K (exact since the 2019 SI redefinition).
+pub const BOLTZMANN: f64 = 1.380649e-23;
+
+/// Default temperature for the Landauer yardstick, in kelvin.
+pub const DEFAULT_KELVIN: f64 = 300.0;
+
+/// Joules per watt-hour.
+pub const JOULES_PER_WH: f64 = 3600.0;
+
+/// The Landauer energy of one bit at `kelvin`: k_B · T · ln 2, in joules.
+///
+/// Landauer's principle bounds the energy needed to *erase* one bit; a sampled token's
+/// entropy is not erased, so landauer reports it as a yardstick, not as a bound.
+pub fn landauer_joules_per_bit(kelvin: f64) -> f64 {
+    BOLTZMANN * kelvin * std::f64::consts::LN_2
+}
+
+/// Natural log of Σ exp(x_i), stable for any magnitudes. Returns `-inf` when every
+/// entry is `-inf` (or the slice is empty) and `NaN` if any entry is `NaN`.
+pub fn log_sum_exp(logits: &[f32]) -> f64 {
+    let mut max = f64::NEG_INFINITY;
+    for &x in logits {
+        let x = x as f64;
+        if x.is_nan() {
+            return f64::NAN;
+        }
+        if x > max {
+            max = x;
+        }
+    }
+    if max == f64::NEG_INFINITY || max == f64::INFINITY {
+        return max;
+    }
+    let sum: f64 = logits.iter().map(|&x| ((x as f64) - max).exp()).sum();
+    max + sum.ln()
+}
+
+/// Shannon entropy, in bits, of softmax(`logits`).
+///
+/// Uses H = lse − Σ p_i x_i (in nats) with p_i = exp(x_i − lse): one pass for the maximum,
+/// one for the sum, one for the expectation. Entries at `-inf` contribute nothing.
+pub fn entropy_bits_from_logits(logits: &[f32]) -> f64 {
+    let lse = log_sum_exp(logits);
+    if !lse.is_finite() {
+        return if lse.is_nan() { f64::NAN } else { 0.0 };
+    }
+    let mut h_nats = 0.0f64;
+    for &x in logits {
+        let x = x as f64;
+        if x == f64::NEG_INFINITY {
+            continue;
+        }
+        let log_p = x - lse;
+        h_nats -= log_p.exp() * log_p;
+    }
+    // Rounding can leave a tiny negative value for a one-hot distribution.
+    (h_nats / std::f64::consts::LN_2).max(0.0)
+}
+
+/// Shannon entropy, in bits, of an explicit probability vector (need not be normalised:
+/// it is normalised here). Zero entries contribute nothing.
+pub fn entropy_bits_from_probs(probs: &[f64]) -> f64 {
+    let total: f64 = probs.iter().sum();
+    if total <= 0.0 || !total.is_finite() {
+        return 0.0;
+    }
+    let h: f64 = probs
+        .iter()
+        .filter(|&&p| p > 0.0)
+        .map(|&p| {
+            let q = p / total;
+            -q * q.log2()
+        })
+        .sum();
+    h.max(0.0)
+}
+
+/// Surprisal of an outcome of probability `p`, in bits: −log2 p (`inf` for p = 0).
+pub fn surprisal_bits(p: f64) -> f64 {
+    if p <= 0.0 {
+        f64::INFINITY
+    } else {
+        (-p.log2()).max(0.0)
+    }
+}
+
+/// Tokens per watt-hour for a given energy per token.
+pub fn tokens_per_wh(joules_per_token: f64) -> f64 {
+    JOULES_PER_WH / joules_per_token
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uniform_over_n_is_log2_n() {
+        for n in [1usize, 2, 3, 7, 1000, 49_152] {
+            let logits = vec![-3.25f32; n];
+            let h = entropy_bits_from_logits(&logits);
+            assert!((h - (n as f64).log2()).abs() < 1e-9, "n={n} h={h}");
+        }
+    }
+
+    #[test]
+    fn one_hot_is_zero_bits() {
+        let mut logits = vec![f32::NEG_INFINITY; 100];
+        logits[42] = 1.0;
+        assert_eq!(entropy_bits_from_logits(&logits), 0.0);
+        // A finite but overwhelming logit is zero to within rounding.
+        let mut logits = vec![0.0f32; 100];
+        logits[3] = 1000.0;
+        assert!(entropy_bits_from_logits(&logits) < 1e-12);
+    }
+
+    #[test]
+    fn two_point_distribution_is_binary_entropy() {
+        for p in [0.5f64, 0.1, 0.01, 0.9, 0.999] {
+            let logits = [p.ln() as f32, (1.0 - p).ln() as f32];
+            let expected = -(p * p.log2() + (1.0 - p) * (1.0 - p).log2());
+            let h = entropy_bits_from_logits(&logits);
+            assert!((h - expected).abs() < 1e-6, "p={p}: {h} vs {expected}");
+        }
+    }
+
+    #[test]
+    fn huge_logits_do_not_overflow() {
+        let logits = [1e30f32, 1e30, f32::NEG_INFINITY, -1e30];
+        let h = entropy_bits_from_logits(&logits);
+        assert!((h - 1.0).abs() < 1e-12, "{h}");
+    }
+
+    #[test]
+    fn all_masked_is_zero_not_nan() {
+        assert_eq!(entropy_bits_from_logits(&[f32::NEG_INFINITY; 4]), 0.0);
+        assert_eq!(entropy_bits_from_logits(&[]), 0.0);
+        assert!(entropy_bits_from_logits(&[f32::NAN, 1.0]).is_nan());
+    }
+
+    #[test]
+    fn probs_and_logits_agree() {
+        let logits = [0.3f32, -1.2, 2.5, 0.0, -7.0];
+        let lse = log_sum_exp(&logits);
+        let probs: Vec<f64> = logits.iter().map(|&x| (x as f64 - lse).exp()).collect();
+        let a = entropy_bits_from_logits(&logits);
+        let b = entropy_bits_from_probs(&probs);
+        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    }
+
+    #[test]
+    fn landauer_at_300k() {
+        let j = landauer_joules_per_bit(300.0);
+        assert!((j / 2.871e-21 - 1.0).abs() < 2e-4, "{j}");
+        let j350 = landauer_joules_per_bit(350.0);
+        assert!((j350 / 3.35e-21 - 1.0).abs() < 2e-3, "{j350}");
+    }
+
+    #[test]
+    fn surprisal_of_certain_and_impossible() {
+        assert_eq!(surprisal_bits(1.0), 0.0);
+        assert_eq!(surprisal_bits(0.25), 2.0);
+        assert!(surprisal_bits(0.0).is_infinite());
+    }
+
+    #[test]
+    fn tokens_per_wh_matches_founding_figure() {
+        // 22.5 J/token is the RTX 3090 founding figure: 160 tokens/Wh.
+        assert!((tokens_per_wh(22.5) - 160.0).abs() < 1e-9);
+    }
+}

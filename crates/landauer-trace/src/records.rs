@@ -1,0 +1,141 @@
+//! The records a trace is made of: one run record, one per token, one summary.
+
+use serde::{Deserialize, Serialize};
+
+/// One line of a JSONL trace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Record {
+    Run(Box<RunRecord>),
+    Token(Box<TokenRecord>),
+    Summary(Box<SummaryRecord>),
+}
+
+/// Sampling settings as recorded.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SamplingRecord {
+    pub temperature: f64,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f64>,
+    pub seed: u64,
+    pub greedy: bool,
+}
+
+/// What was run, where, and how it was measured. First line of a trace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub landauer_version: String,
+    /// Model name (`general.name`, else the file name).
+    pub model: String,
+    pub model_path: String,
+    pub model_sha256: String,
+    pub architecture: String,
+    pub quantization: String,
+    pub parameters: u64,
+    pub context_length: usize,
+    pub device: String,
+    pub threads: usize,
+    /// Meter identifier (`rapl`, `cpu-time-estimate`, `none`).
+    pub meter: String,
+    /// What the meter measures, in words.
+    pub meter_description: String,
+    /// Why this meter was chosen.
+    pub meter_reason: String,
+    /// True when energy is a model, not a measurement.
+    pub estimated: bool,
+    pub kelvin: f64,
+    /// k_B · T · ln 2 at `kelvin`, joules per bit.
+    pub landauer_j_per_bit: f64,
+    pub sampling: SamplingRecord,
+    pub max_tokens: usize,
+    pub chat: bool,
+    /// The prompt as given by the user.
+    pub prompt: String,
+    /// The text actually tokenized (after the chat template).
+    pub prompt_text: String,
+    pub prompt_tokens: usize,
+    pub top_n: usize,
+    /// Seconds since the Unix epoch when the run started.
+    pub started_unix_s: f64,
+}
+
+/// An alternative the model considered.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Alternative {
+    pub token_id: u32,
+    pub text: String,
+    pub prob: f64,
+}
+
+/// One generated token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub seq: usize,
+    pub index: usize,
+    pub position: usize,
+    pub token_id: u32,
+    pub text: String,
+    pub eos: bool,
+    /// `prefill` for the first token (its distribution came from the prompt pass), else `decode`.
+    pub phase: String,
+    /// Entropy of the model's distribution at temperature 1, bits.
+    pub entropy_bits: f64,
+    /// Entropy of the distribution actually sampled from (temperature, top-k, top-p), bits.
+    pub sampling_entropy_bits: f64,
+    /// −log2 of `prob`.
+    pub surprisal_bits: f64,
+    /// Probability of the chosen token under the model at temperature 1.
+    pub prob: f64,
+    /// The most likely tokens at temperature 1, most likely first.
+    pub top: Vec<Alternative>,
+    pub t_start_s: f64,
+    pub t_end_s: f64,
+    /// Energy attributed to this token (its window of the meter), joules; null without a meter.
+    pub energy_j: Option<f64>,
+    /// True when `energy_j` is an estimate, not a measurement.
+    pub energy_estimated: bool,
+    /// `entropy_bits` × k_B·T·ln 2, joules.
+    pub landauer_j: f64,
+    /// `energy_j` / `landauer_j`; null when either is missing or the bits are 0.
+    pub landauer_gap: Option<f64>,
+}
+
+/// The run in numbers. Last line of a trace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SummaryRecord {
+    /// Generated tokens.
+    pub tokens: usize,
+    pub prompt_tokens: usize,
+    pub stop_reason: String,
+    pub prefill_s: f64,
+    pub prefill_tokens_per_s: Option<f64>,
+    pub decode_s: f64,
+    /// Tokens after the first, over the time after the prefill.
+    pub decode_tokens_per_s: Option<f64>,
+    pub wall_s: f64,
+    /// Total energy of the run (prefill and decode), joules.
+    pub energy_j: Option<f64>,
+    pub prefill_energy_j: Option<f64>,
+    pub decode_energy_j: Option<f64>,
+    /// `energy_j` / `tokens`.
+    pub joules_per_token: Option<f64>,
+    /// `decode_energy_j` / decode tokens.
+    pub decode_joules_per_token: Option<f64>,
+    /// 3600 / `joules_per_token`.
+    pub tokens_per_wh: Option<f64>,
+    pub mean_power_w: Option<f64>,
+    pub mean_entropy_bits: f64,
+    pub mean_sampling_entropy_bits: f64,
+    pub mean_surprisal_bits: f64,
+    pub total_entropy_bits: f64,
+    /// `total_entropy_bits` / `energy_j`.
+    pub bits_per_joule: Option<f64>,
+    /// `total_entropy_bits` × k_B·T·ln 2, joules.
+    pub landauer_j: f64,
+    /// `energy_j` / `landauer_j`.
+    pub landauer_gap: Option<f64>,
+    pub meter: String,
+    pub estimated: bool,
+    /// Tokens whose meter reading failed (their energy is null).
+    pub energy_gaps: usize,
+}

@@ -1,0 +1,254 @@
+//! Record sinks: JSONL and CSV trace files, and the terminal printer.
+
+use crate::records::{Record, RunRecord, SummaryRecord, TokenRecord};
+use crate::RecordSink;
+use serde::Serialize;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+
+fn create(path: &Path) -> io::Result<File> {
+    File::create(path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot write {}: {e}; choose a writable path",
+                path.display()
+            ),
+        )
+    })
+}
+
+/// A JSONL trace: a `run` record, one `token` record per token, a `summary` record.
+/// Every record is flushed as it is written, so an interrupted run leaves a valid file.
+pub struct JsonlTrace {
+    out: BufWriter<File>,
+}
+
+impl JsonlTrace {
+    pub fn create(path: &Path) -> io::Result<Self> {
+        Ok(Self {
+            out: BufWriter::new(create(path)?),
+        })
+    }
+
+    fn write(&mut self, rec: &Record) -> io::Result<()> {
+        serde_json::to_writer(&mut self.out, rec)?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()
+    }
+}
+
+impl RecordSink for JsonlTrace {
+    fn run(&mut self, run: &RunRecord) -> io::Result<()> {
+        self.write(&Record::Run(Box::new(run.clone())))
+    }
+    fn token(&mut self, token: &TokenRecord) -> io::Result<()> {
+        self.write(&Record::Token(Box::new(token.clone())))
+    }
+    fn summary(&mut self, summary: &SummaryRecord) -> io::Result<()> {
+        self.write(&Record::Summary(Box::new(summary.clone())))
+    }
+}
+
+/// One CSV row per token (the `top` alternatives as a JSON array in one column).
+pub struct CsvTrace {
+    out: csv::Writer<File>,
+}
+
+#[derive(Serialize)]
+struct CsvRow<'a> {
+    seq: usize,
+    index: usize,
+    position: usize,
+    token_id: u32,
+    text: &'a str,
+    eos: bool,
+    phase: &'a str,
+    entropy_bits: f64,
+    sampling_entropy_bits: f64,
+    surprisal_bits: f64,
+    prob: f64,
+    t_start_s: f64,
+    t_end_s: f64,
+    energy_j: Option<f64>,
+    energy_estimated: bool,
+    landauer_j: f64,
+    landauer_gap: Option<f64>,
+    top: String,
+}
+
+impl CsvTrace {
+    pub fn create(path: &Path) -> io::Result<Self> {
+        Ok(Self {
+            out: csv::Writer::from_writer(create(path)?),
+        })
+    }
+}
+
+impl RecordSink for CsvTrace {
+    fn token(&mut self, t: &TokenRecord) -> io::Result<()> {
+        self.out.serialize(CsvRow {
+            seq: t.seq,
+            index: t.index,
+            position: t.position,
+            token_id: t.token_id,
+            text: &t.text,
+            eos: t.eos,
+            phase: &t.phase,
+            entropy_bits: t.entropy_bits,
+            sampling_entropy_bits: t.sampling_entropy_bits,
+            surprisal_bits: t.surprisal_bits,
+            prob: t.prob,
+            t_start_s: t.t_start_s,
+            t_end_s: t.t_end_s,
+            energy_j: t.energy_j,
+            energy_estimated: t.energy_estimated,
+            landauer_j: t.landauer_j,
+            landauer_gap: t.landauer_gap,
+            top: serde_json::to_string(&t.top)?,
+        })?;
+        self.out.flush()
+    }
+}
+
+/// Streams generated text to one writer and the summary to another (normally stdout and
+/// stderr; with `--json` the text goes to stderr too, leaving stdout to the JSON).
+pub struct TerminalPrinter {
+    text: Box<dyn Write>,
+    report: Box<dyn Write>,
+    run: Option<RunRecord>,
+    show_summary: bool,
+}
+
+impl TerminalPrinter {
+    pub fn new(text: Box<dyn Write>, report: Box<dyn Write>, show_summary: bool) -> Self {
+        Self {
+            text,
+            report,
+            run: None,
+            show_summary,
+        }
+    }
+}
+
+impl RecordSink for TerminalPrinter {
+    fn run(&mut self, run: &RunRecord) -> io::Result<()> {
+        self.run = Some(run.clone());
+        Ok(())
+    }
+    fn token(&mut self, t: &TokenRecord) -> io::Result<()> {
+        if !t.eos {
+            self.text.write_all(t.text.as_bytes())?;
+            self.text.flush()?;
+        }
+        Ok(())
+    }
+    fn text_tail(&mut self, text: &str) -> io::Result<()> {
+        self.text.write_all(text.as_bytes())?;
+        self.text.flush()
+    }
+    fn summary(&mut self, s: &SummaryRecord) -> io::Result<()> {
+        self.text.write_all(b"\n")?;
+        self.text.flush()?;
+        if self.show_summary {
+            if let Some(run) = &self.run {
+                self.report.write_all(format_summary(run, s).as_bytes())?;
+                self.report.flush()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    v.map(f).unwrap_or_else(|| "n/a".into())
+}
+
+/// The human-readable summary printed after a run.
+pub fn format_summary(run: &RunRecord, s: &SummaryRecord) -> String {
+    let est = if s.estimated { " ESTIMATED" } else { "" };
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:>12}  {v}\n"));
+    line(
+        "model",
+        format!(
+            "{} {} ({:.1}M params, {}) on {}, {} thread(s)",
+            run.model,
+            run.quantization,
+            run.parameters as f64 / 1e6,
+            run.architecture,
+            run.device,
+            run.threads
+        ),
+    );
+    line(
+        "prompt",
+        format!(
+            "{} tokens, prefill {} tokens/s ({:.3} s)",
+            s.prompt_tokens,
+            opt(s.prefill_tokens_per_s, |v| format!("{v:.1}")),
+            s.prefill_s
+        ),
+    );
+    line(
+        "generated",
+        format!(
+            "{} tokens (stop: {}), decode {} tokens/s",
+            s.tokens,
+            s.stop_reason,
+            opt(s.decode_tokens_per_s, |v| format!("{v:.1}"))
+        ),
+    );
+    match s.energy_j {
+        Some(e) => {
+            line(
+                "energy",
+                format!(
+                    "{e:.3} J{est}, {} J/token, {} tokens/Wh, mean {} W",
+                    opt(s.joules_per_token, |v| format!("{v:.4}")),
+                    opt(s.tokens_per_wh, |v| format!("{v:.0}")),
+                    opt(s.mean_power_w, |v| format!("{v:.1}")),
+                ),
+            );
+            line(
+                "",
+                format!(
+                    "prefill {} J, decode {} J/token",
+                    opt(s.prefill_energy_j, |v| format!("{v:.3}")),
+                    opt(s.decode_joules_per_token, |v| format!("{v:.4}")),
+                ),
+            );
+        }
+        None => line("energy", "not measured (--meter none)".into()),
+    }
+    line("meter", format!("{}: {}", run.meter, run.meter_description));
+    line(
+        "information",
+        format!(
+            "{:.3} bits/token mean entropy (surprisal {:.3}), {} bits/J",
+            s.mean_entropy_bits,
+            s.mean_surprisal_bits,
+            opt(s.bits_per_joule, |v| format!("{v:.2}"))
+        ),
+    );
+    line(
+        "landauer",
+        format!(
+            "k_B T ln2 = {:.4e} J/bit at {} K; the run is {} x above it{est}",
+            run.landauer_j_per_bit,
+            run.kelvin,
+            opt(s.landauer_gap, |v| format!("{v:.3e}"))
+        ),
+    );
+    if s.energy_gaps > 0 {
+        line(
+            "warning",
+            format!(
+                "{} token(s) have no energy: the meter failed to read",
+                s.energy_gaps
+            ),
+        );
+    }
+    out
+}

@@ -1,0 +1,490 @@
+//! End-to-end tests of the `landauer` binary on tiny generated models (offline, no weights).
+
+mod common;
+
+use common::*;
+use landauer_engine::tiny::TinyConfig;
+use serde_json::Value;
+use std::path::Path;
+
+const KT_LN2_300: f64 = 1.380649e-23 * 300.0 * std::f64::consts::LN_2;
+
+fn token_ids(trace: &[Value]) -> Vec<u64> {
+    trace
+        .iter()
+        .filter(|r| r["type"] == "token")
+        .map(|r| r["token_id"].as_u64().unwrap())
+        .collect()
+}
+
+fn generate(model: &Path, out: &Path, extra: &[&str]) -> (std::process::Output, Vec<Value>) {
+    let trace = out.join(format!(
+        "t{}.jsonl",
+        extra.join("_").replace(['/', ' '], "")
+    ));
+    let o = run(landauer()
+        .args(["generate", "The cat sat on", "--model"])
+        .arg(model)
+        .arg("--trace")
+        .arg(&trace)
+        .args(extra));
+    assert!(
+        o.status.success(),
+        "generate failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let t = read_jsonl(&trace);
+    (o, t)
+}
+
+#[test]
+fn trace_has_every_field_and_consistent_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), &TinyConfig::default());
+    let csv = dir.path().join("t.csv");
+    let (out, trace) = generate(
+        &model,
+        dir.path(),
+        &[
+            "--max-tokens",
+            "12",
+            "--seed",
+            "7",
+            "--temperature",
+            "1.0",
+            "--top-k",
+            "40",
+            "--top-p",
+            "0.95",
+            "--meter",
+            "estimate",
+            "--ignore-eos",
+            "--csv",
+            csv.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ESTIMATED"),
+        "summary must label the estimate: {stderr}"
+    );
+
+    // run record first
+    let run = &trace[0];
+    assert_eq!(run["type"], "run");
+    for k in [
+        "model",
+        "model_sha256",
+        "architecture",
+        "quantization",
+        "parameters",
+        "device",
+        "meter",
+        "kelvin",
+        "sampling",
+        "prompt",
+        "landauer_version",
+        "estimated",
+    ] {
+        assert!(!run[k].is_null(), "run record lacks {k}: {run}");
+    }
+    assert_eq!(run["architecture"], "llama");
+    assert_eq!(run["quantization"], "Q8_0");
+    assert_eq!(run["meter"], "cpu-time-estimate");
+    assert_eq!(run["estimated"], true);
+    assert_eq!(run["sampling"]["seed"], 7);
+    assert_eq!(run["sampling"]["top_k"], 40);
+    assert_eq!(run["model_sha256"].as_str().unwrap().len(), 64);
+    let vocab = 3 + 256 + 200;
+
+    // tokens
+    let toks: Vec<&Value> = trace.iter().filter(|r| r["type"] == "token").collect();
+    assert_eq!(toks.len(), 12);
+    let mut prev_end = 0.0;
+    let mut energy_sum = 0.0;
+    let mut entropy_sum = 0.0;
+    for (i, t) in toks.iter().enumerate() {
+        assert_eq!(t["index"].as_u64().unwrap() as usize, i);
+        assert_eq!(t["phase"], if i == 0 { "prefill" } else { "decode" });
+        let h = f(t, "entropy_bits");
+        assert!(h > 0.0 && h <= (vocab as f64).log2() + 1e-9, "entropy {h}");
+        let hs = f(t, "sampling_entropy_bits");
+        assert!(
+            hs >= 0.0 && hs <= 40f64.log2() + 1e-9,
+            "sampling entropy {hs} over top-40"
+        );
+        let p = f(t, "prob");
+        assert!(p > 0.0 && p <= 1.0);
+        assert!(close(f(t, "surprisal_bits"), -p.log2(), 1e-9));
+        let top = t["top"].as_array().unwrap();
+        assert_eq!(top.len(), 5);
+        let probs: Vec<f64> = top.iter().map(|a| f(a, "prob")).collect();
+        assert!(
+            probs.windows(2).all(|w| w[0] >= w[1]),
+            "top not sorted: {probs:?}"
+        );
+        assert!(top
+            .iter()
+            .all(|a| a["text"].is_string() && a["token_id"].is_u64()));
+        // the chosen token is at most as likely as the most likely one
+        assert!(p <= probs[0] + 1e-12);
+        // if the chosen token is in the top list, its probability agrees
+        for a in top {
+            if a["token_id"] == t["token_id"] {
+                assert!(close(f(a, "prob"), p, 1e-9));
+            }
+        }
+        let (ts, te) = (f(t, "t_start_s"), f(t, "t_end_s"));
+        assert!(
+            close(ts, prev_end, 1e-12) && te >= ts,
+            "windows must tile: {ts} {te} {prev_end}"
+        );
+        prev_end = te;
+        let e = f(t, "energy_j");
+        assert!(e >= 0.0);
+        assert_eq!(t["energy_estimated"], true);
+        energy_sum += e;
+        entropy_sum += h;
+        assert!(close(f(t, "landauer_j"), h * KT_LN2_300, 1e-9));
+        match t["landauer_gap"].as_f64() {
+            Some(g) => assert!(close(g, e / (h * KT_LN2_300), 1e-9)),
+            None => assert!(e == 0.0 || h == 0.0),
+        }
+        assert!(t["text"].is_string());
+    }
+
+    // summary last
+    let s = trace.last().unwrap();
+    assert_eq!(s["type"], "summary");
+    assert_eq!(s["tokens"], 12);
+    assert_eq!(s["stop_reason"], "max_tokens");
+    assert_eq!(s["estimated"], true);
+    assert!(
+        close(f(s, "energy_j"), energy_sum, 1e-9),
+        "per-token energies must add up"
+    );
+    assert!(close(f(s, "joules_per_token"), energy_sum / 12.0, 1e-9));
+    assert!(close(
+        f(s, "tokens_per_wh"),
+        3600.0 / (energy_sum / 12.0),
+        1e-9
+    ));
+    assert!(close(f(s, "mean_entropy_bits"), entropy_sum / 12.0, 1e-9));
+    assert!(close(
+        f(s, "bits_per_joule"),
+        entropy_sum / energy_sum,
+        1e-9
+    ));
+    assert!(close(
+        f(s, "landauer_gap"),
+        energy_sum / (entropy_sum * KT_LN2_300),
+        1e-9
+    ));
+    assert!(f(s, "decode_tokens_per_s") > 0.0);
+    assert!(close(
+        f(s, "decode_tokens_per_s"),
+        11.0 / (prev_end - f(toks[0], "t_end_s")),
+        1e-6
+    ));
+    assert!(
+        f(s, "energy_j") > 0.0,
+        "a run of 12 tokens burns measurable CPU time"
+    );
+
+    // CSV: one row per token, same tokens
+    let mut rdr = csv::Reader::from_path(&csv).unwrap();
+    let headers = rdr.headers().unwrap().clone();
+    for h in [
+        "entropy_bits",
+        "sampling_entropy_bits",
+        "surprisal_bits",
+        "prob",
+        "energy_j",
+        "energy_estimated",
+        "landauer_gap",
+        "top",
+    ] {
+        assert!(headers.iter().any(|x| x == h), "csv lacks {h}");
+    }
+    let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 12);
+    let idx = headers.iter().position(|h| h == "token_id").unwrap();
+    let csv_ids: Vec<u64> = rows.iter().map(|r| r[idx].parse().unwrap()).collect();
+    assert_eq!(csv_ids, token_ids(&trace));
+}
+
+#[test]
+fn same_seed_same_text_and_greedy_ignores_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), &TinyConfig::default());
+    let base = [
+        "--max-tokens",
+        "16",
+        "--temperature",
+        "1.0",
+        "--ignore-eos",
+        "-q",
+    ];
+    let ids = |seed: &str, extra: &[&str]| {
+        let mut a: Vec<&str> = base.to_vec();
+        a.extend(["--seed", seed]);
+        a.extend(extra);
+        let sub = tempfile::tempdir_in(dir.path()).unwrap();
+        token_ids(&generate(&model, sub.path(), &a).1)
+    };
+    let a = ids("1", &[]);
+    assert_eq!(a, ids("1", &[]), "same seed must give the same tokens");
+    assert_ne!(
+        a,
+        ids("2", &[]),
+        "different seeds should differ over 16 tokens"
+    );
+    assert_eq!(ids("1", &["--greedy"]), ids("2", &["--greedy"]));
+    // Greedy picks the most likely token every time, with nothing sampled.
+    let sub = tempfile::tempdir_in(dir.path()).unwrap();
+    let (_, t) = generate(
+        &model,
+        sub.path(),
+        &["--greedy", "--max-tokens", "6", "--ignore-eos"],
+    );
+    for r in t.iter().filter(|r| r["type"] == "token") {
+        assert_eq!(r["top"][0]["token_id"], r["token_id"]);
+        assert_eq!(f(r, "sampling_entropy_bits"), 0.0);
+    }
+}
+
+#[test]
+fn chat_template_and_json_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), &TinyConfig::default());
+    let (out, t) = generate(
+        &model,
+        dir.path(),
+        &["--chat", "--max-tokens", "3", "--json", "--seed", "3"],
+    );
+    let prompt_text = t[0]["prompt_text"].as_str().unwrap();
+    assert!(
+        prompt_text.starts_with("<|im_start|>user\nThe cat sat on<|im_end|>"),
+        "{prompt_text}"
+    );
+    assert!(prompt_text.ends_with("<|im_start|>assistant\n"));
+    assert_eq!(t[0]["chat"], true);
+    // <|im_start|> and <|im_end|> are single special tokens, not strings of bytes: the chat
+    // prompt costs far fewer tokens than its bytes would.
+    let plain = t[0]["prompt_text"].as_str().unwrap().len() as u64;
+    let n = t[0]["prompt_tokens"].as_u64().unwrap();
+    assert!(n * 2 < plain, "{n} tokens for {plain} bytes");
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON on stdout");
+    assert_eq!(summary["tokens"], t.last().unwrap()["tokens"]);
+    assert!(summary["joules_per_token"].is_number());
+}
+
+#[test]
+fn meter_none_leaves_energy_null() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), &TinyConfig::default());
+    let (_, t) = generate(
+        &model,
+        dir.path(),
+        &["--meter", "none", "--max-tokens", "3", "--ignore-eos"],
+    );
+    assert!(t[1]["energy_j"].is_null());
+    assert!(t.last().unwrap()["energy_j"].is_null());
+    assert_eq!(t.last().unwrap()["estimated"], false);
+}
+
+/// A bad input gives one line on stderr that starts with `landauer: error:`, a failure exit
+/// status, and no panic.
+fn refuses(args: &[&str], expect: &str) {
+    let o = run(landauer().args(args));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{args:?} should fail");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {err}");
+    assert!(lines[0].starts_with("landauer: error:"), "{err}");
+    assert!(
+        lines[0].to_lowercase().contains(&expect.to_lowercase()),
+        "{args:?}: expected {expect:?} in {err}"
+    );
+}
+
+#[test]
+fn bad_inputs_get_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = tiny_model(d, &TinyConfig::default());
+    let m = model.to_str().unwrap();
+
+    refuses(
+        &["generate", "hi", "--model", "/no/such/model.gguf"],
+        "not found",
+    );
+
+    let text = d.join("notes.gguf");
+    std::fs::write(&text, "just some text, not a model").unwrap();
+    refuses(
+        &["generate", "hi", "--model", text.to_str().unwrap()],
+        "not a GGUF file",
+    );
+
+    let bytes = std::fs::read(&model).unwrap();
+    let cut = d.join("cut.gguf");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    refuses(
+        &["generate", "hi", "--model", cut.to_str().unwrap()],
+        "truncated",
+    );
+    let header_only = d.join("header.gguf");
+    std::fs::write(&header_only, &bytes[..100]).unwrap();
+    refuses(
+        &["generate", "hi", "--model", header_only.to_str().unwrap()],
+        "download it again",
+    );
+
+    let falcon = tiny_model(
+        d,
+        &TinyConfig {
+            architecture: "falcon".into(),
+            ..Default::default()
+        },
+    );
+    refuses(
+        &["generate", "hi", "--model", falcon.to_str().unwrap()],
+        "unsupported architecture `falcon`",
+    );
+    refuses(
+        &["generate", "hi", "--model", falcon.to_str().unwrap()],
+        "llama, mistral, qwen2, qwen3",
+    );
+
+    let short = tiny_model(
+        d,
+        &TinyConfig {
+            context: 16,
+            ..Default::default()
+        },
+    );
+    let long_prompt = "The cat sat on the mat. ".repeat(20);
+    refuses(
+        &["generate", &long_prompt, "--model", short.to_str().unwrap()],
+        "shorten the prompt",
+    );
+
+    refuses(
+        &["generate", "hi", "--model", m, "--max-tokens", "0"],
+        "--max-tokens",
+    );
+    refuses(
+        &[
+            "generate",
+            "hi",
+            "--model",
+            m,
+            "--tokenizer",
+            "/no/such/tokenizer.json",
+        ],
+        "tokenizer",
+    );
+    let garbage = d.join("tokenizer.json");
+    std::fs::write(&garbage, "{ not json").unwrap();
+    refuses(
+        &[
+            "generate",
+            "hi",
+            "--model",
+            m,
+            "--tokenizer",
+            garbage.to_str().unwrap(),
+        ],
+        "tokenizer",
+    );
+    refuses(
+        &[
+            "generate",
+            "hi",
+            "--model",
+            m,
+            "--trace",
+            "/no/such/dir/t.jsonl",
+        ],
+        "/no/such/dir/t.jsonl",
+    );
+    refuses(
+        &[
+            "generate",
+            "hi",
+            "--model",
+            m,
+            "--csv",
+            "/no/such/dir/t.csv",
+        ],
+        "writable",
+    );
+    refuses(
+        &["generate", "hi", "--model", m, "--temperature=-1"],
+        "temperature",
+    );
+    refuses(&["generate", "hi", "--model", m, "--top-p", "2"], "top-p");
+    refuses(&["generate", "--model", m], "no prompt");
+}
+
+#[test]
+fn ctrl_c_leaves_a_valid_trace_with_a_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(
+        dir.path(),
+        &TinyConfig {
+            context: 4096,
+            ..Default::default()
+        },
+    );
+    let trace = dir.path().join("int.jsonl");
+    let child = landauer()
+        .args([
+            "generate",
+            "The cat",
+            "--ignore-eos",
+            "--max-tokens",
+            "4000",
+            "-q",
+            "--model",
+        ])
+        .arg(&model)
+        .arg("--trace")
+        .arg(&trace)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until some tokens are on disk, then interrupt.
+    let t0 = std::time::Instant::now();
+    loop {
+        let n = std::fs::read_to_string(&trace)
+            .map(|s| s.lines().count())
+            .unwrap_or(0);
+        if n > 5 {
+            break;
+        }
+        assert!(t0.elapsed().as_secs() < 60, "no tokens after 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = read_jsonl(&trace);
+    let s = t.last().unwrap();
+    assert_eq!(s["type"], "summary");
+    assert_eq!(s["stop_reason"], "interrupted");
+    let n = t.iter().filter(|r| r["type"] == "token").count();
+    assert_eq!(s["tokens"].as_u64().unwrap() as usize, n);
+    assert!(n < 4000);
+}
