@@ -338,12 +338,14 @@ mod tests {
     #[test]
     fn top_p_over_a_large_flat_vocabulary_grows_past_the_first_window() {
         let logits = vec![0.0f32; 10_000];
-        let mut s = Sampler::new(params(1.0, None, Some(0.5), 3)).unwrap();
+        // 5,000 tokens hold 0.5 of the mass, 5,001 hold 0.5001: the first set to reach
+        // 0.50005 needs 5,001, far past the first 64-token window.
+        let mut s = Sampler::new(params(1.0, None, Some(0.50005), 3)).unwrap();
         let (_, d) = s.sample(&logits);
         let SampledDist::Truncated { ids, .. } = d else {
             panic!()
         };
-        assert_eq!(ids.len(), 5_000);
+        assert_eq!(ids.len(), 5_001);
     }
 
     #[test]

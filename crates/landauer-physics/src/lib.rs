@@ -56,22 +56,33 @@ pub fn log_sum_exp(logits: &[f32]) -> f64 {
 
 /// Shannon entropy, in bits, of softmax(`logits`).
 ///
-/// Uses H = lse − Σ p_i x_i (in nats) with p_i = exp(x_i − lse): one pass for the maximum,
-/// one for the sum, one for the expectation. Entries at `-inf` contribute nothing.
+/// With m = max x_i, d_i = x_i − m, s = Σ e^{d_i}: H = ln s − Σ e^{d_i} d_i / s (in nats).
+/// Working with the shifted d_i keeps full precision whatever the logits' magnitude; one pass
+/// for the maximum, one for both sums. Entries at `-inf` contribute nothing.
 pub fn entropy_bits_from_logits(logits: &[f32]) -> f64 {
-    let lse = log_sum_exp(logits);
-    if !lse.is_finite() {
-        return if lse.is_nan() { f64::NAN } else { 0.0 };
-    }
-    let mut h_nats = 0.0f64;
+    let mut max = f64::NEG_INFINITY;
     for &x in logits {
         let x = x as f64;
-        if x == f64::NEG_INFINITY {
+        if x.is_nan() {
+            return f64::NAN;
+        }
+        max = max.max(x);
+    }
+    if !max.is_finite() {
+        // Empty, all masked, or an infinite logit that takes all the mass.
+        return 0.0;
+    }
+    let (mut s, mut t) = (0.0f64, 0.0f64);
+    for &x in logits {
+        let d = x as f64 - max;
+        if d == f64::NEG_INFINITY {
             continue;
         }
-        let log_p = x - lse;
-        h_nats -= log_p.exp() * log_p;
+        let e = d.exp();
+        s += e;
+        t += e * d;
     }
+    let h_nats = s.ln() - t / s;
     // Rounding can leave a tiny negative value for a one-hot distribution.
     (h_nats / std::f64::consts::LN_2).max(0.0)
 }
