@@ -47,7 +47,7 @@ pub fn log_sum_exp(logits: &[f32]) -> f64 {
             max = x;
         }
     }
-    if max == f64::NEG_INFINITY || max == f64::INFINITY {
+    if max.is_infinite() {
         return max;
     }
     let sum: f64 = logits.iter().map(|&x| ((x as f64) - max).exp()).sum();
