@@ -488,3 +488,50 @@ fn ctrl_c_leaves_a_valid_trace_with_a_summary() {
     assert_eq!(s["tokens"].as_u64().unwrap() as usize, n);
     assert!(n < 4000);
 }
+
+#[test]
+fn every_supported_architecture_generates() {
+    let dir = tempfile::tempdir().unwrap();
+    for arch in landauer_engine::SUPPORTED_ARCHITECTURES {
+        let model = tiny_model(
+            dir.path(),
+            &TinyConfig {
+                architecture: arch.to_string(),
+                ..Default::default()
+            },
+        );
+        let sub = tempfile::tempdir_in(dir.path()).unwrap();
+        let (_, t) = generate(
+            &model,
+            sub.path(),
+            &["--max-tokens", "4", "--ignore-eos", "--seed", "1", "-q"],
+        );
+        assert_eq!(t[0]["architecture"], *arch);
+        let toks = t.iter().filter(|r| r["type"] == "token").count();
+        assert_eq!(toks, 4, "{arch}");
+        assert!(t
+            .iter()
+            .filter(|r| r["type"] == "token")
+            .all(|r| f(r, "entropy_bits") > 0.0));
+    }
+}
+
+#[test]
+fn a_tokenizer_json_replaces_the_embedded_vocabulary() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), &TinyConfig::default());
+    // Save the GGUF's own tokenizer as tokenizer.json: loading it back must give the same run.
+    let gguf = landauer_engine::gguf::GgufFile::open(&model).unwrap();
+    let tok = landauer_engine::tokenizer::tokenizer_from_gguf(&gguf).unwrap();
+    let json = dir.path().join("tokenizer.json");
+    tok.save(&json, false).unwrap();
+    let a = tempfile::tempdir_in(dir.path()).unwrap();
+    let b = tempfile::tempdir_in(dir.path()).unwrap();
+    let args = ["--max-tokens", "6", "--greedy", "--ignore-eos", "-q"];
+    let (_, ta) = generate(&model, a.path(), &args);
+    let mut with_json = args.to_vec();
+    with_json.extend(["--tokenizer", json.to_str().unwrap()]);
+    let (_, tb) = generate(&model, b.path(), &with_json);
+    assert_eq!(ta[0]["prompt_tokens"], tb[0]["prompt_tokens"]);
+    assert_eq!(token_ids(&ta), token_ids(&tb));
+}

@@ -148,6 +148,8 @@ fn random_matrix(rng: &mut ChaCha20Rng, rows: usize, cols: usize, scale: f32) ->
 }
 
 /// Writes a tiny random-weight model with a trained BPE vocabulary and a ChatML template.
+/// `cfg.architecture` may be `llama`, `mistral`, `qwen2` or `qwen3` (each gets the tensors its
+/// candle implementation reads), or anything else to make a file landauer must refuse.
 pub fn write_tiny_llama(path: &Path, cfg: &TinyConfig) -> candle_core::Result<()> {
     let (vocab, merges) = train_bpe(cfg.merges);
     let mut rng = ChaCha20Rng::seed_from_u64(cfg.seed);
@@ -205,12 +207,29 @@ pub fn write_tiny_llama(path: &Path, cfg: &TinyConfig) -> candle_core::Result<()
         )?;
     }
     let ones = Tensor::ones(cfg.hidden, candle_core::DType::F32, &dev)?;
+    let head_ones = Tensor::ones(head_dim, candle_core::DType::F32, &dev)?;
+    let f32_tensor = |t: &Tensor| QTensor::quantize(t, GgmlDType::F32);
     for i in 0..cfg.layers {
         for n in ["attn_norm", "ffn_norm"] {
-            tensors.push((
-                format!("blk.{i}.{n}.weight"),
-                QTensor::quantize(&ones, GgmlDType::F32)?,
-            ));
+            tensors.push((format!("blk.{i}.{n}.weight"), f32_tensor(&ones)?));
+        }
+        match cfg.architecture.as_str() {
+            // Qwen2 has biases on the q, k, v projections.
+            "qwen2" => {
+                let kv = cfg.kv_heads * head_dim;
+                for (n, len) in [("q", cfg.hidden), ("k", kv), ("v", kv)] {
+                    let b: Vec<f32> = (0..len).map(|_| rng.random_range(-0.1..0.1)).collect();
+                    let b = Tensor::from_vec(b, len, &dev)?;
+                    tensors.push((format!("blk.{i}.attn_{n}.bias"), f32_tensor(&b)?));
+                }
+            }
+            // Qwen3 normalises queries and keys per head.
+            "qwen3" => {
+                for n in ["attn_q_norm", "attn_k_norm"] {
+                    tensors.push((format!("blk.{i}.{n}.weight"), f32_tensor(&head_ones)?));
+                }
+            }
+            _ => {}
         }
     }
     tensors.push((
@@ -239,6 +258,8 @@ pub fn write_tiny_llama(path: &Path, cfg: &TinyConfig) -> candle_core::Result<()
             Value::U32(cfg.kv_heads as u32),
         ),
         (k("rope.dimension_count"), Value::U32(head_dim as u32)),
+        (k("attention.key_length"), Value::U32(head_dim as u32)),
+        (k("attention.value_length"), Value::U32(head_dim as u32)),
         (k("rope.freq_base"), Value::F32(10_000.0)),
         (k("attention.layer_norm_rms_epsilon"), Value::F32(1e-5)),
         ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
