@@ -44,6 +44,7 @@ pub struct BenchArgs {
 struct Timed<S> {
     inner: S,
     decode_s: f64,
+    decode_cpu_s: f64,
 }
 
 impl<S: TokenSink> TokenSink for Timed<S> {
@@ -52,9 +53,11 @@ impl<S: TokenSink> TokenSink for Timed<S> {
     }
     fn token(&mut self, e: &TokenEvent<'_>) -> Result<(), SinkError> {
         let t = std::time::Instant::now();
+        let c = landauer_meter::thread_cpu_seconds().unwrap_or(0.0);
         let r = self.inner.token(e);
         if e.index > 0 {
             self.decode_s += t.elapsed().as_secs_f64();
+            self.decode_cpu_s += landauer_meter::thread_cpu_seconds().unwrap_or(0.0) - c;
         }
         r
     }
@@ -89,8 +92,11 @@ struct BenchReport {
     /// (decode time per token with tracing) / (without) − 1, from the medians: end to end,
     /// and as noisy as the machine.
     tracing_overhead: f64,
-    /// Time spent inside the trace sinks per decode token, milliseconds (median over runs).
+    /// Wall time spent inside the trace sinks per decode token, milliseconds (median over
+    /// runs). It includes waiting for a core: candle's idle workers spin ~1 ms before parking.
     tracing_ms_per_token: f64,
+    /// CPU time of the generating thread inside the sinks per decode token, milliseconds.
+    tracing_cpu_ms_per_token: f64,
     /// That time over the untraced decode time per token (median): the direct cost of tracing.
     tracing_cost_fraction: f64,
 }
@@ -184,7 +190,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         engine.generate(&tokens, &opts, ())?;
     }
     let (mut off_d, mut off_p, mut on_d, mut on_p) = (vec![], vec![], vec![], vec![]);
-    let mut sink_ms = vec![];
+    let (mut sink_ms, mut sink_cpu_ms) = (vec![], vec![]);
     let mut generated = 0;
     for i in 0..args.runs {
         // Alternate the order so that drift (heat, other load) hits both alike.
@@ -193,9 +199,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 let mut timed = Timed {
                     inner: make_recorder(i)?,
                     decode_s: 0.0,
+                    decode_cpu_s: 0.0,
                 };
                 let end = engine.generate(&tokens, &opts, &mut timed)?;
-                sink_ms.push(timed.decode_s * 1e3 / (end.generated_tokens - 1) as f64);
+                let n = (end.generated_tokens - 1) as f64;
+                sink_ms.push(timed.decode_s * 1e3 / n);
+                sink_cpu_ms.push(timed.decode_cpu_s * 1e3 / n);
                 end
             } else {
                 engine.generate(&tokens, &opts, ())?
@@ -232,6 +241,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         runs: args.runs,
         tracing_overhead: off.decode_tokens_per_s_median / on.decode_tokens_per_s_median - 1.0,
         tracing_ms_per_token,
+        tracing_cpu_ms_per_token: median(&sink_cpu_ms),
         tracing_cost_fraction: tracing_ms_per_token * 1e-3 * off.decode_tokens_per_s_median,
         tracing_off: off,
         tracing_on: on,
@@ -265,8 +275,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             report.tracing_on.prefill_tokens_per_s_median
         );
         println!(
-            "tracing: {:.3} ms per token inside the sinks = {:.2}% of untraced decode time; end-to-end difference of medians {:+.2}%",
+            "tracing: {:.3} ms per token inside the sinks ({:.3} ms of CPU) = {:.2}% of untraced decode time; end-to-end difference of medians {:+.2}%",
             report.tracing_ms_per_token,
+            report.tracing_cpu_ms_per_token,
             report.tracing_cost_fraction * 100.0,
             report.tracing_overhead * 100.0
         );

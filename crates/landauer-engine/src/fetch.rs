@@ -234,6 +234,7 @@ pub fn ensure_default_model(m: &Manifest, progress: bool) -> Result<PathBuf> {
                     hub.repo
                 ));
             }
+            Err(EngineError::Fetch(msg)) => failures.push(format!("hub: {msg}")),
             Err(e) => failures.push(format!("hub: {e}")),
         }
     }

@@ -10,12 +10,21 @@ pub const DEFAULT_CPU_WATTS_PER_CORE: f64 = 10.0;
 
 /// CPU time (user + system, all threads) this process has used, in seconds.
 pub fn process_cpu_seconds() -> Result<f64, MeterError> {
+    cpu_clock(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
+/// CPU time the calling thread has used, in seconds.
+pub fn thread_cpu_seconds() -> Result<f64, MeterError> {
+    cpu_clock(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+fn cpu_clock(clock: libc::clockid_t) -> Result<f64, MeterError> {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime writes one timespec through a valid pointer.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
     if rc != 0 {
         return Err(MeterError::CpuTime(std::io::Error::last_os_error()));
     }

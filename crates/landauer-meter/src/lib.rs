@@ -26,7 +26,9 @@
 mod cpu_time;
 mod rapl;
 
-pub use cpu_time::{process_cpu_seconds, CpuTimeEstimate, DEFAULT_CPU_WATTS_PER_CORE};
+pub use cpu_time::{
+    process_cpu_seconds, thread_cpu_seconds, CpuTimeEstimate, DEFAULT_CPU_WATTS_PER_CORE,
+};
 pub use rapl::{RaplDomain, RaplMeter, DEFAULT_POWERCAP_ROOT};
 
 use std::time::Instant;

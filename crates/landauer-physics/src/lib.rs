@@ -34,20 +34,23 @@ pub fn landauer_joules_per_bit(kelvin: f64) -> f64 {
     BOLTZMANN * kelvin * std::f64::consts::LN_2
 }
 
-/// Natural log of Σ exp(x_i), stable for any magnitudes. Returns `-inf` when every
-/// entry is `-inf` (or the slice is empty) and `NaN` if any entry is `NaN`.
-pub fn log_sum_exp(logits: &[f32]) -> f64 {
+/// The largest logit, in f64: `NaN` if any logit is `NaN`, `-inf` for an empty slice.
+fn max_logit(logits: &[f32]) -> f64 {
     let mut max = f64::NEG_INFINITY;
     for &x in logits {
-        let x = x as f64;
         if x.is_nan() {
             return f64::NAN;
         }
-        if x > max {
-            max = x;
-        }
+        max = max.max(x as f64);
     }
-    if max.is_infinite() {
+    max
+}
+
+/// Natural log of Σ exp(x_i), stable for any magnitudes. Returns `-inf` when every
+/// entry is `-inf` (or the slice is empty) and `NaN` if any entry is `NaN`.
+pub fn log_sum_exp(logits: &[f32]) -> f64 {
+    let max = max_logit(logits);
+    if !max.is_finite() {
         return max;
     }
     let sum: f64 = logits.iter().map(|&x| ((x as f64) - max).exp()).sum();
@@ -60,13 +63,9 @@ pub fn log_sum_exp(logits: &[f32]) -> f64 {
 /// Working with the shifted d_i keeps full precision whatever the logits' magnitude; one pass
 /// for the maximum, one for both sums. Entries at `-inf` contribute nothing.
 pub fn entropy_bits_from_logits(logits: &[f32]) -> f64 {
-    let mut max = f64::NEG_INFINITY;
-    for &x in logits {
-        let x = x as f64;
-        if x.is_nan() {
-            return f64::NAN;
-        }
-        max = max.max(x);
+    let max = max_logit(logits);
+    if max.is_nan() {
+        return f64::NAN;
     }
     if !max.is_finite() {
         // Empty, all masked, or an infinite logit that takes all the mass.
