@@ -49,27 +49,37 @@ fn max_logit(logits: &[f32]) -> f64 {
 /// Natural log of Σ exp(x_i), stable for any magnitudes. Returns `-inf` when every
 /// entry is `-inf` (or the slice is empty) and `NaN` if any entry is `NaN`.
 pub fn log_sum_exp(logits: &[f32]) -> f64 {
-    let max = max_logit(logits);
-    if !max.is_finite() {
-        return max;
-    }
-    let sum: f64 = logits.iter().map(|&x| ((x as f64) - max).exp()).sum();
-    max + sum.ln()
+    softmax_stats(logits).log_sum_exp
 }
 
 /// Shannon entropy, in bits, of softmax(`logits`).
-///
-/// With m = max x_i, d_i = x_i − m, s = Σ e^{d_i}: H = ln s − Σ e^{d_i} d_i / s (in nats).
-/// Working with the shifted d_i keeps full precision whatever the logits' magnitude; one pass
-/// for the maximum, one for both sums. Entries at `-inf` contribute nothing.
 pub fn entropy_bits_from_logits(logits: &[f32]) -> f64 {
+    softmax_stats(logits).entropy_bits
+}
+
+/// What one pass over a step's logits tells: the log-partition function and the entropy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SoftmaxStats {
+    /// ln Σ exp(x_i); the log-probability of token i is x_i − `log_sum_exp`.
+    pub log_sum_exp: f64,
+    /// Shannon entropy of softmax(x), bits.
+    pub entropy_bits: f64,
+}
+
+/// Log-partition function and entropy of softmax(`logits`), with one exponential per entry.
+///
+/// With m = max x_i, d_i = x_i − m, s = Σ e^{d_i}: ln Z = m + ln s and
+/// H = ln s − Σ e^{d_i} d_i / s (in nats). Working with the shifted d_i keeps full precision
+/// whatever the logits' magnitude. Entries at `-inf` contribute nothing; an empty or fully
+/// masked slice has entropy 0; any `NaN` makes both `NaN`.
+pub fn softmax_stats(logits: &[f32]) -> SoftmaxStats {
     let max = max_logit(logits);
-    if max.is_nan() {
-        return f64::NAN;
-    }
     if !max.is_finite() {
-        // Empty, all masked, or an infinite logit that takes all the mass.
-        return 0.0;
+        // NaN, empty, all masked, or an infinite logit that takes all the mass.
+        return SoftmaxStats {
+            log_sum_exp: max,
+            entropy_bits: if max.is_nan() { f64::NAN } else { 0.0 },
+        };
     }
     let (mut s, mut t) = (0.0f64, 0.0f64);
     for &x in logits {
@@ -81,9 +91,12 @@ pub fn entropy_bits_from_logits(logits: &[f32]) -> f64 {
         s += e;
         t += e * d;
     }
-    let h_nats = s.ln() - t / s;
-    // Rounding can leave a tiny negative value for a one-hot distribution.
-    (h_nats / std::f64::consts::LN_2).max(0.0)
+    let ln_s = s.ln();
+    SoftmaxStats {
+        log_sum_exp: max + ln_s,
+        // Rounding can leave a tiny negative value for a one-hot distribution.
+        entropy_bits: ((ln_s - t / s) / std::f64::consts::LN_2).max(0.0),
+    }
 }
 
 /// Shannon entropy, in bits, of an explicit probability vector (need not be normalised:

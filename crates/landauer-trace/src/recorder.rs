@@ -106,8 +106,8 @@ impl TokenSink for Recorder {
     }
 
     fn token(&mut self, ev: &TokenEvent<'_>) -> Result<(), SinkError> {
-        let lse = physics::log_sum_exp(ev.logits);
-        let entropy_bits = physics::entropy_bits_from_logits(ev.logits);
+        let stats = physics::softmax_stats(ev.logits);
+        let (lse, entropy_bits) = (stats.log_sum_exp, stats.entropy_bits);
         let chosen = ev.logits[ev.token_id as usize] as f64;
         let prob = (chosen - lse).exp();
         let top = top_n(ev.logits, self.run.top_n)
