@@ -151,7 +151,13 @@ fn trace_has_every_field_and_consistent_numbers() {
             None => assert!(e == 0.0 || h == 0.0),
         }
         assert!(t["text"].is_string());
+        assert!(t["energy_resolved"].is_boolean());
+        assert_eq!(t["meter_gap"], false);
     }
+    let unresolved = toks
+        .iter()
+        .filter(|t| t["energy_resolved"] == false)
+        .count();
 
     // summary last
     let s = trace.last().unwrap();
@@ -190,6 +196,23 @@ fn trace_has_every_field_and_consistent_numbers() {
         f(s, "energy_j") > 0.0,
         "a run of 12 tokens burns measurable CPU time"
     );
+    assert_eq!(
+        s["unresolved_tokens"].as_u64().unwrap() as usize,
+        unresolved
+    );
+    assert_eq!(s["meter_faults"], 0);
+    // The sampler polls every 10 ms and the estimate changes at every poll.
+    let res = f(run, "meter_resolution_s");
+    assert!(res > 0.005 && res < 0.1, "resolution {res}");
+    assert_eq!(f(run, "meter_interval_s"), 0.01);
+    let frac = f(s, "sampler_cpu_fraction");
+    assert!((0.0..0.1).contains(&frac), "sampler CPU {frac}");
+    // A 12-token run on a tiny model is far shorter than the 2 s steady-state window.
+    assert!(s["steady_joules_per_token"].is_null());
+    assert!(s["steady_note"]
+        .as_str()
+        .unwrap()
+        .contains("generate more tokens"));
 
     // CSV: one row per token, same tokens
     let mut rdr = csv::Reader::from_path(&csv).unwrap();
@@ -534,4 +557,71 @@ fn a_tokenizer_json_replaces_the_embedded_vocabulary() {
     let (_, tb) = generate(&model, b.path(), &with_json);
     assert_eq!(ta[0]["prompt_tokens"], tb[0]["prompt_tokens"]);
     assert_eq!(token_ids(&ta), token_ids(&tb));
+}
+
+#[test]
+fn idle_baseline_gives_active_energy_and_a_steady_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(
+        dir.path(),
+        &TinyConfig {
+            context: 4096,
+            ..Default::default()
+        },
+    );
+    let (_, t) = generate(
+        &model,
+        dir.path(),
+        &[
+            "--idle-seconds",
+            "0.3",
+            "--meter",
+            "estimate",
+            "--max-tokens",
+            "3000",
+            "--ignore-eos",
+            "-q",
+            "--seed",
+            "1",
+        ],
+    );
+    let run = &t[0];
+    assert_eq!(f(run, "idle_seconds"), 0.3);
+    let idle = f(run, "idle_power_w");
+    // Idle, this process burns only the sampler's polls: far below one busy core's 10 W.
+    assert!((0.0..1.0).contains(&idle), "idle power {idle}");
+    let s = t.last().unwrap();
+    assert!(close(
+        f(s, "active_energy_j"),
+        f(s, "energy_j") - idle * f(s, "wall_s"),
+        1e-9
+    ));
+    if f(s, "decode_s") >= 2.0 {
+        let steady = f(s, "steady_joules_per_token");
+        assert!(close(steady, f(s, "decode_joules_per_token"), 1e-9));
+    } else {
+        eprintln!(
+            "decode lasted {} s: steady-state branch not reached",
+            f(s, "decode_s")
+        );
+        assert!(s["steady_joules_per_token"].is_null());
+    }
+}
+
+#[test]
+fn meters_lists_what_this_machine_has() {
+    let o = run(landauer().args(["meters", "--seconds", "0.3", "--json"]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let probes: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> = probes
+        .iter()
+        .map(|p| p["meter"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["nvml", "rapl", "cpu-time-estimate"]);
+    let est = &probes[2];
+    assert_eq!(est["available"], true);
+    assert_eq!(est["estimated"], true);
+    assert!(f(est, "resolution_s") > 0.0);
+    // Whether RAPL is here or not, the answer says what it is or why it is absent.
+    assert!(!probes[1]["description"].as_str().unwrap().is_empty());
 }

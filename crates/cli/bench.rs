@@ -140,10 +140,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let info = engine.info().clone();
     let dir = tempfile::tempdir()?;
     let make_recorder = |i: usize| -> anyhow::Result<Recorder> {
-        let opened = open_meter(
+        let mut opened = open_meter(
             MeterChoice::Auto,
             landauer_meter::DEFAULT_CPU_WATTS_PER_CORE,
         )?;
+        let (sampler, meter_resolution_s) = crate::generate::start_sampler(&mut opened);
         let run = RunRecord {
             landauer_version: env!("CARGO_PKG_VERSION").into(),
             model: info.name.clone().unwrap_or_default(),
@@ -158,6 +159,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             meter: "auto".into(),
             meter_description: String::new(),
             meter_reason: opened.reason.clone(),
+            meter_resolution_s,
+            meter_interval_s: None,
+            idle_seconds: 0.0,
+            idle_power_w: None,
             estimated: true,
             kelvin: 300.0,
             landauer_j_per_bit: landauer_physics::landauer_joules_per_bit(300.0),
@@ -176,7 +181,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             top_n: 5,
             started_unix_s: 0.0,
         };
-        Ok(Recorder::new(run, opened.meter)
+        Ok(Recorder::new(run, sampler)
             .with_sink(JsonlTrace::create(&dir.path().join(format!("{i}.jsonl")))?)
             .with_sink(CsvTrace::create(&dir.path().join(format!("{i}.csv")))?))
     };

@@ -5,7 +5,8 @@ use anyhow::Context;
 use landauer_engine::fetch::{self, ModelSpec};
 use landauer_engine::Device;
 use landauer_engine::{Engine, GenerateOptions, SamplingParams};
-use landauer_meter::{open_meter, MeterChoice};
+use landauer_meter::sampler::MeterSampler;
+use landauer_meter::{open_meter, MeterChoice, OpenedMeter};
 use landauer_trace::{CsvTrace, JsonlTrace, Recorder, RunRecord, SamplingRecord, TerminalPrinter};
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -23,6 +24,19 @@ pub fn load_engine(args: &ModelArgs) -> anyhow::Result<(Engine, String, String)>
     };
     let engine = Engine::load(&resolved.path, args.tokenizer.as_deref(), &Device::Cpu)?;
     Ok((engine, resolved.path.display().to_string(), sha256))
+}
+
+/// The meter's sampler thread, started, with the counter's probed update period.
+pub fn start_sampler(opened: &mut OpenedMeter) -> (Option<MeterSampler>, Option<f64>) {
+    match opened.meter.take() {
+        Some(m) => {
+            let interval = m.default_interval();
+            let s = MeterSampler::start(m, interval);
+            let resolution = s.probe_resolution(3, std::time::Duration::from_millis(500));
+            (Some(s), resolution)
+        }
+        None => (None, None),
+    }
 }
 
 pub fn sampling_params(s: &SamplingArgs) -> SamplingParams {
@@ -59,6 +73,12 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
             args.kelvin
         );
     }
+    if !(args.idle_seconds.is_finite() && args.idle_seconds >= 0.0) {
+        anyhow::bail!(
+            "--idle-seconds must be 0 or more, got {}",
+            args.idle_seconds
+        );
+    }
     if !(args.cpu_watts.is_finite() && args.cpu_watts > 0.0) {
         anyhow::bail!("--cpu-watts must be positive, got {}", args.cpu_watts);
     }
@@ -69,7 +89,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let jsonl = args.trace.as_deref().map(JsonlTrace::create).transpose()?;
     let csv = args.csv.as_deref().map(CsvTrace::create).transpose()?;
 
-    let opened = open_meter(
+    let mut opened = open_meter(
         match args.meter {
             MeterArg::Auto => MeterChoice::Auto,
             MeterArg::Rapl => MeterChoice::Rapl,
@@ -87,9 +107,21 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     };
     let tokens = engine.encode(&prompt_text)?;
     let info = engine.info().clone();
-    let (meter_name, meter_description, estimated) = match &opened.meter {
-        Some(m) => (m.name().to_string(), m.describe(), m.estimated()),
+    let (sampler, meter_resolution_s) = start_sampler(&mut opened);
+    let (meter_name, meter_description, estimated) = match &sampler {
+        Some(s) => (
+            s.info().name.clone(),
+            s.info().description.clone(),
+            s.info().estimated,
+        ),
         None => ("none".into(), "energy not measured".into(), false),
+    };
+    let idle_power_w = match (&sampler, args.idle_seconds) {
+        (Some(s), secs) if secs > 0.0 => {
+            eprintln!("landauer: measuring idle power for {secs} s");
+            s.measure_idle(secs)
+        }
+        _ => None,
     };
     let run = RunRecord {
         landauer_version: env!("CARGO_PKG_VERSION").into(),
@@ -110,6 +142,10 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         meter: meter_name,
         meter_description,
         meter_reason: opened.reason.clone(),
+        meter_resolution_s,
+        meter_interval_s: sampler.as_ref().map(|s| s.interval().as_secs_f64()),
+        idle_seconds: args.idle_seconds,
+        idle_power_w,
         estimated,
         kelvin: args.kelvin,
         landauer_j_per_bit: landauer_physics::landauer_joules_per_bit(args.kelvin),
@@ -137,7 +173,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     } else {
         Box::new(std::io::stdout())
     };
-    let mut recorder = Recorder::new(run, opened.meter).with_sink(TerminalPrinter::new(
+    let mut recorder = Recorder::new(run, sampler).with_sink(TerminalPrinter::new(
         text_out,
         Box::new(std::io::stderr()),
         !args.quiet && !args.json,

@@ -2,6 +2,7 @@
 
 mod bench;
 mod generate;
+mod meters;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -26,6 +27,8 @@ enum Command {
     Fetch,
     /// Benchmark decode speed with tracing on and off (medians of several runs).
     Bench(bench::BenchArgs),
+    /// List the energy meters on this machine and probe each: resolution, idle power, cost.
+    Meters(meters::MetersArgs),
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
@@ -108,6 +111,10 @@ pub struct GenerateArgs {
     /// Assumed watts per busy core for the CPU-time estimate (labeled ESTIMATED wherever shown).
     #[arg(long, default_value_t = landauer_meter::DEFAULT_CPU_WATTS_PER_CORE)]
     pub cpu_watts: f64,
+    /// Seconds of idle power measured before the run, so that summaries can show active
+    /// energy (total minus idle power x time). 0 on CPU by default; GPUs want about 2.
+    #[arg(long, default_value_t = 0.0)]
+    pub idle_seconds: f64,
     /// Write a JSONL trace (run record, one record per token, summary), flushed as it goes.
     #[arg(long, value_name = "FILE.jsonl")]
     pub trace: Option<PathBuf>,
@@ -151,6 +158,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate::run(args),
         Command::Fetch => fetch(),
         Command::Bench(args) => bench::run(args),
+        Command::Meters(args) => meters::run(args),
     };
     match result {
         Ok(code) => code,

@@ -23,8 +23,10 @@
 //! - [`CpuTimeEstimate`] is not a measurement: it multiplies this process's CPU time by an
 //!   assumed power per busy core. It is always labeled *estimated*.
 
+pub mod attribution;
 mod cpu_time;
 mod rapl;
+pub mod sampler;
 
 pub use cpu_time::{
     process_cpu_seconds, thread_cpu_seconds, CpuTimeEstimate, DEFAULT_CPU_WATTS_PER_CORE,
@@ -73,6 +75,10 @@ pub trait EnergyMeter: Send {
     fn estimated(&self) -> bool;
     /// Cumulative joules since the meter was opened.
     fn read(&mut self) -> Result<EnergyReading, MeterError>;
+    /// How often a sampler should poll this meter.
+    fn default_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(10)
+    }
 }
 
 /// Which meter `open_meter` should open.

@@ -28,7 +28,7 @@ mod recorder;
 mod records;
 mod sinks;
 
-pub use recorder::Recorder;
+pub use recorder::{Recorder, MIN_STEADY_WINDOW_S};
 pub use records::{Alternative, Record, RunRecord, SamplingRecord, SummaryRecord, TokenRecord};
 pub use sinks::{format_summary, CsvTrace, JsonlTrace, TerminalPrinter};
 
@@ -37,11 +37,11 @@ pub trait RecordSink {
     fn run(&mut self, _run: &RunRecord) -> std::io::Result<()> {
         Ok(())
     }
-    fn token(&mut self, _token: &TokenRecord) -> std::io::Result<()> {
+    /// Generated text, sent at once (a token's record follows once its energy is known).
+    fn text(&mut self, _text: &str) -> std::io::Result<()> {
         Ok(())
     }
-    /// Text held back by the detokenizer until the end (an incomplete character).
-    fn text_tail(&mut self, _text: &str) -> std::io::Result<()> {
+    fn token(&mut self, _token: &TokenRecord) -> std::io::Result<()> {
         Ok(())
     }
     fn summary(&mut self, _summary: &SummaryRecord) -> std::io::Result<()> {

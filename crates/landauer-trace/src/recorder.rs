@@ -3,21 +3,33 @@
 use crate::records::{Alternative, RunRecord, SummaryRecord, TokenRecord};
 use crate::RecordSink;
 use landauer_engine::{RunEnd, RunStart, SinkError, TokenEvent, TokenSink};
-use landauer_meter::{EnergyMeter, EnergyReading};
+use landauer_meter::attribution::{CounterSample, EnergyTimeline};
+use landauer_meter::sampler::{MeterFault, MeterSampler};
 use landauer_physics as physics;
+use std::collections::VecDeque;
 
-/// The energy-attribution and statistics stage between the engine and the record sinks.
+/// Shortest steady-state window whose J/token is reported (ML.ENERGY: windows under ~2 s
+/// are noisy).
+pub const MIN_STEADY_WINDOW_S: f64 = 2.0;
+
+/// The statistics and energy-attribution stage between the engine and the record sinks.
 ///
-/// Each token's energy is the meter's reading when the token is received minus the reading
-/// for the previous one (the run's start for the first): token windows tile the run, so the
-/// per-token energies add up to the run's total.
+/// Text goes to the sinks at once; a token's record waits until the meter has updated past
+/// the token's end, then gets E(end) − E(start) interpolated between counter updates. Token
+/// windows tile the run, so the tokens' energies add up to the run's total.
 pub struct Recorder {
     run: RunRecord,
-    meter: Option<Box<dyn EnergyMeter>>,
+    sampler: Option<MeterSampler>,
+    metered: bool,
     sinks: Vec<Box<dyn RecordSink>>,
     joules_per_bit: f64,
-    last: Option<EnergyReading>,
-    start: Option<EnergyReading>,
+    /// The run's start on the sampler's clock.
+    offset: f64,
+    timeline: EnergyTimeline,
+    seen: usize,
+    last_poll: f64,
+    faults: Vec<MeterFault>,
+    pending: VecDeque<TokenRecord>,
     acc: Totals,
     summary: Option<SummaryRecord>,
 }
@@ -30,19 +42,25 @@ struct Totals {
     surprisal: f64,
     energy: f64,
     prefill_energy: f64,
-    energy_gaps: usize,
+    unresolved: usize,
 }
 
 impl Recorder {
-    /// `run` is written as the trace's first record when generation begins.
-    pub fn new(run: RunRecord, meter: Option<Box<dyn EnergyMeter>>) -> Self {
+    /// `run` is written as the trace's first record when generation begins. `sampler` is
+    /// the running meter (None: energy not measured).
+    pub fn new(run: RunRecord, sampler: Option<MeterSampler>) -> Self {
         Self {
             joules_per_bit: physics::landauer_joules_per_bit(run.kelvin),
             run,
-            meter,
+            metered: sampler.is_some(),
+            sampler,
             sinks: Vec::new(),
-            last: None,
-            start: None,
+            offset: 0.0,
+            timeline: EnergyTimeline::default(),
+            seen: 0,
+            last_poll: f64::NEG_INFINITY,
+            faults: Vec::new(),
+            pending: VecDeque::new(),
             acc: Totals::default(),
             summary: None,
         }
@@ -63,16 +81,66 @@ impl Recorder {
         self.summary.as_ref()
     }
 
-    fn read_meter(&mut self) -> Option<EnergyReading> {
-        self.meter.as_mut().and_then(|m| m.read().ok())
-    }
-
     fn each(
         &mut self,
         mut f: impl FnMut(&mut dyn RecordSink) -> std::io::Result<()>,
     ) -> Result<(), SinkError> {
         for s in &mut self.sinks {
             f(s.as_mut())?;
+        }
+        Ok(())
+    }
+
+    fn absorb(&mut self, samples: &[CounterSample]) {
+        for s in samples {
+            self.timeline.push(*s);
+            self.last_poll = self.last_poll.max(s.t);
+        }
+    }
+
+    fn pull(&mut self) {
+        if let Some(sampler) = &self.sampler {
+            let mut fresh = Vec::new();
+            self.seen = sampler.samples_since(self.seen, &mut fresh);
+            self.absorb(&fresh);
+        }
+    }
+
+    /// Sets a record's energy from the timeline: E(end) − E(start).
+    fn attribute(&mut self, rec: &mut TokenRecord) {
+        if !self.metered || self.timeline.points().is_empty() {
+            return;
+        }
+        let (a, b) = (self.offset + rec.t_start_s, self.offset + rec.t_end_s);
+        let w = self.timeline.window(a, b);
+        rec.energy_j = Some(w.joules);
+        rec.energy_resolved = w.resolved;
+        rec.energy_estimated = self.run.estimated;
+        rec.meter_gap = self.faults.iter().any(|f| f.t >= a && f.t <= b);
+        rec.landauer_gap = (rec.landauer_j > 0.0).then(|| w.joules / rec.landauer_j);
+        self.acc.energy += w.joules;
+        if rec.index == 0 {
+            self.acc.prefill_energy += w.joules;
+        }
+        if !w.resolved {
+            self.acc.unresolved += 1;
+        }
+    }
+
+    /// Writes the records whose energy is known: the counter has updated past their end (or
+    /// has been polled well past it without changing). With `all`, writes every one.
+    fn emit_ready(&mut self, all: bool) -> Result<(), SinkError> {
+        let period = self.timeline.update_period().unwrap_or(0.0);
+        while let Some(front) = self.pending.front() {
+            let end = self.offset + front.t_end_s;
+            let updated = self.timeline.last_update().is_some_and(|u| u >= end);
+            let stale = self.last_poll >= end + (2.0 * period).max(0.25);
+            if !(all || !self.metered || updated || stale) {
+                break;
+            }
+            let mut rec = self.pending.pop_front().expect("front exists");
+            self.attribute(&mut rec);
+            self.each(|s| s.token(&rec))?;
         }
         Ok(())
     }
@@ -98,9 +166,10 @@ fn top_n(logits: &[f32], n: usize) -> Vec<(u32, f32)> {
 impl TokenSink for Recorder {
     fn begin(&mut self, start: &RunStart) -> Result<(), SinkError> {
         self.run.prompt_tokens = start.prompt_tokens;
-        let r = self.read_meter();
-        self.start = r;
-        self.last = r;
+        if let Some(s) = &self.sampler {
+            self.offset = start.at.saturating_duration_since(s.epoch()).as_secs_f64();
+        }
+        self.pull();
         let run = self.run.clone();
         self.each(|s| s.run(&run))
     }
@@ -108,8 +177,7 @@ impl TokenSink for Recorder {
     fn token(&mut self, ev: &TokenEvent<'_>) -> Result<(), SinkError> {
         let stats = physics::softmax_stats(ev.logits);
         let (lse, entropy_bits) = (stats.log_sum_exp, stats.entropy_bits);
-        let chosen = ev.logits[ev.token_id as usize] as f64;
-        let prob = (chosen - lse).exp();
+        let prob = (ev.logits[ev.token_id as usize] as f64 - lse).exp();
         let top = top_n(ev.logits, self.run.top_n)
             .into_iter()
             .map(|(id, x)| Alternative {
@@ -119,36 +187,16 @@ impl TokenSink for Recorder {
             })
             .collect();
         let sampling_entropy_bits = ev.sampled.entropy_bits();
-
-        let now = self.read_meter();
-        let energy_j = match (self.last, now) {
-            (Some(a), Some(b)) => Some(b.joules - a.joules),
-            _ => None,
-        };
-        if now.is_some() {
-            self.last = now;
-        } else if self.meter.is_some() {
-            self.acc.energy_gaps += 1;
-        }
-        let landauer_j = entropy_bits * self.joules_per_bit;
-        let landauer_gap = match energy_j {
-            Some(e) if landauer_j > 0.0 => Some(e / landauer_j),
-            _ => None,
-        };
         let surprisal_bits = physics::surprisal_bits(prob);
-
         self.acc.tokens += 1;
         self.acc.entropy += entropy_bits;
         self.acc.sampling_entropy += sampling_entropy_bits;
         self.acc.surprisal += surprisal_bits;
-        if let Some(e) = energy_j {
-            self.acc.energy += e;
-            if ev.index == 0 {
-                self.acc.prefill_energy += e;
-            }
+
+        if !ev.is_eos && !ev.text.is_empty() {
+            self.each(|s| s.text(ev.text))?;
         }
-        let estimated = self.run.estimated;
-        let rec = TokenRecord {
+        self.pending.push_back(TokenRecord {
             seq: ev.seq,
             index: ev.index,
             position: ev.position,
@@ -166,81 +214,111 @@ impl TokenSink for Recorder {
             top,
             t_start_s: ev.t_start_s,
             t_end_s: ev.t_end_s,
-            energy_j,
-            energy_estimated: estimated && energy_j.is_some(),
-            landauer_j,
-            landauer_gap,
-        };
-        self.each(|s| s.token(&rec))
+            energy_j: None,
+            energy_estimated: false,
+            energy_resolved: false,
+            meter_gap: false,
+            landauer_j: entropy_bits * self.joules_per_bit,
+            landauer_gap: None,
+        });
+        self.pull();
+        self.emit_ready(false)
     }
 
     fn end(&mut self, end: &RunEnd) -> Result<(), SinkError> {
-        let s = summarize(
-            &self.run,
-            &self.acc,
-            end,
-            self.joules_per_bit,
-            self.meter.is_some(),
-        );
+        let mut sampler_cpu = None;
+        if let Some(sampler) = self.sampler.take() {
+            let seen = self.seen;
+            let report = sampler.stop();
+            let fresh: Vec<CounterSample> = report.samples.get(seen..).unwrap_or(&[]).to_vec();
+            self.absorb(&fresh);
+            self.faults = report.faults;
+            sampler_cpu = Some((report.cpu_s, report.wall_s));
+        }
+        self.emit_ready(true)?;
         if !end.tail_text.is_empty() {
             let tail = end.tail_text.clone();
-            self.each(|s| s.text_tail(&tail))?;
+            self.each(|s| s.text(&tail))?;
         }
+        let s = self.summarize(end, sampler_cpu);
         self.each(|sink| sink.summary(&s))?;
         self.summary = Some(s);
         Ok(())
     }
 }
 
-fn summarize(
-    run: &RunRecord,
-    acc: &Totals,
-    end: &RunEnd,
-    joules_per_bit: f64,
-    metered: bool,
-) -> SummaryRecord {
-    let n = acc.tokens.max(1) as f64;
-    let decode_tokens = acc.tokens.saturating_sub(1);
-    let decode_s = end.total_s - end.prefill_s;
-    let energy = (metered && acc.tokens > 0).then_some(acc.energy);
-    let landauer_j = acc.entropy * joules_per_bit;
-    let ratio = |a: Option<f64>, b: f64| a.filter(|_| b > 0.0).map(|a| a / b);
-    let joules_per_token = energy.map(|e| e / n);
-    SummaryRecord {
-        tokens: acc.tokens,
-        prompt_tokens: end.prompt_tokens,
-        stop_reason: serde_json::to_value(end.reason)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
-        prefill_s: end.prefill_s,
-        prefill_tokens_per_s: (end.prefill_s > 0.0)
-            .then(|| end.prompt_tokens as f64 / end.prefill_s),
-        decode_s,
-        decode_tokens_per_s: (decode_tokens > 0 && decode_s > 0.0)
-            .then(|| decode_tokens as f64 / decode_s),
-        wall_s: end.total_s,
-        energy_j: energy,
-        prefill_energy_j: energy.map(|_| acc.prefill_energy),
-        decode_energy_j: energy.map(|e| e - acc.prefill_energy),
-        joules_per_token,
-        decode_joules_per_token: energy
-            .filter(|_| decode_tokens > 0)
-            .map(|e| (e - acc.prefill_energy) / decode_tokens as f64),
-        tokens_per_wh: joules_per_token
-            .filter(|&j| j > 0.0)
-            .map(physics::tokens_per_wh),
-        mean_power_w: ratio(energy, end.total_s),
-        mean_entropy_bits: acc.entropy / n,
-        mean_sampling_entropy_bits: acc.sampling_entropy / n,
-        mean_surprisal_bits: acc.surprisal / n,
-        total_entropy_bits: acc.entropy,
-        bits_per_joule: energy.filter(|&e| e > 0.0).map(|e| acc.entropy / e),
-        landauer_j,
-        landauer_gap: ratio(energy, landauer_j),
-        meter: run.meter.clone(),
-        estimated: run.estimated,
-        energy_gaps: acc.energy_gaps,
+impl Recorder {
+    fn summarize(&self, end: &RunEnd, sampler_cpu: Option<(f64, f64)>) -> SummaryRecord {
+        let acc = &self.acc;
+        let metered = self.metered && !self.timeline.points().is_empty();
+        let n = acc.tokens.max(1) as f64;
+        let decode_tokens = acc.tokens.saturating_sub(1);
+        let decode_s = end.total_s - end.prefill_s;
+        let energy = (metered && acc.tokens > 0).then_some(acc.energy);
+        let landauer_j = acc.entropy * self.joules_per_bit;
+        let ratio = |a: Option<f64>, b: f64| a.filter(|_| b > 0.0).map(|a| a / b);
+        let joules_per_token = energy.map(|e| e / n);
+        let idle = self.run.idle_power_w;
+        let decode_energy = energy.map(|e| e - acc.prefill_energy);
+        let steady_ok = decode_s >= MIN_STEADY_WINDOW_S && decode_tokens > 0;
+        let steady = decode_energy
+            .filter(|_| steady_ok)
+            .map(|e| e / decode_tokens as f64);
+        let steady_note = if steady_ok {
+            format!("steady-state decode window of {decode_s:.2} s ({decode_tokens} tokens)")
+        } else {
+            format!(
+                "decode lasted {decode_s:.2} s, under the {MIN_STEADY_WINDOW_S} s a steady-state figure needs; generate more tokens"
+            )
+        };
+        SummaryRecord {
+            tokens: acc.tokens,
+            prompt_tokens: end.prompt_tokens,
+            stop_reason: serde_json::to_value(end.reason)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            prefill_s: end.prefill_s,
+            prefill_tokens_per_s: (end.prefill_s > 0.0)
+                .then(|| end.prompt_tokens as f64 / end.prefill_s),
+            decode_s,
+            decode_tokens_per_s: (decode_tokens > 0 && decode_s > 0.0)
+                .then(|| decode_tokens as f64 / decode_s),
+            wall_s: end.total_s,
+            energy_j: energy,
+            active_energy_j: energy.zip(idle).map(|(e, p)| e - p * end.total_s),
+            idle_power_w: idle,
+            prefill_energy_j: energy.map(|_| acc.prefill_energy),
+            decode_energy_j: decode_energy,
+            joules_per_token,
+            decode_joules_per_token: decode_energy
+                .filter(|_| decode_tokens > 0)
+                .map(|e| e / decode_tokens as f64),
+            tokens_per_wh: joules_per_token
+                .filter(|&j| j > 0.0)
+                .map(physics::tokens_per_wh),
+            mean_power_w: ratio(energy, end.total_s),
+            steady_window_s: decode_s,
+            steady_joules_per_token: steady,
+            steady_active_joules_per_token: steady
+                .zip(idle)
+                .map(|(j, p)| j - p * decode_s / decode_tokens as f64),
+            steady_note,
+            mean_entropy_bits: acc.entropy / n,
+            mean_sampling_entropy_bits: acc.sampling_entropy / n,
+            mean_surprisal_bits: acc.surprisal / n,
+            total_entropy_bits: acc.entropy,
+            bits_per_joule: energy.filter(|&e| e > 0.0).map(|e| acc.entropy / e),
+            landauer_j,
+            landauer_gap: ratio(energy, landauer_j),
+            meter: self.run.meter.clone(),
+            estimated: self.run.estimated,
+            meter_resolution_s: self.timeline.update_period(),
+            unresolved_tokens: acc.unresolved,
+            meter_faults: self.faults.len(),
+            sampler_cpu_s: sampler_cpu.map(|c| c.0),
+            sampler_cpu_fraction: sampler_cpu.filter(|c| c.1 > 0.0).map(|c| c.0 / c.1),
+        }
     }
 }
 

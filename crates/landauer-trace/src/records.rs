@@ -41,6 +41,15 @@ pub struct RunRecord {
     pub meter_description: String,
     /// Why this meter was chosen.
     pub meter_reason: String,
+    /// The counter's effective update period (median interval between changes of its value),
+    /// seconds, probed before the run; null without a meter.
+    pub meter_resolution_s: Option<f64>,
+    /// How often the sampler thread polls the meter, seconds.
+    pub meter_interval_s: Option<f64>,
+    /// Seconds of idle measured before the run (0: none).
+    pub idle_seconds: f64,
+    /// Mean power over the idle measurement, watts.
+    pub idle_power_w: Option<f64>,
     /// True when energy is a model, not a measurement.
     pub estimated: bool,
     pub kelvin: f64,
@@ -94,6 +103,11 @@ pub struct TokenRecord {
     pub energy_j: Option<f64>,
     /// True when `energy_j` is an estimate, not a measurement.
     pub energy_estimated: bool,
+    /// False when the token is shorter than one counter update: its energy is then a
+    /// time-proportional share of that update, not a measurement of the token alone.
+    pub energy_resolved: bool,
+    /// True when a meter read failed during this token's window (energy interpolated across).
+    pub meter_gap: bool,
     /// `entropy_bits` × k_B·T·ln 2, joules.
     pub landauer_j: f64,
     /// `energy_j` / `landauer_j`; null when either is missing or the bits are 0.
@@ -113,8 +127,11 @@ pub struct SummaryRecord {
     /// Tokens after the first, over the time after the prefill.
     pub decode_tokens_per_s: Option<f64>,
     pub wall_s: f64,
-    /// Total energy of the run (prefill and decode), joules.
+    /// Total energy of the run (prefill and decode), joules: the sum of the tokens' energies.
     pub energy_j: Option<f64>,
+    /// `energy_j` minus idle power × run time (null without an idle measurement).
+    pub active_energy_j: Option<f64>,
+    pub idle_power_w: Option<f64>,
     pub prefill_energy_j: Option<f64>,
     pub decode_energy_j: Option<f64>,
     /// `energy_j` / `tokens`.
@@ -124,6 +141,13 @@ pub struct SummaryRecord {
     /// 3600 / `joules_per_token`.
     pub tokens_per_wh: Option<f64>,
     pub mean_power_w: Option<f64>,
+    /// Length of the steady-state decode window (every token after the prefill), seconds.
+    pub steady_window_s: f64,
+    /// Decode J/token over the steady-state window, when it lasts at least 2 s (the
+    /// ML.ENERGY method): the headline figure. Null for shorter runs (see `steady_note`).
+    pub steady_joules_per_token: Option<f64>,
+    pub steady_active_joules_per_token: Option<f64>,
+    pub steady_note: String,
     pub mean_entropy_bits: f64,
     pub mean_sampling_entropy_bits: f64,
     pub mean_surprisal_bits: f64,
@@ -136,6 +160,13 @@ pub struct SummaryRecord {
     pub landauer_gap: Option<f64>,
     pub meter: String,
     pub estimated: bool,
-    /// Tokens whose meter reading failed (their energy is null).
-    pub energy_gaps: usize,
+    /// The counter's update period measured over the whole run, seconds.
+    pub meter_resolution_s: Option<f64>,
+    /// Tokens shorter than one counter update (energy apportioned by time).
+    pub unresolved_tokens: usize,
+    /// Failed meter reads during the run (energy interpolated across them).
+    pub meter_faults: usize,
+    /// CPU time of the meter sampler thread, seconds, and as a fraction of the run.
+    pub sampler_cpu_s: Option<f64>,
+    pub sampler_cpu_fraction: Option<f64>,
 }

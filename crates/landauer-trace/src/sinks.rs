@@ -73,6 +73,8 @@ struct CsvRow<'a> {
     t_end_s: f64,
     energy_j: Option<f64>,
     energy_estimated: bool,
+    energy_resolved: bool,
+    meter_gap: bool,
     landauer_j: f64,
     landauer_gap: Option<f64>,
     top: String,
@@ -104,6 +106,8 @@ impl RecordSink for CsvTrace {
             t_end_s: t.t_end_s,
             energy_j: t.energy_j,
             energy_estimated: t.energy_estimated,
+            energy_resolved: t.energy_resolved,
+            meter_gap: t.meter_gap,
             landauer_j: t.landauer_j,
             landauer_gap: t.landauer_gap,
             top: serde_json::to_string(&t.top)?,
@@ -137,14 +141,7 @@ impl RecordSink for TerminalPrinter {
         self.run = Some(run.clone());
         Ok(())
     }
-    fn token(&mut self, t: &TokenRecord) -> io::Result<()> {
-        if !t.eos {
-            self.text.write_all(t.text.as_bytes())?;
-            self.text.flush()?;
-        }
-        Ok(())
-    }
-    fn text_tail(&mut self, text: &str) -> io::Result<()> {
+    fn text(&mut self, text: &str) -> io::Result<()> {
         self.text.write_all(text.as_bytes())?;
         self.text.flush()
     }
@@ -214,15 +211,41 @@ pub fn format_summary(run: &RunRecord, s: &SummaryRecord) -> String {
             line(
                 "",
                 format!(
-                    "prefill {} J, decode {} J/token",
+                    "prefill {} J, decode {} J/token; active (idle {} W subtracted) {} J",
                     opt(s.prefill_energy_j, |v| format!("{v:.3}")),
                     opt(s.decode_joules_per_token, |v| format!("{v:.4}")),
+                    opt(s.idle_power_w, |v| format!("{v:.1}")),
+                    opt(s.active_energy_j, |v| format!("{v:.3}")),
                 ),
+            );
+            line(
+                "steady",
+                match s.steady_joules_per_token {
+                    Some(j) => format!(
+                        "{j:.4} J/token{est} decode, active {} J/token ({})",
+                        opt(s.steady_active_joules_per_token, |v| format!("{v:.4}")),
+                        s.steady_note
+                    ),
+                    None => s.steady_note.clone(),
+                },
             );
         }
         None => line("energy", "not measured (--meter none)".into()),
     }
     line("meter", format!("{}: {}", run.meter, run.meter_description));
+    if run.meter != "none" {
+        line(
+            "",
+            format!(
+                "counter updates every {} ms, polled every {} ms; {} of {} tokens shorter than an update (energy apportioned by time); sampler CPU {}",
+                opt(s.meter_resolution_s, |v| format!("{:.1}", v * 1e3)),
+                opt(run.meter_interval_s, |v| format!("{:.1}", v * 1e3)),
+                s.unresolved_tokens,
+                s.tokens,
+                opt(s.sampler_cpu_fraction, |v| format!("{:.2}%", v * 100.0)),
+            ),
+        );
+    }
     line(
         "information",
         format!(
@@ -241,12 +264,12 @@ pub fn format_summary(run: &RunRecord, s: &SummaryRecord) -> String {
             opt(s.landauer_gap, |v| format!("{v:.3e}"))
         ),
     );
-    if s.energy_gaps > 0 {
+    if s.meter_faults > 0 {
         line(
             "warning",
             format!(
-                "{} token(s) have no energy: the meter failed to read",
-                s.energy_gaps
+                "{} meter read(s) failed; the tokens around them are marked meter_gap and their energy interpolated",
+                s.meter_faults
             ),
         );
     }

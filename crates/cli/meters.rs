@@ -1,0 +1,119 @@
+//! `landauer meters`: which energy meters this machine has, and what each can resolve.
+
+use clap::Args;
+use landauer_meter::attribution::EnergyTimeline;
+use landauer_meter::sampler::MeterSampler;
+use landauer_meter::{CpuTimeEstimate, EnergyMeter, RaplMeter, DEFAULT_POWERCAP_ROOT};
+use serde::Serialize;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Args)]
+pub struct MetersArgs {
+    /// Seconds to probe each meter.
+    #[arg(long, default_value_t = 2.0)]
+    pub seconds: f64,
+    /// Watts per busy core assumed by the CPU-time estimate.
+    #[arg(long, default_value_t = landauer_meter::DEFAULT_CPU_WATTS_PER_CORE)]
+    pub cpu_watts: f64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct Probe {
+    meter: &'static str,
+    available: bool,
+    /// What it measures, or why it is not available.
+    description: String,
+    estimated: bool,
+    poll_interval_s: Option<f64>,
+    /// Median interval between changes of the counter's value.
+    resolution_s: Option<f64>,
+    /// Mean power over the probe (this process is idle meanwhile), watts.
+    idle_power_w: Option<f64>,
+    /// CPU time of the sampler thread over the probe's length.
+    sampler_cpu_fraction: Option<f64>,
+}
+
+fn probe(meter: Box<dyn EnergyMeter>, seconds: f64) -> Probe {
+    let name = meter.name();
+    let interval = meter.default_interval();
+    let sampler = MeterSampler::start(meter, interval);
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    let info = sampler.info().clone();
+    let report = sampler.stop();
+    let timeline = EnergyTimeline::from_samples(&report.samples);
+    let (a, b) = (
+        report.samples.first().map_or(0.0, |s| s.t),
+        report.samples.last().map_or(0.0, |s| s.t),
+    );
+    Probe {
+        meter: name,
+        available: true,
+        description: info.description,
+        estimated: info.estimated,
+        poll_interval_s: Some(interval.as_secs_f64()),
+        resolution_s: timeline.update_period(),
+        idle_power_w: timeline.mean_power(a, b),
+        sampler_cpu_fraction: (report.wall_s > 0.0).then(|| report.cpu_s / report.wall_s),
+    }
+}
+
+fn unavailable(meter: &'static str, why: String) -> Probe {
+    Probe {
+        meter,
+        available: false,
+        description: why,
+        estimated: false,
+        poll_interval_s: None,
+        resolution_s: None,
+        idle_power_w: None,
+        sampler_cpu_fraction: None,
+    }
+}
+
+pub fn run(args: MetersArgs) -> anyhow::Result<ExitCode> {
+    if !(args.seconds.is_finite() && args.seconds > 0.0) {
+        anyhow::bail!("--seconds must be positive, got {}", args.seconds);
+    }
+    let probes = vec![
+        unavailable(
+            "nvml",
+            "not built into this version (GPU support comes with the CUDA build)".into(),
+        ),
+        match RaplMeter::open(DEFAULT_POWERCAP_ROOT) {
+            Ok(m) => probe(Box::new(m), args.seconds),
+            Err(e) => unavailable("rapl", e.to_string()),
+        },
+        probe(Box::new(CpuTimeEstimate::new(args.cpu_watts)), args.seconds),
+    ];
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&probes)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.2}", v * 1e3));
+    println!(
+        "{:<20} {:>9} {:>13} {:>14} {:>12}  what it measures",
+        "meter", "poll ms", "updates ms", "idle power W", "sampler CPU"
+    );
+    for p in &probes {
+        let name = if p.available {
+            p.meter.to_string()
+        } else {
+            format!("{} (absent)", p.meter)
+        };
+        println!(
+            "{:<20} {:>9} {:>13} {:>14} {:>12}  {}",
+            name,
+            ms(p.poll_interval_s),
+            ms(p.resolution_s),
+            p.idle_power_w.map_or("-".into(), |w| format!("{w:.2}")),
+            p.sampler_cpu_fraction
+                .map_or("-".into(), |f| format!("{:.2}%", f * 100.0)),
+            p.description
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,243 @@
+//! A thread per meter that polls it at a fixed interval and keeps every reading.
+
+use crate::attribution::CounterSample;
+use crate::{thread_cpu_seconds, EnergyMeter};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// What a meter is, for records.
+#[derive(Debug, Clone)]
+pub struct MeterInfo {
+    pub name: String,
+    pub description: String,
+    pub estimated: bool,
+}
+
+/// A failed read, at seconds on the sampler's clock.
+#[derive(Debug, Clone)]
+pub struct MeterFault {
+    pub t: f64,
+    pub message: String,
+}
+
+#[derive(Default)]
+struct Shared {
+    samples: Vec<CounterSample>,
+    faults: Vec<MeterFault>,
+}
+
+/// Polls a meter on its own thread, stamping each reading with a monotonic clock
+/// (seconds since [`MeterSampler::epoch`]).
+pub struct MeterSampler {
+    shared: Arc<Mutex<Shared>>,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<f64>>,
+    epoch: Instant,
+    info: MeterInfo,
+    interval: Duration,
+}
+
+/// What the sampler saw, handed back when it stops.
+#[derive(Debug, Clone)]
+pub struct SamplerReport {
+    pub samples: Vec<CounterSample>,
+    pub faults: Vec<MeterFault>,
+    /// CPU time the sampler thread used, seconds.
+    pub cpu_s: f64,
+    /// How long it ran, seconds.
+    pub wall_s: f64,
+}
+
+impl MeterSampler {
+    /// Starts polling `meter` every `interval`.
+    pub fn start(mut meter: Box<dyn EnergyMeter>, interval: Duration) -> Self {
+        let info = MeterInfo {
+            name: meter.name().to_string(),
+            description: meter.describe(),
+            estimated: meter.estimated(),
+        };
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let epoch = Instant::now();
+        let handle = {
+            let (shared, stop) = (shared.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name(format!("meter-{}", info.name))
+                .spawn(move || {
+                    let cpu0 = thread_cpu_seconds().unwrap_or(0.0);
+                    loop {
+                        // Read first, then check for stop: the last reading is taken after
+                        // the stop request, so it covers the whole measured span.
+                        let r = meter.read();
+                        let now = Instant::now();
+                        {
+                            let mut s = shared.lock().expect("sampler lock");
+                            match r {
+                                Ok(r) => s.samples.push(CounterSample {
+                                    t: r.at.duration_since(epoch).as_secs_f64(),
+                                    joules: r.joules,
+                                }),
+                                Err(e) => s.faults.push(MeterFault {
+                                    t: now.duration_since(epoch).as_secs_f64(),
+                                    message: e.to_string(),
+                                }),
+                            }
+                        }
+                        if stop.load(Ordering::Acquire) {
+                            break;
+                        }
+                        std::thread::park_timeout(interval);
+                    }
+                    thread_cpu_seconds().unwrap_or(0.0) - cpu0
+                })
+                .expect("spawn the meter sampler thread")
+        };
+        Self {
+            shared,
+            stop,
+            handle: Some(handle),
+            epoch,
+            info,
+            interval,
+        }
+    }
+
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
+    pub fn info(&self) -> &MeterInfo {
+        &self.info
+    }
+
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Appends the readings taken since the first `from` to `out`; returns how many there
+    /// are in all (pass it as `from` next time).
+    pub fn samples_since(&self, from: usize, out: &mut Vec<CounterSample>) -> usize {
+        let s = self.shared.lock().expect("sampler lock");
+        if from < s.samples.len() {
+            out.extend_from_slice(&s.samples[from..]);
+        }
+        s.samples.len()
+    }
+
+    /// Faults so far.
+    pub fn faults(&self) -> Vec<MeterFault> {
+        self.shared.lock().expect("sampler lock").faults.clone()
+    }
+
+    /// Waits until the counter has changed `updates` times (or `timeout` passes) and returns
+    /// its update period: the median interval between changes.
+    pub fn probe_resolution(&self, updates: usize, timeout: Duration) -> Option<f64> {
+        let start = Instant::now();
+        loop {
+            let mut all = Vec::new();
+            self.samples_since(0, &mut all);
+            let tl = crate::attribution::EnergyTimeline::from_samples(&all);
+            if tl.points().len() > updates || start.elapsed() >= timeout {
+                return tl.update_period();
+            }
+            std::thread::sleep(self.interval);
+        }
+    }
+
+    /// Measures idle power: waits `seconds` while polling and returns the mean power over
+    /// them, watts (None when the counter did not update in that time).
+    pub fn measure_idle(&self, seconds: f64) -> Option<f64> {
+        let a = self.epoch.elapsed().as_secs_f64();
+        std::thread::sleep(Duration::from_secs_f64(seconds));
+        // One more poll so that the window's end is covered.
+        std::thread::sleep(self.interval * 2);
+        let b = a + seconds;
+        let mut all = Vec::new();
+        self.samples_since(0, &mut all);
+        let tl = crate::attribution::EnergyTimeline::from_samples(&all);
+        tl.update_period()?;
+        tl.mean_power(a, b)
+    }
+
+    /// Stops the thread after one last reading and returns everything it saw.
+    pub fn stop(mut self) -> SamplerReport {
+        self.stop.store(true, Ordering::Release);
+        let cpu_s = match self.handle.take() {
+            Some(h) => {
+                h.thread().unpark();
+                h.join().unwrap_or(0.0)
+            }
+            None => 0.0,
+        };
+        let wall_s = self.epoch.elapsed().as_secs_f64();
+        let mut s = self.shared.lock().expect("sampler lock");
+        SamplerReport {
+            samples: std::mem::take(&mut s.samples),
+            faults: std::mem::take(&mut s.faults),
+            cpu_s,
+            wall_s,
+        }
+    }
+}
+
+impl Drop for MeterSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(h) = self.handle.take() {
+            h.thread().unpark();
+            let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{EnergyReading, MeterError};
+
+    /// A counter that rises 1 J per read and fails on reads 5 and 6.
+    struct Flaky(u32);
+    impl EnergyMeter for Flaky {
+        fn name(&self) -> &'static str {
+            "flaky"
+        }
+        fn describe(&self) -> String {
+            "test".into()
+        }
+        fn estimated(&self) -> bool {
+            false
+        }
+        fn read(&mut self) -> Result<EnergyReading, MeterError> {
+            self.0 += 1;
+            if self.0 == 5 || self.0 == 6 {
+                return Err(MeterError::CpuTime(std::io::Error::other(
+                    "simulated fault",
+                )));
+            }
+            Ok(EnergyReading {
+                joules: self.0 as f64,
+                at: Instant::now(),
+            })
+        }
+    }
+
+    #[test]
+    fn polls_until_stopped_and_records_faults() {
+        let s = MeterSampler::start(Box::new(Flaky(0)), Duration::from_millis(2));
+        let period = s.probe_resolution(10, Duration::from_secs(5)).unwrap();
+        assert!(period > 0.0015 && period < 0.5, "period {period}");
+        std::thread::sleep(Duration::from_millis(20));
+        let r = s.stop();
+        assert!(r.samples.len() >= 10);
+        assert_eq!(r.faults.len(), 2);
+        assert!(r.faults[0].message.contains("simulated fault"));
+        // Time-ordered, and the counter went on after the faults.
+        assert!(r
+            .samples
+            .windows(2)
+            .all(|w| w[1].t >= w[0].t && w[1].joules > w[0].joules));
+        assert!(r.cpu_s >= 0.0 && r.cpu_s < r.wall_s);
+    }
+}
