@@ -625,3 +625,40 @@ fn meters_lists_what_this_machine_has() {
     // Whether RAPL is here or not, the answer says what it is or why it is absent.
     assert!(!probes[1]["description"].as_str().unwrap().is_empty());
 }
+
+#[test]
+fn nvml_absent_is_said_and_auto_falls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), &TinyConfig::default());
+    let o = run(landauer()
+        .args([
+            "generate",
+            "hi",
+            "--meter",
+            "nvml",
+            "--max-tokens",
+            "2",
+            "-q",
+            "--model",
+        ])
+        .arg(&model));
+    if o.status.success() {
+        eprintln!("NVML is present here: --meter nvml ran");
+    } else {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(
+            err.contains("NVML unavailable") && err.contains("--meter auto"),
+            "{err}"
+        );
+    }
+    // auto never fails: it says which meter it took and why.
+    let (_, t) = generate(&model, dir.path(), &["--max-tokens", "2", "-q"]);
+    let reason = t[0]["meter_reason"].as_str().unwrap();
+    assert!(reason.starts_with("auto:"), "{reason}");
+    match t[0]["meter"].as_str().unwrap() {
+        "rapl" => assert!(reason.contains("RAPL counters readable")),
+        "cpu-time-estimate" => assert!(reason.contains("fell back to the CPU-time estimate")),
+        other => panic!("unexpected meter {other}"),
+    }
+}

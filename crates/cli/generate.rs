@@ -92,6 +92,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let mut opened = open_meter(
         match args.meter {
             MeterArg::Auto => MeterChoice::Auto,
+            MeterArg::Nvml => MeterChoice::Nvml,
             MeterArg::Rapl => MeterChoice::Rapl,
             MeterArg::Estimate => MeterChoice::Estimate,
             MeterArg::None => MeterChoice::None,

@@ -33,8 +33,10 @@ enum Command {
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
 pub enum MeterArg {
-    /// RAPL where readable, else the labeled CPU-time estimate.
+    /// RAPL where readable, else the labeled CPU-time estimate (CPU runs).
     Auto,
+    /// NVIDIA GPUs' energy counters (needs the NVIDIA driver).
+    Nvml,
     Rapl,
     Estimate,
     None,

@@ -3,7 +3,7 @@
 use clap::Args;
 use landauer_meter::attribution::EnergyTimeline;
 use landauer_meter::sampler::MeterSampler;
-use landauer_meter::{CpuTimeEstimate, EnergyMeter, RaplMeter, DEFAULT_POWERCAP_ROOT};
+use landauer_meter::{CpuTimeEstimate, EnergyMeter, NvmlMeter, RaplMeter, DEFAULT_POWERCAP_ROOT};
 use serde::Serialize;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -79,10 +79,10 @@ pub fn run(args: MetersArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--seconds must be positive, got {}", args.seconds);
     }
     let probes = vec![
-        unavailable(
-            "nvml",
-            "not built into this version (GPU support comes with the CUDA build)".into(),
-        ),
+        match NvmlMeter::open(&[]) {
+            Ok(m) => probe(Box::new(m), args.seconds),
+            Err(e) => unavailable("nvml", e.to_string()),
+        },
         match RaplMeter::open(DEFAULT_POWERCAP_ROOT) {
             Ok(m) => probe(Box::new(m), args.seconds),
             Err(e) => unavailable("rapl", e.to_string()),

@@ -20,17 +20,21 @@
 //! - [`RaplMeter`] reads the CPU package (and DRAM) energy counters the kernel exposes under
 //!   `/sys/class/powercap`. They count the whole socket, not this process, update about every
 //!   millisecond, and are usually readable only by root and absent in virtual machines.
+//! - [`NvmlMeter`] reads NVIDIA GPUs' cumulative energy counters (mJ), which update every
+//!   ~20-100 ms; libnvidia-ml is loaded at run time, so it is optional.
 //! - [`CpuTimeEstimate`] is not a measurement: it multiplies this process's CPU time by an
 //!   assumed power per busy core. It is always labeled *estimated*.
 
 pub mod attribution;
 mod cpu_time;
+mod nvml;
 mod rapl;
 pub mod sampler;
 
 pub use cpu_time::{
     process_cpu_seconds, thread_cpu_seconds, CpuTimeEstimate, DEFAULT_CPU_WATTS_PER_CORE,
 };
+pub use nvml::{GpuTelemetry, NvmlDevice, NvmlMeter};
 pub use rapl::{RaplDomain, RaplMeter, DEFAULT_POWERCAP_ROOT};
 
 use std::time::Instant;
@@ -61,6 +65,8 @@ pub enum MeterError {
     },
     #[error("unexpected contents in {path}: {contents:?}")]
     Parse { path: String, contents: String },
+    #[error("NVML unavailable: {0} (NVML comes with the NVIDIA driver, libnvidia-ml.so.1; on a machine without an NVIDIA GPU use --meter auto)")]
+    Nvml(String),
     #[error("cannot read this process's CPU time: {0}")]
     CpuTime(std::io::Error),
 }
@@ -84,8 +90,10 @@ pub trait EnergyMeter: Send {
 /// Which meter `open_meter` should open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MeterChoice {
-    /// RAPL where readable, otherwise the CPU-time estimate.
+    /// The best real meter for the device: RAPL for CPU runs where readable, otherwise the
+    /// CPU-time estimate. (NVML is the choice for CUDA runs.)
     Auto,
+    Nvml,
     Rapl,
     Estimate,
     None,
@@ -108,6 +116,10 @@ pub fn open_meter(choice: MeterChoice, cpu_watts_per_core: f64) -> Result<Opened
         MeterChoice::Estimate => Ok(OpenedMeter {
             meter: Some(Box::new(CpuTimeEstimate::new(cpu_watts_per_core))),
             reason: "--meter estimate".into(),
+        }),
+        MeterChoice::Nvml => Ok(OpenedMeter {
+            meter: Some(Box::new(NvmlMeter::open(&[])?)),
+            reason: "--meter nvml".into(),
         }),
         MeterChoice::Rapl => Ok(OpenedMeter {
             meter: Some(Box::new(RaplMeter::open(DEFAULT_POWERCAP_ROOT)?)),

@@ -126,9 +126,22 @@ impl MeterSampler {
         s.samples.len()
     }
 
-    /// Faults so far.
-    pub fn faults(&self) -> Vec<MeterFault> {
-        self.shared.lock().expect("sampler lock").faults.clone()
+    /// Like [`Self::samples_since`], and the faults since the first `faults_from` too, read
+    /// together so that no reading is seen before a fault that preceded it.
+    pub fn poll_since(
+        &self,
+        (from, faults_from): (usize, usize),
+        out: &mut Vec<CounterSample>,
+        faults: &mut Vec<MeterFault>,
+    ) -> (usize, usize) {
+        let s = self.shared.lock().expect("sampler lock");
+        if from < s.samples.len() {
+            out.extend_from_slice(&s.samples[from..]);
+        }
+        if faults_from < s.faults.len() {
+            faults.extend_from_slice(&s.faults[faults_from..]);
+        }
+        (s.samples.len(), s.faults.len())
     }
 
     /// Waits until the counter has changed `updates` times (or `timeout` passes) and returns

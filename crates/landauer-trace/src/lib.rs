@@ -17,7 +17,7 @@
 //! #   "meter_description": "", "meter_reason": "", "estimated": false, "kelvin": 300.0,
 //! #   "landauer_j_per_bit": 2.87e-21, "sampling": {"temperature": 0.0, "top_k": null, "top_p": null,
 //! #   "seed": 0, "greedy": true}, "max_tokens": 1, "chat": false, "prompt": "", "prompt_text": "",
-//! #   "prompt_tokens": 0, "top_n": 5, "started_unix_s": 0.0})).unwrap();
+//! #   "prompt_tokens": 0, "top_n": 5, "started_unix_s": 0.0, "idle_seconds": 0.0})).unwrap();
 //! trace.run(&run).unwrap();
 //! let line = std::fs::read_to_string(&path).unwrap();
 //! // Written and flushed at once: a reader (or a Ctrl-C) sees whole records.

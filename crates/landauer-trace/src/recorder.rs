@@ -101,7 +101,10 @@ impl Recorder {
     fn pull(&mut self) {
         if let Some(sampler) = &self.sampler {
             let mut fresh = Vec::new();
-            self.seen = sampler.samples_since(self.seen, &mut fresh);
+            let (seen, faults) =
+                sampler.poll_since((self.seen, self.faults.len()), &mut fresh, &mut self.faults);
+            debug_assert_eq!(faults, self.faults.len());
+            self.seen = seen;
             self.absorb(&fresh);
         }
     }
@@ -232,7 +235,9 @@ impl TokenSink for Recorder {
             let report = sampler.stop();
             let fresh: Vec<CounterSample> = report.samples.get(seen..).unwrap_or(&[]).to_vec();
             self.absorb(&fresh);
-            self.faults = report.faults;
+            let known = self.faults.len();
+            self.faults
+                .extend_from_slice(report.faults.get(known..).unwrap_or(&[]));
             sampler_cpu = Some((report.cpu_s, report.wall_s));
         }
         self.emit_ready(true)?;

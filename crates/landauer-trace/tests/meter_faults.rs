@@ -1,0 +1,131 @@
+//! A meter that fails mid-run: generation goes on, the trace marks the gap, and the tokens'
+//! energies still add up to the run's total.
+
+use landauer_engine::tiny::{write_tiny_llama, TinyConfig};
+use landauer_engine::{Device, Engine, GenerateOptions, SamplingParams};
+use landauer_meter::sampler::MeterSampler;
+use landauer_meter::{EnergyMeter, EnergyReading, MeterError};
+use landauer_trace::{Record, RecordSink, Recorder, RunRecord, TokenRecord};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// 50 W of simulated power; reads 4 to 9 fail.
+struct Flaky {
+    opened: Instant,
+    reads: u32,
+}
+
+impl EnergyMeter for Flaky {
+    fn name(&self) -> &'static str {
+        "flaky"
+    }
+    fn describe(&self) -> String {
+        "a test meter that fails for a while".into()
+    }
+    fn estimated(&self) -> bool {
+        false
+    }
+    fn read(&mut self) -> Result<EnergyReading, MeterError> {
+        self.reads += 1;
+        if (4..=9).contains(&self.reads) {
+            return Err(MeterError::Nvml("simulated driver hiccup".into()));
+        }
+        let at = Instant::now();
+        Ok(EnergyReading {
+            joules: 50.0 * at.duration_since(self.opened).as_secs_f64(),
+            at,
+        })
+    }
+    fn default_interval(&self) -> Duration {
+        Duration::from_millis(5)
+    }
+}
+
+#[derive(Clone, Default)]
+struct Collect(Arc<Mutex<Vec<Record>>>);
+
+impl RecordSink for Collect {
+    fn token(&mut self, t: &TokenRecord) -> std::io::Result<()> {
+        self.0
+            .lock()
+            .unwrap()
+            .push(Record::Token(Box::new(t.clone())));
+        Ok(())
+    }
+}
+
+fn run_record() -> RunRecord {
+    serde_json::from_value(serde_json::json!({
+        "landauer_version": "test", "model": "tiny", "model_path": "", "model_sha256": "",
+        "architecture": "llama", "quantization": "Q8_0", "parameters": 0, "context_length": 4096,
+        "device": "cpu", "threads": 1, "meter": "flaky", "meter_description": "",
+        "meter_reason": "test", "meter_resolution_s": null, "meter_interval_s": 0.005,
+        "idle_seconds": 0.0, "idle_power_w": null, "estimated": false, "kelvin": 300.0,
+        "landauer_j_per_bit": 2.87e-21,
+        "sampling": {"temperature": 0.0, "top_k": null, "top_p": null, "seed": 0, "greedy": true},
+        "max_tokens": 0, "chat": false, "prompt": "", "prompt_text": "", "prompt_tokens": 0,
+        "top_n": 3, "started_unix_s": 0.0
+    }))
+    .unwrap()
+}
+
+#[test]
+fn a_failing_meter_marks_the_gap_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gguf");
+    write_tiny_llama(
+        &path,
+        &TinyConfig {
+            context: 4096,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut engine = Engine::load(&path, None, &Device::Cpu).unwrap();
+    let prompt = engine.encode("The cat sat").unwrap();
+
+    let meter = Flaky {
+        opened: Instant::now(),
+        reads: 0,
+    };
+    let sampler = MeterSampler::start(Box::new(meter), Duration::from_millis(5));
+    let sink = Collect::default();
+    let mut rec = Recorder::new(run_record(), Some(sampler)).with_sink(sink.clone());
+    // Long enough (well past the faulty reads at ~15-45 ms) on any machine.
+    let opts = GenerateOptions {
+        max_tokens: 1000,
+        sampling: SamplingParams::greedy(),
+        ignore_eos: true,
+        stop: None,
+    };
+    let end = engine.generate(&prompt, &opts, &mut rec).unwrap();
+    assert_eq!(end.generated_tokens, 1000);
+    let s = rec.summary().unwrap();
+    assert_eq!(s.meter_faults, 6);
+    let toks: Vec<TokenRecord> = sink
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| match r {
+            Record::Token(t) => (**t).clone(),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(toks.len(), 1000);
+    assert!(toks.iter().any(|t| t.meter_gap), "the gap must be marked");
+    assert!(toks.iter().any(|t| !t.meter_gap));
+    assert!(
+        toks.iter().all(|t| t.energy_j.is_some()),
+        "interpolated across the gap"
+    );
+    let sum: f64 = toks.iter().map(|t| t.energy_j.unwrap()).sum();
+    let total = s.energy_j.unwrap();
+    assert!((sum - total).abs() <= 1e-9 * total, "{sum} vs {total}");
+    // 50 W over the run, within a poll interval at either end.
+    let expected = 50.0 * end.total_s;
+    assert!(
+        (total - expected).abs() <= 50.0 * 0.011 + 0.01 * expected,
+        "{total} vs {expected}"
+    );
+}
