@@ -141,17 +141,8 @@ impl Engine {
     pub fn load(path: &Path, tokenizer_json: Option<&Path>, device: &Device) -> Result<Self> {
         let gguf = GgufFile::open(path)?;
         let info = gguf.info();
-        let arch = gguf.architecture().unwrap_or_default();
-        if !crate::SUPPORTED_ARCHITECTURES.contains(&arch.as_str()) {
-            return Err(EngineError::UnsupportedArchitecture {
-                path: path.into(),
-                arch: if arch.is_empty() {
-                    "<none: no general.architecture>".into()
-                } else {
-                    arch
-                },
-            });
-        }
+        // Refuse an unsupported model before anything else is read from it.
+        crate::model::supported_architecture(&gguf)?;
         let tokenizer = match tokenizer_json {
             Some(p) => tokenizer::tokenizer_from_file(p)?,
             None => tokenizer::tokenizer_from_gguf(&gguf)?,

@@ -8,6 +8,22 @@ use candle_transformers::models::{quantized_llama, quantized_qwen2, quantized_qw
 /// `general.architecture` values landauer can run.
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "mistral", "qwen2", "qwen3"];
 
+/// The file's architecture if landauer can run it, else an error that lists what it can.
+pub fn supported_architecture(gguf: &GgufFile) -> Result<String> {
+    let arch = gguf.architecture().unwrap_or_default();
+    if SUPPORTED_ARCHITECTURES.contains(&arch.as_str()) {
+        return Ok(arch);
+    }
+    Err(EngineError::UnsupportedArchitecture {
+        path: gguf.path.clone(),
+        arch: if arch.is_empty() {
+            "<none: no general.architecture>".into()
+        } else {
+            arch
+        },
+    })
+}
+
 /// A loaded model: one variant per family, with a uniform `forward`.
 pub enum Model {
     /// Llama, Mistral and the models that share their graph (SmolLM, TinyLlama, ...).
@@ -19,17 +35,7 @@ pub enum Model {
 impl Model {
     /// Loads the weights of an opened GGUF file onto `device`.
     pub fn load(mut gguf: GgufFile, device: &Device) -> Result<Self> {
-        let arch = gguf.architecture().unwrap_or_default();
-        if !SUPPORTED_ARCHITECTURES.contains(&arch.as_str()) {
-            return Err(EngineError::UnsupportedArchitecture {
-                path: gguf.path,
-                arch: if arch.is_empty() {
-                    "<none: no general.architecture>".into()
-                } else {
-                    arch
-                },
-            });
-        }
+        let arch = supported_architecture(&gguf)?;
         let path = gguf.path.clone();
         let load_err = |e: candle_core::Error| EngineError::Load {
             path: path.clone(),
