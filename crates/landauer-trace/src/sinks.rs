@@ -208,22 +208,27 @@ pub fn format_summary(run: &RunRecord, s: &SummaryRecord) -> String {
                     opt(s.mean_power_w, |v| format!("{v:.1}")),
                 ),
             );
+            let active = match (s.idle_power_w, s.active_energy_j) {
+                (Some(p), Some(a)) => format!("; active {a:.3} J (idle {p:.2} W subtracted)"),
+                _ => String::new(),
+            };
             line(
                 "",
                 format!(
-                    "prefill {} J, decode {} J/token; active (idle {} W subtracted) {} J",
+                    "prefill {} J, decode {} J/token{active}",
                     opt(s.prefill_energy_j, |v| format!("{v:.3}")),
                     opt(s.decode_joules_per_token, |v| format!("{v:.4}")),
-                    opt(s.idle_power_w, |v| format!("{v:.1}")),
-                    opt(s.active_energy_j, |v| format!("{v:.3}")),
                 ),
             );
+            let steady_active = s
+                .steady_active_joules_per_token
+                .map(|v| format!(", active {v:.4} J/token"))
+                .unwrap_or_default();
             line(
                 "steady",
                 match s.steady_joules_per_token {
                     Some(j) => format!(
-                        "{j:.4} J/token{est} decode, active {} J/token ({})",
-                        opt(s.steady_active_joules_per_token, |v| format!("{v:.4}")),
+                        "{j:.4} J/token{est} decode{steady_active} ({})",
                         s.steady_note
                     ),
                     None => s.steady_note.clone(),
