@@ -196,6 +196,27 @@ fn trace_has_every_field_and_consistent_numbers() {
         f(s, "energy_j") > 0.0,
         "a run of 12 tokens burns measurable CPU time"
     );
+    assert!(close(f(s, "prefill_s"), f(toks[0], "t_end_s"), 1e-12));
+    assert!(close(
+        f(s, "prefill_tokens_per_s"),
+        f(s, "prompt_tokens") / f(s, "prefill_s"),
+        1e-9
+    ));
+    assert!(close(
+        f(s, "mean_power_w"),
+        energy_sum / f(s, "wall_s"),
+        1e-9
+    ));
+    assert!(close(
+        f(s, "prefill_energy_j") + f(s, "decode_energy_j"),
+        energy_sum,
+        1e-9
+    ));
+    assert!(close(
+        f(s, "prefill_energy_j"),
+        f(toks[0], "energy_j"),
+        1e-12
+    ));
     assert_eq!(
         s["unresolved_tokens"].as_u64().unwrap() as usize,
         unresolved
@@ -661,4 +682,44 @@ fn nvml_absent_is_said_and_auto_falls_back() {
         "cpu-time-estimate" => assert!(reason.contains("fell back to the CPU-time estimate")),
         other => panic!("unexpected meter {other}"),
     }
+}
+
+#[test]
+fn bench_reports_consistent_medians() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), &TinyConfig::default());
+    let out_file = dir.path().join("bench.json");
+    let o = run(landauer()
+        .args(["bench", "--runs", "3", "-n", "8", "--json", "--model"])
+        .arg(&model)
+        .arg("--out")
+        .arg(&out_file));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let written: Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
+    assert_eq!(r, written);
+    assert_eq!(r["generated_tokens"], 8);
+    for cfg in ["tracing_off", "tracing_on"] {
+        let runs: Vec<f64> = r[cfg]["decode_tokens_per_s"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(runs.len(), 3);
+        let mut sorted = runs.clone();
+        sorted.sort_by(f64::total_cmp);
+        assert_eq!(f(&r[cfg], "decode_tokens_per_s_median"), sorted[1]);
+        assert!(runs.iter().all(|&x| x > 0.0));
+    }
+    let off = f(&r["tracing_off"], "decode_tokens_per_s_median");
+    let on = f(&r["tracing_on"], "decode_tokens_per_s_median");
+    assert!(close(f(&r, "tracing_overhead"), off / on - 1.0, 1e-9));
+    assert!(close(
+        f(&r, "tracing_cost_fraction"),
+        f(&r, "tracing_ms_per_token") * 1e-3 * off,
+        1e-9
+    ));
+    assert!(f(&r, "tracing_ms_per_token") > 0.0);
 }

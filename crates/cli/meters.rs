@@ -35,6 +35,43 @@ struct Probe {
     idle_power_w: Option<f64>,
     /// CPU time of the sampler thread over the probe's length.
     sampler_cpu_fraction: Option<f64>,
+    /// Per-GPU readings beside energy (NVML only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    gpus: Vec<GpuProbe>,
+}
+
+#[derive(Serialize)]
+struct GpuProbe {
+    index: u32,
+    name: String,
+    uuid: String,
+    pci_bus_id: String,
+    /// What the driver answers to `NVML_FI_DEV_POWER_INSTANT` (null: not supported).
+    power_instant_w: Option<f64>,
+    /// `nvmlDeviceGetPowerUsage`, a 1 s average on Ampere and newer.
+    power_avg_w: Option<f64>,
+    temperature_c: Option<u32>,
+    sm_clock_mhz: Option<u32>,
+    mem_clock_mhz: Option<u32>,
+}
+
+/// NVML's readings beside energy, for each GPU it counts.
+fn gpu_probes(m: &NvmlMeter) -> Vec<GpuProbe> {
+    m.telemetry()
+        .into_iter()
+        .zip(m.devices())
+        .map(|(t, d)| GpuProbe {
+            index: d.index,
+            name: d.name.clone(),
+            uuid: d.uuid.clone(),
+            pci_bus_id: d.pci_bus_id.clone(),
+            power_instant_w: t.power_instant_w,
+            power_avg_w: t.power_avg_w,
+            temperature_c: t.temperature_c,
+            sm_clock_mhz: t.sm_clock_mhz,
+            mem_clock_mhz: t.mem_clock_mhz,
+        })
+        .collect()
 }
 
 fn probe(meter: Box<dyn EnergyMeter>, seconds: f64) -> Probe {
@@ -58,6 +95,7 @@ fn probe(meter: Box<dyn EnergyMeter>, seconds: f64) -> Probe {
         resolution_s: timeline.update_period(),
         idle_power_w: timeline.mean_power(a, b),
         sampler_cpu_fraction: (report.wall_s > 0.0).then(|| report.cpu_s / report.wall_s),
+        gpus: Vec::new(),
     }
 }
 
@@ -71,6 +109,7 @@ fn unavailable(meter: &'static str, why: String) -> Probe {
         resolution_s: None,
         idle_power_w: None,
         sampler_cpu_fraction: None,
+        gpus: Vec::new(),
     }
 }
 
@@ -80,7 +119,12 @@ pub fn run(args: MetersArgs) -> anyhow::Result<ExitCode> {
     }
     let probes = vec![
         match NvmlMeter::open(&[]) {
-            Ok(m) => probe(Box::new(m), args.seconds),
+            Ok(m) => {
+                let gpus = gpu_probes(&m);
+                let mut p = probe(Box::new(m), args.seconds);
+                p.gpus = gpus;
+                p
+            }
             Err(e) => unavailable("nvml", e.to_string()),
         },
         match RaplMeter::open(DEFAULT_POWERCAP_ROOT) {
@@ -113,6 +157,21 @@ pub fn run(args: MetersArgs) -> anyhow::Result<ExitCode> {
             p.sampler_cpu_fraction
                 .map_or("-".into(), |f| format!("{:.2}%", f * 100.0)),
             p.description
+        );
+    }
+    for g in probes.iter().flat_map(|p| &p.gpus) {
+        println!(
+            "  GPU {} {} ({}, {}): instantaneous power {}, 1 s average {}, {}, SM {} MHz, memory {} MHz",
+            g.index,
+            g.name,
+            g.pci_bus_id,
+            g.uuid,
+            g.power_instant_w
+                .map_or("not supported".into(), |w| format!("{w:.1} W")),
+            g.power_avg_w.map_or("-".into(), |w| format!("{w:.1} W")),
+            g.temperature_c.map_or("-".into(), |c| format!("{c} C")),
+            g.sm_clock_mhz.map_or("-".into(), |c| c.to_string()),
+            g.mem_clock_mhz.map_or("-".into(), |c| c.to_string()),
         );
     }
     Ok(ExitCode::SUCCESS)
