@@ -130,3 +130,74 @@ impl TextStream {
             .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tiny::{write_tiny_llama, TinyConfig};
+
+    fn tiny_tokenizer() -> Tokenizer {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.gguf");
+        write_tiny_llama(&path, &TinyConfig::default()).unwrap();
+        tokenizer_from_gguf(&GgufFile::open(&path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn text_stream_holds_back_partial_characters() {
+        let tok = tiny_tokenizer();
+        // "é" and "🙂" are not in the tiny vocabulary: they become several byte tokens.
+        let text = "The café 🙂 is";
+        let ids = tok.encode(text, false).unwrap().get_ids().to_vec();
+        let mut stream = TextStream::default();
+        let mut out = String::new();
+        let mut pieces = Vec::new();
+        for &id in &ids {
+            let piece = stream.push(&tok, id);
+            assert!(
+                !piece.contains('\u{FFFD}'),
+                "emitted a broken character: {piece:?}"
+            );
+            pieces.push(piece.clone());
+            out.push_str(&piece);
+        }
+        out.push_str(&stream.flush(&tok));
+        assert_eq!(out, text);
+        // Some byte tokens completed nothing on their own.
+        assert!(pieces.iter().any(|p| p.is_empty()), "{pieces:?}");
+    }
+
+    #[test]
+    fn special_tokens_and_digits() {
+        let tok = tiny_tokenizer();
+        let ids = tok.encode("<|im_start|>user\n12<|im_end|>", false).unwrap();
+        let ids = ids.get_ids();
+        assert_eq!(ids.first(), Some(&1));
+        assert_eq!(ids.last(), Some(&2));
+        // SmolLM's pre-tokenizer splits digits one by one.
+        let one = tok.token_to_id("1").unwrap();
+        let two = tok.token_to_id("2").unwrap();
+        assert!(ids.windows(2).any(|w| w == [one, two]), "{ids:?}");
+    }
+
+    #[test]
+    fn chat_template_with_and_without_system() {
+        let plain = apply_chat_template(CHATML_TEMPLATE, None, "hi", "", "").unwrap();
+        assert_eq!(
+            plain,
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+        );
+        let sys = apply_chat_template(CHATML_TEMPLATE, Some("be brief"), "hi", "", "").unwrap();
+        assert!(sys.starts_with("<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nhi"));
+        let err = apply_chat_template(
+            "{{ raise_exception('no system role') }}",
+            None,
+            "hi",
+            "",
+            "",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("no system role"), "{err}");
+        assert!(apply_chat_template("{% if %}", None, "hi", "", "").is_err());
+    }
+}
