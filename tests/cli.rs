@@ -7,6 +7,14 @@ use landauer_engine::tiny::TinyConfig;
 use serde_json::Value;
 use std::path::Path;
 
+/// A tiny model with room for thousands of tokens.
+fn long_context() -> TinyConfig {
+    TinyConfig {
+        context: 4096,
+        ..Default::default()
+    }
+}
+
 const KT_LN2_300: f64 = 1.380649e-23 * 300.0 * std::f64::consts::LN_2;
 
 fn token_ids(trace: &[Value]) -> Vec<u64> {
@@ -475,13 +483,7 @@ fn bad_inputs_get_one_clear_line() {
 #[test]
 fn ctrl_c_leaves_a_valid_trace_with_a_summary() {
     let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(
-        dir.path(),
-        &TinyConfig {
-            context: 4096,
-            ..Default::default()
-        },
-    );
+    let model = tiny_model(dir.path(), &long_context());
     let trace = dir.path().join("int.jsonl");
     let child = landauer()
         .args([
@@ -583,13 +585,7 @@ fn a_tokenizer_json_replaces_the_embedded_vocabulary() {
 #[test]
 fn idle_baseline_gives_active_energy_and_a_steady_window() {
     let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(
-        dir.path(),
-        &TinyConfig {
-            context: 4096,
-            ..Default::default()
-        },
-    );
+    let model = tiny_model(dir.path(), &long_context());
     let (_, t) = generate(
         &model,
         dir.path(),
