@@ -184,6 +184,18 @@ fn trace_has_every_field_and_consistent_numbers() {
         1e-9
     ));
     assert!(close(f(s, "mean_entropy_bits"), entropy_sum / 12.0, 1e-9));
+    let mean = |k: &str| toks.iter().map(|t| f(t, k)).sum::<f64>() / 12.0;
+    assert!(close(
+        f(s, "mean_surprisal_bits"),
+        mean("surprisal_bits"),
+        1e-9
+    ));
+    assert!(close(
+        f(s, "mean_sampling_entropy_bits"),
+        mean("sampling_entropy_bits"),
+        1e-9
+    ));
+    assert!(close(f(s, "total_entropy_bits"), entropy_sum, 1e-9));
     assert!(close(
         f(s, "bits_per_joule"),
         entropy_sum / energy_sum,
@@ -616,6 +628,12 @@ fn idle_baseline_gives_active_energy_and_a_steady_window() {
     if f(s, "decode_s") >= 2.0 {
         let steady = f(s, "steady_joules_per_token");
         assert!(close(steady, f(s, "decode_joules_per_token"), 1e-9));
+        let decode_tokens = f(s, "tokens") - 1.0;
+        assert!(close(
+            f(s, "steady_active_joules_per_token"),
+            steady - idle * f(s, "decode_s") / decode_tokens,
+            1e-9
+        ));
     } else {
         eprintln!(
             "decode lasted {} s: steady-state branch not reached",

@@ -39,6 +39,18 @@ pub fn start_sampler(opened: &mut OpenedMeter) -> (Option<MeterSampler>, Option<
     }
 }
 
+/// Name, description and whether it estimates, of the meter a sampler polls.
+pub fn meter_info(sampler: &Option<MeterSampler>) -> (String, String, bool) {
+    match sampler {
+        Some(s) => (
+            s.info().name.clone(),
+            s.info().description.clone(),
+            s.info().estimated,
+        ),
+        None => ("none".into(), "energy not measured".into(), false),
+    }
+}
+
 pub fn sampling_params(s: &SamplingArgs) -> SamplingParams {
     SamplingParams {
         temperature: if s.greedy { 0.0 } else { s.temperature },
@@ -109,14 +121,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let tokens = engine.encode(&prompt_text)?;
     let info = engine.info().clone();
     let (sampler, meter_resolution_s) = start_sampler(&mut opened);
-    let (meter_name, meter_description, estimated) = match &sampler {
-        Some(s) => (
-            s.info().name.clone(),
-            s.info().description.clone(),
-            s.info().estimated,
-        ),
-        None => ("none".into(), "energy not measured".into(), false),
-    };
+    let (meter_name, meter_description, estimated) = meter_info(&sampler);
     let idle_power_w = match (&sampler, args.idle_seconds) {
         (Some(s), secs) if secs > 0.0 => {
             eprintln!("landauer: measuring idle power for {secs} s");

@@ -28,6 +28,9 @@ pub struct WindowEnergy {
 #[derive(Debug, Clone, Default)]
 pub struct EnergyTimeline {
     points: Vec<CounterSample>,
+    /// Median interval between update points, recomputed as the timeline grows (at every
+    /// point up to 64, then at each doubling), so that reading it per token costs nothing.
+    period: Option<f64>,
 }
 
 impl EnergyTimeline {
@@ -45,7 +48,13 @@ impl EnergyTimeline {
     pub fn push(&mut self, s: CounterSample) {
         match self.points.last() {
             Some(last) if s.joules == last.joules || s.t <= last.t => {}
-            _ => self.points.push(s),
+            _ => {
+                self.points.push(s);
+                let n = self.points.len();
+                if n <= 64 || n.is_power_of_two() {
+                    self.period = median_gap(&self.points);
+                }
+            }
         }
     }
 
@@ -53,14 +62,10 @@ impl EnergyTimeline {
         &self.points
     }
 
-    /// The counter's effective update period: the median interval between update points.
+    /// The counter's effective update period: the median interval between update points
+    /// (over the first 64 points, then refreshed each time the timeline doubles).
     pub fn update_period(&self) -> Option<f64> {
-        let mut gaps: Vec<f64> = self.points.windows(2).map(|w| w[1].t - w[0].t).collect();
-        if gaps.is_empty() {
-            return None;
-        }
-        gaps.sort_by(f64::total_cmp);
-        Some(gaps[gaps.len() / 2])
+        self.period
     }
 
     /// Time of the last update point: energy before it is known, after it extrapolated.
@@ -95,6 +100,15 @@ impl EnergyTimeline {
     pub fn mean_power(&self, start: f64, end: f64) -> Option<f64> {
         (end > start).then(|| (self.energy_at(end) - self.energy_at(start)) / (end - start))
     }
+}
+
+fn median_gap(points: &[CounterSample]) -> Option<f64> {
+    let mut gaps: Vec<f64> = points.windows(2).map(|w| w[1].t - w[0].t).collect();
+    if gaps.is_empty() {
+        return None;
+    }
+    gaps.sort_by(f64::total_cmp);
+    Some(gaps[gaps.len() / 2])
 }
 
 #[cfg(test)]
@@ -186,7 +200,12 @@ mod tests {
 
     #[test]
     fn long_windows_are_resolved() {
-        let timeline = EnergyTimeline::from_samples(&simulated_polls(2.0));
+        // 20 s: 200 update points, past the 64 after which the period is refreshed at
+        // each doubling only.
+        let timeline = EnergyTimeline::from_samples(&simulated_polls(20.0));
+        assert!(timeline.points().len() > 128);
+        let period = timeline.update_period().unwrap();
+        assert!((period - 0.1).abs() < 0.0021, "update period {period}");
         let w = timeline.window(0.2, 0.5);
         assert!(w.resolved);
         let analytic = energy(0.5) - energy(0.2);
