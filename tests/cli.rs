@@ -737,3 +737,65 @@ fn bench_reports_consistent_medians() {
     ));
     assert!(f(&r, "tracing_ms_per_token") > 0.0);
 }
+
+#[test]
+fn synthetic_models_generate_and_label_their_entropy_meaningless() {
+    let dir = tempfile::tempdir().unwrap();
+    for (model, params, arch) in [
+        ("synthetic:smollm2-135m:q8_0", 134_515_008u64, "llama"),
+        ("synthetic:qwen2.5-0.5b:q4_0", 494_032_768, "qwen2"),
+    ] {
+        let (out, trace) = generate(
+            Path::new(model),
+            dir.path(),
+            &["-n", "3", "--ignore-eos", "--seed", "1"],
+        );
+        let run = &trace[0];
+        assert_eq!(run["type"], "run");
+        assert_eq!(run["synthetic"], true, "{model}");
+        assert_eq!(run["model"], model);
+        assert_eq!(run["architecture"], arch);
+        assert_eq!(run["parameters"].as_u64(), Some(params));
+        assert_eq!(run["device"], "cpu");
+        assert_eq!(token_ids(&trace).len(), 3, "{model}");
+        let summary = trace.last().unwrap();
+        assert_eq!(summary["type"], "summary");
+        let caveats = summary["caveats"].as_array().unwrap();
+        assert!(
+            caveats.iter().any(|c| c
+                .as_str()
+                .unwrap()
+                .contains("entropy, surprisal and the Landauer figures are meaningless")),
+            "{caveats:?}"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("SYNTHETIC"), "{stderr}");
+        assert!(stderr.contains("MEANINGLESS"), "{stderr}");
+        assert!(stderr.contains("random weights"), "{stderr}");
+        // Random weights over a real vocabulary: near-uniform, far above a trained model's.
+        let h = summary["mean_entropy_bits"].as_f64().unwrap();
+        assert!(h > 8.0 && h.is_finite(), "{model}: entropy {h}");
+    }
+}
+
+#[test]
+fn devices_and_synthetic_specs_are_checked() {
+    refuses(
+        &["generate", "hi", "--device", "tpu"],
+        "`tpu` is not a device; use cpu, cuda or cuda:N",
+    );
+    if !landauer_engine::device::CUDA_BUILT {
+        refuses(
+            &["generate", "hi", "--device", "cuda:0"],
+            "built without CUDA; build it with scripts/build-cuda.sh",
+        );
+    }
+    refuses(
+        &["generate", "hi", "--model", "synthetic:gpt-9"],
+        "unknown architecture `gpt-9`; known: smollm2-135m",
+    );
+    refuses(
+        &["generate", "hi", "--model", "synthetic:llama-3.1-8b:q2_x"],
+        "unknown quantization `q2_x`",
+    );
+}

@@ -118,3 +118,26 @@ fn tokenizer_round_trips_and_splits_digits() {
     assert_eq!(ids[0], 1);
     assert_eq!(*ids.last().unwrap(), 2);
 }
+
+#[test]
+fn synthetic_smollm2_has_the_real_files_shapes() {
+    let Some(model) = default_model() else { return };
+    let real = landauer_engine::gguf::GgufFile::open(&model).unwrap();
+    let spec =
+        landauer_engine::synthetic::SyntheticSpec::parse("synthetic:smollm2-135m:q4_1").unwrap();
+    let syn = spec.open();
+    fn shapes<R>(g: &landauer_engine::gguf::GgufFile<R>) -> Vec<(String, Vec<usize>)> {
+        let mut v: Vec<(String, Vec<usize>)> = g
+            .content
+            .tensor_infos
+            .iter()
+            .map(|(n, t)| (n.clone(), t.shape.dims().to_vec()))
+            .collect();
+        v.sort();
+        v
+    }
+    assert_eq!(shapes(&syn), shapes(&real));
+    assert_eq!(syn.info().parameters, real.info().parameters);
+    assert_eq!(syn.info().vocab_size, real.info().vocab_size);
+    assert_eq!(syn.info().layers, real.info().layers);
+}

@@ -16,6 +16,8 @@ use std::process::ExitCode;
 pub struct BenchArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub gpu: crate::GpuArgs,
     /// Measured repetitions of each configuration (medians are reported).
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
@@ -129,7 +131,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--runs must be at least 1 and --max-tokens at least 2");
     }
     let threads = crate::set_threads(args.model.threads)?;
-    let (mut engine, model_path, sha256) = load_engine(&args.model)?;
+    let crate::generate::Loaded {
+        mut engine,
+        model_path,
+        sha256,
+        device,
+    } = load_engine(&args.model)?;
     let tokens = engine.encode(&args.prompt)?;
     let opts = GenerateOptions {
         max_tokens: args.max_tokens,
@@ -140,10 +147,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let info = engine.info().clone();
     let dir = tempfile::tempdir()?;
     let make_recorder = |i: usize| -> anyhow::Result<Recorder> {
-        let mut opened = open_meter(
+        let mut opened = open_meter(&crate::generate::meter_request(
             MeterChoice::Auto,
             landauer_meter::DEFAULT_CPU_WATTS_PER_CORE,
-        )?;
+            &args.gpu.gpus,
+            &device,
+        ))?;
         let (sampler, meter_resolution_s) = crate::generate::start_sampler(&mut opened);
         let run = RunRecord {
             landauer_version: env!("CARGO_PKG_VERSION").into(),
@@ -153,8 +162,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             architecture: info.architecture.clone(),
             quantization: info.quantization.clone(),
             parameters: info.parameters,
+            synthetic: info.synthetic,
             context_length: 0,
-            device: "cpu".into(),
+            device: device.label.clone(),
+            device_name: device.name.clone(),
+            device_pci_bus_id: device.pci_bus_id.clone(),
             threads,
             meter: crate::generate::meter_info(&sampler).0,
             meter_description: crate::generate::meter_info(&sampler).1,

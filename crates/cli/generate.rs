@@ -1,29 +1,94 @@
 //! `landauer generate`.
 
-use crate::{GenerateArgs, MeterArg, ModelArgs, SamplingArgs};
+use crate::{GenerateArgs, ModelArgs, SamplingArgs};
 use anyhow::Context;
+use landauer_engine::device::{device_info, open_device, DeviceInfo};
 use landauer_engine::fetch::{self, ModelSpec};
-use landauer_engine::Device;
+use landauer_engine::synthetic::SyntheticSpec;
 use landauer_engine::{Engine, GenerateOptions, SamplingParams};
 use landauer_meter::sampler::MeterSampler;
-use landauer_meter::{open_meter, MeterChoice, OpenedMeter};
+use landauer_meter::{open_meter, MeterChoice, MeterRequest, OpenedMeter};
 use landauer_trace::{CsvTrace, JsonlTrace, Recorder, RunRecord, SamplingRecord, TerminalPrinter};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Loads the model a `--model` argument names (fetching the default if needed).
-pub fn load_engine(args: &ModelArgs) -> anyhow::Result<(Engine, String, String)> {
-    let spec = ModelSpec::parse(args.model.as_deref());
+/// A loaded model and where it came from.
+pub struct Loaded {
+    pub engine: Engine,
+    /// The file, or `synthetic:ARCH:QUANT`.
+    pub model_path: String,
+    /// The file's sha256 (empty for synthetic models).
+    pub sha256: String,
+    pub device: DeviceInfo,
+}
+
+/// Opens the device and loads the model a `--model` argument names (fetching the default
+/// if needed, building a synthetic one in place).
+pub fn load_engine(args: &ModelArgs) -> anyhow::Result<Loaded> {
+    let device = open_device(&args.device)?;
+    let info = device_info(&device);
     let progress = std::io::stderr().is_terminal();
+    if let Some(m) = args
+        .model
+        .as_deref()
+        .filter(|m| SyntheticSpec::is_synthetic(m))
+    {
+        let spec = SyntheticSpec::parse(m)?;
+        if args.tokenizer.is_some() {
+            anyhow::bail!("--tokenizer cannot be used with a synthetic model (it has its own)");
+        }
+        eprintln!(
+            "landauer: building {} ({:.2}B parameters, random weights) on {}",
+            spec.label(),
+            spec.arch.parameters() as f64 / 1e9,
+            info.label
+        );
+        let t = std::time::Instant::now();
+        let engine = Engine::synthetic(&spec, &device)?;
+        eprintln!(
+            "landauer: built in {:.1} s; its entropy is meaningless (random weights), its energy and speed are real",
+            t.elapsed().as_secs_f64()
+        );
+        return Ok(Loaded {
+            engine,
+            model_path: spec.label(),
+            sha256: String::new(),
+            device: info,
+        });
+    }
+    let spec = ModelSpec::parse(args.model.as_deref());
     let resolved = fetch::resolve(&spec, progress)?;
     let sha256 = match resolved.sha256 {
         Some(s) => s,
         None => fetch::sha256_file(&resolved.path, progress)?,
     };
-    let engine = Engine::load(&resolved.path, args.tokenizer.as_deref(), &Device::Cpu)?;
-    Ok((engine, resolved.path.display().to_string(), sha256))
+    let engine = Engine::load(&resolved.path, args.tokenizer.as_deref(), &device)?;
+    Ok(Loaded {
+        engine,
+        model_path: resolved.path.display().to_string(),
+        sha256,
+        device: info,
+    })
+}
+
+/// What to ask `open_meter` for on this device.
+pub fn meter_request(
+    choice: MeterChoice,
+    cpu_watts: f64,
+    gpus: &[String],
+    device: &DeviceInfo,
+) -> MeterRequest {
+    MeterRequest {
+        choice,
+        cpu_watts_per_core: cpu_watts,
+        gpus: gpus.to_vec(),
+        cuda_pci_bus_id: device
+            .label
+            .starts_with("cuda")
+            .then(|| device.pci_bus_id.clone().unwrap_or_default()),
+    }
 }
 
 /// The meter's sampler thread, started, with the counter's probed update period.
@@ -85,11 +150,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
             args.kelvin
         );
     }
-    if !(args.idle_seconds.is_finite() && args.idle_seconds >= 0.0) {
-        anyhow::bail!(
-            "--idle-seconds must be 0 or more, got {}",
-            args.idle_seconds
-        );
+    if let Some(idle) = args.idle_seconds.filter(|s| !(s.is_finite() && *s >= 0.0)) {
+        anyhow::bail!("--idle-seconds must be 0 or more, got {idle}");
     }
     if !(args.cpu_watts.is_finite() && args.cpu_watts > 0.0) {
         anyhow::bail!("--cpu-watts must be positive, got {}", args.cpu_watts);
@@ -101,18 +163,21 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let jsonl = args.trace.as_deref().map(JsonlTrace::create).transpose()?;
     let csv = args.csv.as_deref().map(CsvTrace::create).transpose()?;
 
-    let mut opened = open_meter(
-        match args.meter {
-            MeterArg::Auto => MeterChoice::Auto,
-            MeterArg::Nvml => MeterChoice::Nvml,
-            MeterArg::Rapl => MeterChoice::Rapl,
-            MeterArg::Estimate => MeterChoice::Estimate,
-            MeterArg::None => MeterChoice::None,
-        },
+    let Loaded {
+        mut engine,
+        model_path,
+        sha256,
+        device,
+    } = load_engine(&args.model)?;
+    let on_gpu = device.label.starts_with("cuda");
+    let idle_seconds = args.idle_seconds.unwrap_or(if on_gpu { 2.0 } else { 0.0 });
+    let mut opened = open_meter(&meter_request(
+        args.meter.choice(),
         args.cpu_watts,
-    )?;
+        &args.gpu.gpus,
+        &device,
+    ))?;
 
-    let (mut engine, model_path, sha256) = load_engine(&args.model)?;
     let prompt_text = if args.chat {
         engine.chat_prompt(args.system.as_deref(), &prompt, args.jinja)?
     } else {
@@ -122,7 +187,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let info = engine.info().clone();
     let (sampler, meter_resolution_s) = start_sampler(&mut opened);
     let (meter_name, meter_description, estimated) = meter_info(&sampler);
-    let idle_power_w = match (&sampler, args.idle_seconds) {
+    let idle_power_w = match (&sampler, idle_seconds) {
         (Some(s), secs) if secs > 0.0 => {
             eprintln!("landauer: measuring idle power for {secs} s");
             s.measure_idle(secs)
@@ -142,15 +207,18 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         architecture: info.architecture.clone(),
         quantization: info.quantization.clone(),
         parameters: info.parameters,
+        synthetic: info.synthetic,
         context_length: engine.context_length(),
-        device: "cpu".into(),
+        device: device.label.clone(),
+        device_name: device.name.clone(),
+        device_pci_bus_id: device.pci_bus_id.clone(),
         threads,
         meter: meter_name,
         meter_description,
         meter_reason: opened.reason.clone(),
         meter_resolution_s,
         meter_interval_s: sampler.as_ref().map(|s| s.interval().as_secs_f64()),
-        idle_seconds: args.idle_seconds,
+        idle_seconds,
         idle_power_w,
         estimated,
         kelvin: args.kelvin,

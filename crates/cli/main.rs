@@ -31,6 +31,19 @@ enum Command {
     Meters(meters::MetersArgs),
 }
 
+impl MeterArg {
+    pub fn choice(self) -> landauer_meter::MeterChoice {
+        use landauer_meter::MeterChoice as C;
+        match self {
+            MeterArg::Auto => C::Auto,
+            MeterArg::Nvml => C::Nvml,
+            MeterArg::Rapl => C::Rapl,
+            MeterArg::Estimate => C::Estimate,
+            MeterArg::None => C::None,
+        }
+    }
+}
+
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
 pub enum MeterArg {
     /// RAPL where readable, else the labeled CPU-time estimate (CPU runs).
@@ -45,7 +58,9 @@ pub enum MeterArg {
 /// Model selection, shared by every subcommand that loads one.
 #[derive(Args, Clone)]
 pub struct ModelArgs {
-    /// A local .gguf file or a hub `owner/repo:file.gguf`; the default model when omitted.
+    /// A local .gguf file, a hub `owner/repo:file.gguf`, or `synthetic:ARCH[:QUANT]` (real
+    /// shapes, random weights: smollm2-135m, llama-3.2-1b, llama-3.1-8b, qwen2.5-7b, ...;
+    /// QUANT q4_0, q4_k, q8_0, f16, ...); the default model when omitted.
     #[arg(long, short = 'm')]
     pub model: Option<String>,
     /// A Hugging Face tokenizer.json to use instead of the GGUF's embedded vocabulary.
@@ -54,6 +69,18 @@ pub struct ModelArgs {
     /// CPU threads (default: all cores).
     #[arg(long, short = 't')]
     pub threads: Option<usize>,
+    /// Where the model runs: cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// Which GPUs the NVML meter counts.
+#[derive(Args, Clone, Default)]
+pub struct GpuArgs {
+    /// GPUs whose energy is counted (NVML): indices, UUIDs (GPU-...) or PCI bus ids, comma
+    /// separated. Default: the GPU a CUDA run is on (matched by PCI bus id), else all GPUs.
+    #[arg(long = "gpu", value_delimiter = ',', value_name = "GPU")]
+    pub gpus: Vec<String>,
 }
 
 /// Sampling settings, shared by generate and bench.
@@ -110,13 +137,15 @@ pub struct GenerateArgs {
     /// Energy meter.
     #[arg(long, value_enum, default_value_t = MeterArg::Auto)]
     pub meter: MeterArg,
+    #[command(flatten)]
+    pub gpu: GpuArgs,
     /// Assumed watts per busy core for the CPU-time estimate (labeled ESTIMATED wherever shown).
     #[arg(long, default_value_t = landauer_meter::DEFAULT_CPU_WATTS_PER_CORE)]
     pub cpu_watts: f64,
     /// Seconds of idle power measured before the run, so that summaries can show active
-    /// energy (total minus idle power x time). 0 on CPU by default; GPUs want about 2.
-    #[arg(long, default_value_t = 0.0)]
-    pub idle_seconds: f64,
+    /// energy (total minus idle power x time). Default: 2 on a GPU, 0 on the CPU.
+    #[arg(long)]
+    pub idle_seconds: Option<f64>,
     /// Write a JSONL trace (run record, one record per token, summary), flushed as it goes.
     #[arg(long, value_name = "FILE.jsonl")]
     pub trace: Option<PathBuf>,

@@ -19,6 +19,8 @@ pub struct MetersArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub gpu: crate::GpuArgs,
 }
 
 #[derive(Serialize)]
@@ -118,7 +120,7 @@ pub fn run(args: MetersArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--seconds must be positive, got {}", args.seconds);
     }
     let probes = vec![
-        match NvmlMeter::open(&[]) {
+        match NvmlMeter::open(&args.gpu.gpus) {
             Ok(m) => {
                 let gpus = gpu_probes(&m);
                 let mut p = probe(Box::new(m), args.seconds);

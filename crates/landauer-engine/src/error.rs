@@ -41,6 +41,10 @@ pub enum EngineError {
     ZeroMaxTokens,
     #[error("invalid sampling settings: {0}")]
     Sampling(String),
+    #[error("{0}")]
+    Device(String),
+    #[error("bad synthetic model: {0}")]
+    Synthetic(String),
     #[error("model fetch failed: {0}")]
     Fetch(String),
     #[error("a sink failed: {0}")]

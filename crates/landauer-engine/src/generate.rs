@@ -139,7 +139,21 @@ pub struct Engine {
 impl Engine {
     /// Loads a GGUF model and its tokenizer (from the file unless `tokenizer_json` is given).
     pub fn load(path: &Path, tokenizer_json: Option<&Path>, device: &Device) -> Result<Self> {
-        let gguf = GgufFile::open(path)?;
+        Self::from_gguf(GgufFile::open(path)?, tokenizer_json, device)
+    }
+
+    /// Builds a synthetic model (real shapes, random weights) on `device`; see
+    /// [`crate::synthetic`].
+    pub fn synthetic(spec: &crate::synthetic::SyntheticSpec, device: &Device) -> Result<Self> {
+        Self::from_gguf(spec.open(), None, device)
+    }
+
+    /// Loads a model from an opened GGUF header and a reader of its tensor data.
+    pub fn from_gguf<R: std::io::Read + std::io::Seek>(
+        gguf: GgufFile<R>,
+        tokenizer_json: Option<&Path>,
+        device: &Device,
+    ) -> Result<Self> {
         let info = gguf.info();
         // Refuse an unsupported model before anything else is read from it.
         crate::model::supported_architecture(&gguf)?;

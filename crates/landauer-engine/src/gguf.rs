@@ -26,12 +26,15 @@ pub struct ModelInfo {
     /// The context the model was trained for (`{arch}.context_length`).
     pub context_length: Option<u32>,
     pub vocab_size: Option<usize>,
+    /// A synthetic model (real shapes, random weights): its entropy means nothing.
+    pub synthetic: bool,
 }
 
-/// An opened GGUF file: its header and a reader positioned anywhere.
-pub struct GgufFile {
+/// An opened GGUF file: its header and a reader positioned anywhere. The reader is a
+/// [`File`] for models on disk; synthetic models supply one that generates their bytes.
+pub struct GgufFile<R = File> {
     pub path: PathBuf,
-    pub file: File,
+    pub file: R,
     pub content: gguf_file::Content,
 }
 
@@ -57,7 +60,7 @@ pub fn dtype_name(d: GgmlDType) -> &'static str {
     }
 }
 
-fn tensor_bytes(info: &gguf_file::TensorInfo) -> u64 {
+pub(crate) fn tensor_bytes(info: &gguf_file::TensorInfo) -> u64 {
     let elems = info.shape.elem_count() as u64;
     let block = info.ggml_dtype.block_size() as u64;
     elems.div_ceil(block) * info.ggml_dtype.type_size() as u64
@@ -117,7 +120,9 @@ impl GgufFile {
             content,
         })
     }
+}
 
+impl<R> GgufFile<R> {
     pub fn architecture(&self) -> Option<String> {
         self.get_str("general.architecture")
     }
@@ -172,6 +177,7 @@ impl GgufFile {
             embedding_length: self.get_u32(&format!("{arch}.embedding_length")),
             context_length: self.get_u32(&format!("{arch}.context_length")),
             vocab_size,
+            synthetic: self.content.metadata.contains_key("landauer.synthetic"),
             architecture: arch,
         }
     }

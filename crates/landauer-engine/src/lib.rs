@@ -31,12 +31,14 @@
 //! assert_eq!(sink.0.len(), 5);
 //! ```
 
+pub mod device;
 mod error;
 pub mod fetch;
 mod generate;
 pub mod gguf;
 mod model;
 pub mod sampler;
+pub mod synthetic;
 pub mod tiny;
 pub mod tokenizer;
 

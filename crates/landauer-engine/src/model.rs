@@ -9,7 +9,7 @@ use candle_transformers::models::{quantized_llama, quantized_qwen2, quantized_qw
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "mistral", "qwen2", "qwen3"];
 
 /// The file's architecture if landauer can run it, else an error that lists what it can.
-pub fn supported_architecture(gguf: &GgufFile) -> Result<String> {
+pub fn supported_architecture<R>(gguf: &GgufFile<R>) -> Result<String> {
     let arch = gguf.architecture().unwrap_or_default();
     if SUPPORTED_ARCHITECTURES.contains(&arch.as_str()) {
         return Ok(arch);
@@ -34,7 +34,10 @@ pub enum Model {
 
 impl Model {
     /// Loads the weights of an opened GGUF file onto `device`.
-    pub fn load(mut gguf: GgufFile, device: &Device) -> Result<Self> {
+    pub fn load<R: std::io::Read + std::io::Seek>(
+        mut gguf: GgufFile<R>,
+        device: &Device,
+    ) -> Result<Self> {
         let arch = supported_architecture(&gguf)?;
         let path = gguf.path.clone();
         let load_err = |e: candle_core::Error| EngineError::Load {

@@ -17,7 +17,7 @@ use tokenizers::Tokenizer;
 /// pre-tokenizers of Qwen2 and Llama 3; SmolLM's (`pre = "smollm"`) is added here: digits
 /// split one by one, then byte-level BPE without a prefix space, as in SmolLM2's
 /// tokenizer.json.
-pub fn tokenizer_from_gguf(gguf: &GgufFile) -> Result<Tokenizer> {
+pub fn tokenizer_from_gguf<R>(gguf: &GgufFile<R>) -> Result<Tokenizer> {
     let mut tok = Tokenizer::from_gguf(&gguf.content)
         .map_err(|e| EngineError::NoTokenizer(crate::gguf::one_line(&e.to_string())))?;
     if gguf.get_str("tokenizer.ggml.pre").as_deref() == Some("smollm") {

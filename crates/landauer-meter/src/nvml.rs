@@ -42,6 +42,23 @@ pub struct GpuTelemetry {
 pub struct NvmlMeter {
     nvml: Nvml,
     devices: Vec<NvmlDevice>,
+    /// Each device's millijoules since opening, at the last read.
+    last_mj: Vec<u64>,
+}
+
+/// Parses a PCI bus id (`domain:bus:device.function`, hex; NVML writes an 8-digit domain,
+/// CUDA a 4-digit one) into (domain, bus, device), so that the two spellings compare equal.
+pub fn parse_pci_bus_id(s: &str) -> Option<(u32, u32, u32)> {
+    let s = s.trim();
+    let (rest, _function) = s.rsplit_once('.')?;
+    let mut it = rest.split(':');
+    let (a, b, c) = (it.next()?, it.next()?, it.next());
+    let hex = |x: &str| u32::from_str_radix(x, 16).ok();
+    match c {
+        Some(c) if it.next().is_none() => Some((hex(a)?, hex(b)?, hex(c)?)),
+        None => Some((0, hex(a)?, hex(b)?)),
+        _ => None,
+    }
 }
 
 fn nvml_err(e: impl std::fmt::Display) -> MeterError {
@@ -64,7 +81,30 @@ impl NvmlMeter {
                         Err(_) if s.starts_with("GPU-") || s.starts_with("MIG-") => {
                             nvml.device_by_uuid(s.as_str())
                         }
-                        Err(_) => nvml.device_by_pci_bus_id(s.as_str()),
+                        Err(_) => match parse_pci_bus_id(s) {
+                            // Compare numerically: CUDA and NVML pad the domain differently.
+                            Some(want) => {
+                                let n = nvml.device_count().map_err(nvml_err)?;
+                                let found = (0..n).find(|&i| {
+                                    nvml.device_by_index(i)
+                                        .and_then(|d| d.pci_info())
+                                        .is_ok_and(|p| (p.domain, p.bus, p.device) == want)
+                                });
+                                match found {
+                                    Some(i) => return Ok(i),
+                                    None => {
+                                        return Err(MeterError::Nvml(format!(
+                                            "no GPU at PCI bus id `{s}` among {n}; `landauer meters` lists them"
+                                        )))
+                                    }
+                                }
+                            }
+                            None => {
+                                return Err(MeterError::Nvml(format!(
+                                    "`{s}` is not a GPU index, UUID (GPU-...) or PCI bus id (0000:19:00.0)"
+                                )))
+                            }
+                        },
                     }
                     .map_err(|e| MeterError::Nvml(format!("no GPU `{s}`: {e}")))?;
                     dev.index().map_err(nvml_err)
@@ -90,7 +130,12 @@ impl NvmlMeter {
                 start_mj,
             });
         }
-        Ok(Self { nvml, devices })
+        let last_mj = vec![0; devices.len()];
+        Ok(Self {
+            nvml,
+            devices,
+            last_mj,
+        })
     }
 
     pub fn devices(&self) -> &[NvmlDevice] {
@@ -152,12 +197,14 @@ impl EnergyMeter for NvmlMeter {
 
     fn read(&mut self) -> Result<EnergyReading, MeterError> {
         let mut mj = 0u64;
-        for dev in &self.devices {
+        for (i, dev) in self.devices.iter().enumerate() {
             let d = self.nvml.device_by_index(dev.index).map_err(nvml_err)?;
-            mj += d
+            let now = d
                 .total_energy_consumption()
                 .map_err(nvml_err)?
                 .saturating_sub(dev.start_mj);
+            self.last_mj[i] = now;
+            mj += now;
         }
         Ok(EnergyReading {
             joules: mj as f64 / 1000.0,
@@ -165,7 +212,86 @@ impl EnergyMeter for NvmlMeter {
         })
     }
 
+    fn parts(&self) -> Vec<crate::MeterPart> {
+        self.devices
+            .iter()
+            .zip(&self.last_mj)
+            .map(|(d, &mj)| crate::MeterPart {
+                name: format!("GPU {} {} ({})", d.index, d.name, d.pci_bus_id),
+                joules: mj as f64 / 1000.0,
+            })
+            .collect()
+    }
+
+    fn telemetry(&mut self) -> Option<crate::Telemetry> {
+        let all = NvmlMeter::telemetry(self);
+        if all.is_empty() {
+            return None;
+        }
+        Some(combine_telemetry(&all))
+    }
+
     fn default_interval(&self) -> Duration {
         Duration::from_millis(2)
+    }
+}
+
+/// Several GPUs as one: the hottest temperature, mean clocks, summed power (None unless
+/// every GPU reports it).
+pub(crate) fn combine_telemetry(all: &[GpuTelemetry]) -> crate::Telemetry {
+    let n = all.len() as f64;
+    let mean = |f: &dyn Fn(&GpuTelemetry) -> Option<u32>| {
+        all.iter()
+            .map(|g| f(g).map(f64::from))
+            .sum::<Option<f64>>()
+            .map(|s| s / n)
+    };
+    crate::Telemetry {
+        temperature_c: all
+            .iter()
+            .filter_map(|g| g.temperature_c)
+            .max()
+            .map(f64::from),
+        sm_clock_mhz: mean(&|g| g.sm_clock_mhz),
+        mem_clock_mhz: mean(&|g| g.mem_clock_mhz),
+        power_instant_w: all.iter().map(|g| g.power_instant_w).sum(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pci_bus_ids_compare_across_spellings() {
+        let nvml = parse_pci_bus_id("00000000:19:00.0").unwrap();
+        let cuda = parse_pci_bus_id("0000:19:00.0").unwrap();
+        assert_eq!(nvml, cuda);
+        assert_eq!(nvml, (0, 0x19, 0));
+        assert_eq!(parse_pci_bus_id("19:00.0"), Some((0, 0x19, 0)));
+        assert_ne!(parse_pci_bus_id("0000:1a:00.0"), Some(nvml));
+        assert_eq!(parse_pci_bus_id("GPU-1234"), None);
+        assert_eq!(parse_pci_bus_id("0000:zz:00.0"), None);
+    }
+
+    #[test]
+    fn several_gpus_combine_hottest_mean_and_sum() {
+        let g = |t, sm, p| GpuTelemetry {
+            temperature_c: Some(t),
+            sm_clock_mhz: Some(sm),
+            mem_clock_mhz: Some(2619),
+            power_instant_w: p,
+            ..Default::default()
+        };
+        let c = combine_telemetry(&[g(40, 1000, Some(100.0)), g(55, 2000, Some(250.0))]);
+        assert_eq!(c.temperature_c, Some(55.0));
+        assert_eq!(c.sm_clock_mhz, Some(1500.0));
+        assert_eq!(c.mem_clock_mhz, Some(2619.0));
+        assert_eq!(c.power_instant_w, Some(350.0));
+        let c = combine_telemetry(&[g(40, 1000, Some(100.0)), g(41, 1000, None)]);
+        assert_eq!(
+            c.power_instant_w, None,
+            "a sum over part of the GPUs would mislead"
+        );
     }
 }

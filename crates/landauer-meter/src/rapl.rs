@@ -112,6 +112,19 @@ impl EnergyMeter for RaplMeter {
         false
     }
 
+    fn parts(&self) -> Vec<crate::MeterPart> {
+        if self.domains.len() < 2 {
+            return Vec::new();
+        }
+        self.domains
+            .iter()
+            .map(|d| crate::MeterPart {
+                name: d.name.clone(),
+                joules: d.accumulated_uj as f64 * 1e-6,
+            })
+            .collect()
+    }
+
     fn read(&mut self) -> Result<EnergyReading, MeterError> {
         let mut total_uj: u128 = 0;
         for d in &mut self.domains {
@@ -169,6 +182,13 @@ mod tests {
         // package-0: 1_000 -> 201_000 = 200_000 uJ; dram: 100 -> 50_100 = 50_000 uJ;
         // package-1: 2_000 -> 2_000 = 0.
         assert!((j - 0.25).abs() < 1e-12, "{j}");
+        // The breakdown keeps each domain and adds up to the total.
+        let parts = m.parts();
+        let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["package-0", "dram", "package-1"]);
+        for (p, want) in parts.iter().zip([0.2, 0.05, 0.0]) {
+            assert!((p.joules - want).abs() < 1e-12, "{}: {}", p.name, p.joules);
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! A thread per meter that polls it at a fixed interval and keeps every reading.
 
 use crate::attribution::CounterSample;
-use crate::{thread_cpu_seconds, EnergyMeter};
+use crate::{thread_cpu_seconds, EnergyMeter, MeterPart, Telemetry};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -22,10 +22,23 @@ pub struct MeterFault {
     pub message: String,
 }
 
+/// Telemetry (temperature, clocks, instantaneous power) at seconds on the sampler's clock.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TelemetrySample {
+    pub t: f64,
+    pub telemetry: Telemetry,
+}
+
+/// How often the sampler asks a meter for telemetry (slower calls than the energy counter).
+pub const TELEMETRY_INTERVAL: Duration = Duration::from_millis(100);
+
 #[derive(Default)]
 struct Shared {
     samples: Vec<CounterSample>,
     faults: Vec<MeterFault>,
+    telemetry: Vec<TelemetrySample>,
+    /// The meter's per-part totals at its last successful read.
+    parts: Vec<MeterPart>,
 }
 
 /// Polls a meter on its own thread, stamping each reading with a monotonic clock
@@ -48,6 +61,9 @@ pub struct SamplerReport {
     pub cpu_s: f64,
     /// How long it ran, seconds.
     pub wall_s: f64,
+    pub telemetry: Vec<TelemetrySample>,
+    /// Per-part totals at the last reading (empty for single-part meters).
+    pub parts: Vec<MeterPart>,
 }
 
 impl MeterSampler {
@@ -67,13 +83,33 @@ impl MeterSampler {
                 .name(format!("meter-{}", info.name))
                 .spawn(move || {
                     let cpu0 = thread_cpu_seconds().unwrap_or(0.0);
+                    let mut telemetry_due = Some(epoch);
                     loop {
                         // Read first, then check for stop: the last reading is taken after
                         // the stop request, so it covers the whole measured span.
                         let r = meter.read();
                         let now = Instant::now();
+                        let parts = if r.is_ok() { meter.parts() } else { Vec::new() };
+                        // Telemetry every TELEMETRY_INTERVAL; never again once a meter has none.
+                        let tel = match telemetry_due {
+                            Some(due) if now >= due => {
+                                let t = meter.telemetry();
+                                telemetry_due = t.map(|_| now + TELEMETRY_INTERVAL);
+                                t
+                            }
+                            _ => None,
+                        };
                         {
                             let mut s = shared.lock().expect("sampler lock");
+                            if let Some(telemetry) = tel {
+                                s.telemetry.push(TelemetrySample {
+                                    t: now.duration_since(epoch).as_secs_f64(),
+                                    telemetry,
+                                });
+                            }
+                            if !parts.is_empty() {
+                                s.parts = parts;
+                            }
                             match r {
                                 Ok(r) => s.samples.push(CounterSample {
                                     t: r.at.duration_since(epoch).as_secs_f64(),
@@ -144,6 +180,21 @@ impl MeterSampler {
         (s.samples.len(), s.faults.len())
     }
 
+    /// The latest telemetry reading, if the meter has any.
+    pub fn latest_telemetry(&self) -> Option<TelemetrySample> {
+        self.shared
+            .lock()
+            .expect("sampler lock")
+            .telemetry
+            .last()
+            .copied()
+    }
+
+    /// The meter's per-part totals at its latest reading (empty for single-part meters).
+    pub fn parts(&self) -> Vec<MeterPart> {
+        self.shared.lock().expect("sampler lock").parts.clone()
+    }
+
     /// Waits until the counter has changed `updates` times (or `timeout` passes) and returns
     /// its update period: the median interval between changes.
     pub fn probe_resolution(&self, updates: usize, timeout: Duration) -> Option<f64> {
@@ -191,6 +242,8 @@ impl MeterSampler {
             faults: std::mem::take(&mut s.faults),
             cpu_s,
             wall_s,
+            telemetry: std::mem::take(&mut s.telemetry),
+            parts: std::mem::take(&mut s.parts),
         }
     }
 }
@@ -234,6 +287,71 @@ mod tests {
                 at: Instant::now(),
             })
         }
+    }
+
+    /// Two parts rising 1 J and 2 J per read, with telemetry.
+    struct TwoGpus(u32);
+    impl EnergyMeter for TwoGpus {
+        fn name(&self) -> &'static str {
+            "two"
+        }
+        fn describe(&self) -> String {
+            "test".into()
+        }
+        fn estimated(&self) -> bool {
+            false
+        }
+        fn read(&mut self) -> Result<EnergyReading, MeterError> {
+            self.0 += 1;
+            Ok(EnergyReading {
+                joules: 3.0 * self.0 as f64,
+                at: Instant::now(),
+            })
+        }
+        fn parts(&self) -> Vec<MeterPart> {
+            vec![
+                MeterPart {
+                    name: "a".into(),
+                    joules: self.0 as f64,
+                },
+                MeterPart {
+                    name: "b".into(),
+                    joules: 2.0 * self.0 as f64,
+                },
+            ]
+        }
+        fn telemetry(&mut self) -> Option<Telemetry> {
+            Some(Telemetry {
+                temperature_c: Some(40.0 + self.0 as f64),
+                ..Default::default()
+            })
+        }
+    }
+
+    #[test]
+    fn keeps_parts_and_samples_telemetry_slower_than_energy() {
+        let s = MeterSampler::start(Box::new(TwoGpus(0)), Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(350));
+        let live = s.parts();
+        assert_eq!(live.len(), 2);
+        assert!(s.latest_telemetry().is_some());
+        let r = s.stop();
+        let (a, b) = (r.parts[0].joules, r.parts[1].joules);
+        assert_eq!(b, 2.0 * a);
+        assert_eq!(a + b, r.samples.last().unwrap().joules);
+        // Telemetry every ~100 ms, energy every ~2 ms.
+        assert!(
+            (2..=6).contains(&r.telemetry.len()),
+            "{} telemetry samples in 350 ms",
+            r.telemetry.len()
+        );
+        assert!(r.samples.len() > 5 * r.telemetry.len());
+        let temps: Vec<f64> = r
+            .telemetry
+            .iter()
+            .map(|t| t.telemetry.temperature_c.unwrap())
+            .collect();
+        assert!(temps.windows(2).all(|w| w[1] > w[0]));
     }
 
     #[test]

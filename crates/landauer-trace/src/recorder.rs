@@ -1,10 +1,11 @@
 //! Turns engine events into records: entropy, surprisal, top-N, energy, the Landauer yardstick.
 
-use crate::records::{Alternative, RunRecord, SummaryRecord, TokenRecord};
+use crate::records::{Alternative, PartEnergy, RunRecord, SummaryRecord, TokenRecord};
 use crate::RecordSink;
 use landauer_engine::{RunEnd, RunStart, SinkError, TokenEvent, TokenSink};
 use landauer_meter::attribution::{CounterSample, EnergyTimeline};
-use landauer_meter::sampler::{MeterFault, MeterSampler};
+use landauer_meter::sampler::{MeterFault, MeterSampler, TelemetrySample};
+use landauer_meter::MeterPart;
 use landauer_physics as physics;
 use std::collections::VecDeque;
 
@@ -32,6 +33,10 @@ pub struct Recorder {
     pending: VecDeque<TokenRecord>,
     acc: Totals,
     summary: Option<SummaryRecord>,
+    /// The meter's per-part totals when the run began.
+    parts_start: Vec<MeterPart>,
+    parts_end: Vec<MeterPart>,
+    telemetry: Vec<TelemetrySample>,
 }
 
 #[derive(Default)]
@@ -58,6 +63,9 @@ impl Recorder {
             offset: 0.0,
             timeline: EnergyTimeline::default(),
             seen: 0,
+            parts_start: Vec::new(),
+            parts_end: Vec::new(),
+            telemetry: Vec::new(),
             last_poll: f64::NEG_INFINITY,
             faults: Vec::new(),
             pending: VecDeque::new(),
@@ -171,6 +179,7 @@ impl TokenSink for Recorder {
         self.run.prompt_tokens = start.prompt_tokens;
         if let Some(s) = &self.sampler {
             self.offset = start.at.saturating_duration_since(s.epoch()).as_secs_f64();
+            self.parts_start = s.parts();
         }
         self.pull();
         let run = self.run.clone();
@@ -191,6 +200,12 @@ impl TokenSink for Recorder {
             .collect();
         let sampling_entropy_bits = ev.sampled.entropy_bits();
         let surprisal_bits = physics::surprisal_bits(prob);
+        let tel = self
+            .sampler
+            .as_ref()
+            .and_then(|s| s.latest_telemetry())
+            .map(|t| t.telemetry)
+            .unwrap_or_default();
         self.acc.tokens += 1;
         self.acc.entropy += entropy_bits;
         self.acc.sampling_entropy += sampling_entropy_bits;
@@ -223,6 +238,10 @@ impl TokenSink for Recorder {
             meter_gap: false,
             landauer_j: entropy_bits * self.joules_per_bit,
             landauer_gap: None,
+            temperature_c: tel.temperature_c,
+            sm_clock_mhz: tel.sm_clock_mhz,
+            mem_clock_mhz: tel.mem_clock_mhz,
+            power_instant_w: tel.power_instant_w,
         });
         self.pull();
         self.emit_ready(false)
@@ -239,6 +258,13 @@ impl TokenSink for Recorder {
             self.faults
                 .extend_from_slice(report.faults.get(known..).unwrap_or(&[]));
             sampler_cpu = Some((report.cpu_s, report.wall_s));
+            self.parts_end = report.parts;
+            let (a, b) = (self.offset, self.offset + end.total_s);
+            self.telemetry = report
+                .telemetry
+                .into_iter()
+                .filter(|t| t.t >= a && t.t <= b + 0.1)
+                .collect();
         }
         self.emit_ready(true)?;
         if !end.tail_text.is_empty() {
@@ -276,7 +302,42 @@ impl Recorder {
                 "decode lasted {decode_s:.2} s, under the {MIN_STEADY_WINDOW_S} s a steady-state figure needs; generate more tokens"
             )
         };
+        let tel = &self.telemetry;
+        let mean = |f: &dyn Fn(&TelemetrySample) -> Option<f64>| {
+            let v: Vec<f64> = tel.iter().filter_map(f).collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        };
+        let mut caveats = Vec::new();
+        if self.run.synthetic {
+            caveats.push(
+                "synthetic model (random weights): energy and speed are real; entropy, surprisal and the Landauer figures are meaningless".to_string(),
+            );
+        }
+        if self.run.estimated {
+            caveats.push(format!(
+                "energy is ESTIMATED by the {} meter, not measured",
+                self.run.meter
+            ));
+        }
+        if !steady_ok {
+            caveats.push(steady_note.clone());
+        }
+        if acc.unresolved > 0 {
+            caveats.push(format!(
+                "{} of {} tokens were shorter than one counter update: their energies are time-proportional shares",
+                acc.unresolved, acc.tokens
+            ));
+        }
         SummaryRecord {
+            energy_by_part: part_energies(&self.parts_start, &self.parts_end, energy),
+            temperature_c_mean: mean(&|t| t.telemetry.temperature_c),
+            temperature_c_max: tel
+                .iter()
+                .filter_map(|t| t.telemetry.temperature_c)
+                .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x)))),
+            sm_clock_mhz_mean: mean(&|t| t.telemetry.sm_clock_mhz),
+            power_instant_w_mean: mean(&|t| t.telemetry.power_instant_w),
+            caveats,
             tokens: acc.tokens,
             prompt_tokens: end.prompt_tokens,
             stop_reason: serde_json::to_value(end.reason)
@@ -327,9 +388,55 @@ impl Recorder {
     }
 }
 
+/// Splits `total` among the meter's parts by their counter increase over the run.
+fn part_energies(start: &[MeterPart], end: &[MeterPart], total: Option<f64>) -> Vec<PartEnergy> {
+    let Some(total) = total else {
+        return Vec::new();
+    };
+    let deltas: Vec<(String, f64)> = end
+        .iter()
+        .map(|e| {
+            let s = start
+                .iter()
+                .find(|s| s.name == e.name)
+                .map_or(0.0, |s| s.joules);
+            (e.name.clone(), (e.joules - s).max(0.0))
+        })
+        .collect();
+    let sum: f64 = deltas.iter().map(|d| d.1).sum();
+    deltas
+        .into_iter()
+        .map(|(name, d)| {
+            let share = if sum > 0.0 { d / sum } else { 0.0 };
+            PartEnergy {
+                name,
+                joules: total * share,
+                share,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::top_n;
+
+    #[test]
+    fn parts_split_the_total_by_their_increase() {
+        let p = |name: &str, joules| landauer_meter::MeterPart {
+            name: name.into(),
+            joules,
+        };
+        let start = [p("GPU 0", 100.0), p("GPU 1", 50.0)];
+        let end = [p("GPU 0", 130.0), p("GPU 1", 60.0)];
+        let parts = super::part_energies(&start, &end, Some(20.0));
+        assert_eq!(parts.len(), 2);
+        assert!((parts[0].share - 0.75).abs() < 1e-12);
+        assert!((parts[0].joules - 15.0).abs() < 1e-12);
+        assert!((parts[1].joules - 5.0).abs() < 1e-12);
+        assert!(super::part_energies(&start, &end, None).is_empty());
+        assert!(super::part_energies(&[], &[], Some(1.0)).is_empty());
+    }
 
     #[test]
     fn top_n_is_sorted_and_complete() {

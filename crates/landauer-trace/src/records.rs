@@ -32,8 +32,19 @@ pub struct RunRecord {
     pub architecture: String,
     pub quantization: String,
     pub parameters: u64,
+    /// A synthetic model (`synthetic:ARCH:QUANT`): real shapes, random weights. Energy and
+    /// speed are real; entropy and surprisal are meaningless.
+    #[serde(default)]
+    pub synthetic: bool,
     pub context_length: usize,
+    /// `cpu` or `cuda:N`.
     pub device: String,
+    /// The device's name (the GPU's, for CUDA), where known.
+    #[serde(default)]
+    pub device_name: Option<String>,
+    /// The CUDA device's PCI bus id, by which the NVML meter was matched to it.
+    #[serde(default)]
+    pub device_pci_bus_id: Option<String>,
     pub threads: usize,
     /// Meter identifier (`rapl`, `cpu-time-estimate`, `none`).
     pub meter: String,
@@ -112,6 +123,25 @@ pub struct TokenRecord {
     pub landauer_j: f64,
     /// `energy_j` / `landauer_j`; null when either is missing or the bits are 0.
     pub landauer_gap: Option<f64>,
+    /// GPU telemetry at the token's end (latest ~100 ms reading; null without a GPU meter):
+    /// die temperature, SM and memory clocks, instantaneous board power.
+    #[serde(default)]
+    pub temperature_c: Option<f64>,
+    #[serde(default)]
+    pub sm_clock_mhz: Option<f64>,
+    #[serde(default)]
+    pub mem_clock_mhz: Option<f64>,
+    #[serde(default)]
+    pub power_instant_w: Option<f64>,
+}
+
+/// Energy of one part of a meter (one GPU, one RAPL domain) over the run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PartEnergy {
+    pub name: String,
+    /// This part's share of the counted energy, applied to `energy_j`.
+    pub joules: f64,
+    pub share: f64,
 }
 
 /// The run in numbers. Last line of a trace.
@@ -169,4 +199,20 @@ pub struct SummaryRecord {
     /// CPU time of the meter sampler thread, seconds, and as a fraction of the run.
     pub sampler_cpu_s: Option<f64>,
     pub sampler_cpu_fraction: Option<f64>,
+    /// The energy split by GPU or RAPL domain (empty for single-part meters).
+    #[serde(default)]
+    pub energy_by_part: Vec<PartEnergy>,
+    /// GPU telemetry over the run (null without a GPU meter).
+    #[serde(default)]
+    pub temperature_c_mean: Option<f64>,
+    #[serde(default)]
+    pub temperature_c_max: Option<f64>,
+    #[serde(default)]
+    pub sm_clock_mhz_mean: Option<f64>,
+    #[serde(default)]
+    pub power_instant_w_mean: Option<f64>,
+    /// What the reader must know before trusting the figures (estimated meter, synthetic
+    /// model, short run).
+    #[serde(default)]
+    pub caveats: Vec<String>,
 }

@@ -77,6 +77,10 @@ struct CsvRow<'a> {
     meter_gap: bool,
     landauer_j: f64,
     landauer_gap: Option<f64>,
+    temperature_c: Option<f64>,
+    sm_clock_mhz: Option<f64>,
+    mem_clock_mhz: Option<f64>,
+    power_instant_w: Option<f64>,
     top: String,
 }
 
@@ -110,6 +114,10 @@ impl RecordSink for CsvTrace {
             meter_gap: t.meter_gap,
             landauer_j: t.landauer_j,
             landauer_gap: t.landauer_gap,
+            temperature_c: t.temperature_c,
+            sm_clock_mhz: t.sm_clock_mhz,
+            mem_clock_mhz: t.mem_clock_mhz,
+            power_instant_w: t.power_instant_w,
             top: serde_json::to_string(&t.top)?,
         })?;
         self.out.flush()
@@ -165,6 +173,11 @@ fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
 /// The human-readable summary printed after a run.
 pub fn format_summary(run: &RunRecord, s: &SummaryRecord) -> String {
     let est = if s.estimated { " ESTIMATED" } else { "" };
+    let meaningless = if run.synthetic {
+        " (MEANINGLESS: random weights)"
+    } else {
+        ""
+    };
     let mut out = String::new();
     let mut line = |k: &str, v: String| out.push_str(&format!("{k:>12}  {v}\n"));
     line(
@@ -175,10 +188,19 @@ pub fn format_summary(run: &RunRecord, s: &SummaryRecord) -> String {
             run.quantization,
             run.parameters as f64 / 1e6,
             run.architecture,
-            run.device,
+            match &run.device_name {
+                Some(n) => format!("{} ({n})", run.device),
+                None => run.device.clone(),
+            },
             run.threads
         ),
     );
+    if run.synthetic {
+        line(
+            "SYNTHETIC",
+            "random weights at the real model's shapes: energy and speed are real, entropy is meaningless".into(),
+        );
+    }
     line(
         "prompt",
         format!(
@@ -237,6 +259,24 @@ pub fn format_summary(run: &RunRecord, s: &SummaryRecord) -> String {
         }
         None => line("energy", "not measured (--meter none)".into()),
     }
+    for p in &s.energy_by_part {
+        line(
+            "",
+            format!("{}: {:.3} J ({:.1}%)", p.name, p.joules, p.share * 100.0),
+        );
+    }
+    if s.temperature_c_mean.is_some() || s.sm_clock_mhz_mean.is_some() {
+        line(
+            "gpu",
+            format!(
+                "die {} °C mean ({} max), SM clock {} MHz mean, instantaneous power {} W mean",
+                opt(s.temperature_c_mean, |v| format!("{v:.1}")),
+                opt(s.temperature_c_max, |v| format!("{v:.0}")),
+                opt(s.sm_clock_mhz_mean, |v| format!("{v:.0}")),
+                opt(s.power_instant_w_mean, |v| format!("{v:.1}")),
+            ),
+        );
+    }
     line("meter", format!("{}: {}", run.meter, run.meter_description));
     if run.meter != "none" {
         line(
@@ -254,7 +294,7 @@ pub fn format_summary(run: &RunRecord, s: &SummaryRecord) -> String {
     line(
         "information",
         format!(
-            "{:.3} bits/token mean entropy (surprisal {:.3}), {} bits/J",
+            "{:.3} bits/token mean entropy (surprisal {:.3}), {} bits/J{meaningless}",
             s.mean_entropy_bits,
             s.mean_surprisal_bits,
             opt(s.bits_per_joule, |v| format!("{v:.2}"))
@@ -263,7 +303,7 @@ pub fn format_summary(run: &RunRecord, s: &SummaryRecord) -> String {
     line(
         "landauer",
         format!(
-            "k_B T ln2 = {:.4e} J/bit at {} K; the run is {} x above it{est}",
+            "k_B T ln2 = {:.4e} J/bit at {} K; the run is {} x above it{est}{meaningless}",
             run.landauer_j_per_bit,
             run.kelvin,
             opt(s.landauer_gap, |v| format!("{v:.3e}"))
