@@ -39,6 +39,13 @@ pub struct BenchArgs {
     /// Print the results as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Keep the traced runs' JSONL and CSV traces in this directory (default: discarded).
+    #[arg(long, value_name = "DIR")]
+    pub trace_dir: Option<PathBuf>,
+    /// Seconds of idle power measured before each traced run (default: 2 on a GPU, else 0),
+    /// for active energy.
+    #[arg(long)]
+    pub idle_seconds: Option<f64>,
 }
 
 /// Wraps a sink and measures the wall time spent inside it: the direct cost of tracing,
@@ -76,6 +83,31 @@ struct Config {
     prefill_tokens_per_s_median: f64,
 }
 
+/// Energy of the traced runs, medians over runs.
+#[derive(Serialize)]
+struct EnergyStats {
+    meter: String,
+    meter_reason: String,
+    estimated: bool,
+    /// The counter's update period, seconds (median over runs).
+    meter_resolution_s: Option<f64>,
+    idle_power_w: Option<f64>,
+    /// Decode energy per token (every token after the first), joules.
+    decode_joules_per_token: Vec<f64>,
+    decode_joules_per_token_median: f64,
+    /// Decode energy per token minus idle power × time per token.
+    decode_active_joules_per_token_median: Option<f64>,
+    /// 3600 / decode J/token.
+    decode_tokens_per_wh_median: f64,
+    /// Decode energy over decode time, watts.
+    decode_power_w_median: f64,
+    prefill_energy_j_median: f64,
+    /// Die temperature and SM clock over the runs (GPU meters).
+    temperature_c_mean: Option<f64>,
+    sm_clock_mhz_mean: Option<f64>,
+    power_instant_w_mean: Option<f64>,
+}
+
 #[derive(Serialize)]
 struct BenchReport {
     engine: &'static str,
@@ -83,6 +115,13 @@ struct BenchReport {
     model: String,
     model_sha256: String,
     quantization: String,
+    parameters: u64,
+    /// Real shapes, random weights (speed and energy real, entropy meaningless).
+    synthetic: bool,
+    /// Weight bytes one decode step reads (the KV cache comes on top).
+    weight_bytes_per_token: u64,
+    device: String,
+    device_name: Option<String>,
     threads: usize,
     prompt_tokens: usize,
     generated_tokens: usize,
@@ -101,6 +140,43 @@ struct BenchReport {
     tracing_cpu_ms_per_token: f64,
     /// That time over the untraced decode time per token (median): the direct cost of tracing.
     tracing_cost_fraction: f64,
+    /// Energy of the traced runs (null with no meter).
+    energy: Option<EnergyStats>,
+}
+
+/// Medians of the traced runs' energy figures (None when energy was not measured).
+fn energy_stats(runs: &[(landauer_trace::SummaryRecord, RunRecord)]) -> Option<EnergyStats> {
+    let (first, run) = runs.first()?;
+    first.energy_j?;
+    let per = |f: &dyn Fn(&landauer_trace::SummaryRecord) -> Option<f64>| -> Vec<f64> {
+        runs.iter().filter_map(|(s, _)| f(s)).collect()
+    };
+    let opt_median = |v: Vec<f64>| (!v.is_empty()).then(|| median(&v));
+    let jpt = per(&|s| s.decode_joules_per_token);
+    let jpt_median = median(&jpt);
+    Some(EnergyStats {
+        meter: run.meter.clone(),
+        meter_reason: run.meter_reason.clone(),
+        estimated: run.estimated,
+        meter_resolution_s: opt_median(per(&|s| s.meter_resolution_s)),
+        idle_power_w: opt_median(runs.iter().filter_map(|(_, r)| r.idle_power_w).collect()),
+        decode_active_joules_per_token_median: opt_median(per(&|s| {
+            let n = s.tokens.checked_sub(1).filter(|&n| n > 0)? as f64;
+            Some(s.decode_energy_j? / n - s.idle_power_w? * s.decode_s / n)
+        })),
+        decode_tokens_per_wh_median: 3600.0 / jpt_median,
+        decode_joules_per_token: jpt,
+        decode_joules_per_token_median: jpt_median,
+        decode_power_w_median: median(&per(&|s| {
+            s.decode_energy_j
+                .filter(|_| s.decode_s > 0.0)
+                .map(|e| e / s.decode_s)
+        })),
+        prefill_energy_j_median: median(&per(&|s| s.prefill_energy_j)),
+        temperature_c_mean: opt_median(per(&|s| s.temperature_c_mean)),
+        sm_clock_mhz_mean: opt_median(per(&|s| s.sm_clock_mhz_mean)),
+        power_instant_w_mean: opt_median(per(&|s| s.power_instant_w_mean)),
+    })
 }
 
 pub fn median(v: &[f64]) -> f64 {
@@ -130,6 +206,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.runs == 0 || args.max_tokens < 2 {
         anyhow::bail!("--runs must be at least 1 and --max-tokens at least 2");
     }
+    if let Some(idle) = args.idle_seconds.filter(|s| !(s.is_finite() && *s >= 0.0)) {
+        anyhow::bail!("--idle-seconds must be 0 or more, got {idle}");
+    }
+    if let Some(d) = &args.trace_dir {
+        std::fs::create_dir_all(d)
+            .map_err(|e| anyhow::anyhow!("cannot create --trace-dir {}: {e}", d.display()))?;
+    }
     let threads = crate::set_threads(args.model.threads)?;
     let crate::generate::Loaded {
         mut engine,
@@ -145,7 +228,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         stop: None,
     };
     let info = engine.info().clone();
-    let dir = tempfile::tempdir()?;
+    let on_gpu = device.label.starts_with("cuda");
+    let idle_seconds = args.idle_seconds.unwrap_or(if on_gpu { 2.0 } else { 0.0 });
+    let tmp = tempfile::tempdir()?;
+    let dir = args
+        .trace_dir
+        .clone()
+        .unwrap_or_else(|| tmp.path().to_path_buf());
     let make_recorder = |i: usize| -> anyhow::Result<Recorder> {
         let mut opened = open_meter(&crate::generate::meter_request(
             MeterChoice::Auto,
@@ -154,6 +243,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             &device,
         ))?;
         let (sampler, meter_resolution_s) = crate::generate::start_sampler(&mut opened);
+        let idle_power_w = match &sampler {
+            Some(s) if idle_seconds > 0.0 => s.measure_idle(idle_seconds),
+            _ => None,
+        };
         let run = RunRecord {
             landauer_version: env!("CARGO_PKG_VERSION").into(),
             model: info.name.clone().unwrap_or_default(),
@@ -173,8 +266,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             meter_reason: opened.reason.clone(),
             meter_resolution_s,
             meter_interval_s: None,
-            idle_seconds: 0.0,
-            idle_power_w: None,
+            idle_seconds,
+            idle_power_w,
             estimated: crate::generate::meter_info(&sampler).2,
             kelvin: 300.0,
             landauer_j_per_bit: landauer_physics::landauer_joules_per_bit(300.0),
@@ -194,8 +287,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             started_unix_s: 0.0,
         };
         Ok(Recorder::new(run, sampler)
-            .with_sink(JsonlTrace::create(&dir.path().join(format!("{i}.jsonl")))?)
-            .with_sink(CsvTrace::create(&dir.path().join(format!("{i}.csv")))?))
+            .with_sink(JsonlTrace::create(&dir.join(format!("run{i}.jsonl")))?)
+            .with_sink(CsvTrace::create(&dir.join(format!("run{i}.csv")))?))
     };
     let rate = |end: &landauer_engine::RunEnd| {
         (
@@ -208,6 +301,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let (mut off_d, mut off_p, mut on_d, mut on_p) = (vec![], vec![], vec![], vec![]);
     let (mut sink_ms, mut sink_cpu_ms) = (vec![], vec![]);
+    let mut summaries = Vec::new();
     let mut generated = 0;
     for i in 0..args.runs {
         // Alternate the order so that drift (heat, other load) hits both alike.
@@ -222,6 +316,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 let n = (end.generated_tokens - 1) as f64;
                 sink_ms.push(timed.decode_s * 1e3 / n);
                 sink_cpu_ms.push(timed.decode_cpu_s * 1e3 / n);
+                summaries.extend(
+                    timed
+                        .inner
+                        .summary()
+                        .cloned()
+                        .map(|s| (s, timed.inner.run_record().clone())),
+                );
                 end
             } else {
                 engine.generate(&tokens, &opts, ())?
@@ -252,6 +353,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         model: info.name.clone().unwrap_or_default(),
         model_sha256: sha256.clone(),
         quantization: info.quantization.clone(),
+        parameters: info.parameters,
+        synthetic: info.synthetic,
+        weight_bytes_per_token: info.weight_bytes_per_token,
+        device: device.label.clone(),
+        device_name: device.name.clone(),
+        energy: energy_stats(&summaries),
         threads,
         prompt_tokens: tokens.len(),
         generated_tokens: generated,
@@ -298,6 +405,25 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             report.tracing_cost_fraction * 100.0,
             report.tracing_overhead * 100.0
         );
+        if let Some(e) = &report.energy {
+            let est = if e.estimated { " ESTIMATED" } else { "" };
+            println!(
+                "energy ({}{est}): decode {:.4} J/token, {:.0} tokens/Wh, {:.1} W{}",
+                e.meter,
+                e.decode_joules_per_token_median,
+                e.decode_tokens_per_wh_median,
+                e.decode_power_w_median,
+                e.decode_active_joules_per_token_median
+                    .map(|a| format!(
+                        "; active {a:.4} J/token (idle {:.1} W)",
+                        e.idle_power_w.unwrap_or(0.0)
+                    ))
+                    .unwrap_or_default()
+            );
+        }
+        if report.synthetic {
+            println!("synthetic model: random weights; speed and energy are real, entropy is meaningless");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

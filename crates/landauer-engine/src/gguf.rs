@@ -21,6 +21,10 @@ pub struct ModelInfo {
     pub parameters: u64,
     /// Bytes of tensor data.
     pub tensor_bytes: u64,
+    /// Weight bytes one decode step reads: every tensor except the token embedding, which
+    /// is only gathered a row at a time, unless it doubles as the output projection (tied
+    /// embeddings, no `output.weight`). The KV cache comes on top.
+    pub weight_bytes_per_token: u64,
     pub layers: Option<u32>,
     pub embedding_length: Option<u32>,
     /// The context the model was trained for (`{arch}.context_length`).
@@ -162,6 +166,13 @@ impl<R> GgufFile<R> {
             .max_by_key(|(d, n)| (*n, dtype_name(*d)))
             .map(|(d, _)| dtype_name(d).to_string())
             .unwrap_or_else(|| "unknown".into());
+        let tied = !self.content.tensor_infos.contains_key("output.weight");
+        let embedding = self
+            .content
+            .tensor_infos
+            .get("token_embd.weight")
+            .map_or(0, tensor_bytes);
+        let weight_bytes_per_token = if tied { bytes } else { bytes - embedding };
         let vocab_size = self
             .content
             .metadata
@@ -173,6 +184,7 @@ impl<R> GgufFile<R> {
             quantization,
             parameters,
             tensor_bytes: bytes,
+            weight_bytes_per_token,
             layers: self.get_u32(&format!("{arch}.block_count")),
             embedding_length: self.get_u32(&format!("{arch}.embedding_length")),
             context_length: self.get_u32(&format!("{arch}.context_length")),
