@@ -129,3 +129,102 @@ fn a_failing_meter_marks_the_gap_and_the_run_goes_on() {
         "{total} vs {expected}"
     );
 }
+
+/// Two simulated GPUs at 30 W and 90 W, with a die temperature and clocks.
+struct TwoGpus {
+    opened: Instant,
+    last: f64,
+}
+
+impl EnergyMeter for TwoGpus {
+    fn name(&self) -> &'static str {
+        "two-gpus"
+    }
+    fn describe(&self) -> String {
+        "two simulated GPUs".into()
+    }
+    fn estimated(&self) -> bool {
+        false
+    }
+    fn read(&mut self) -> Result<EnergyReading, MeterError> {
+        let at = Instant::now();
+        self.last = at.duration_since(self.opened).as_secs_f64();
+        Ok(EnergyReading {
+            joules: 120.0 * self.last,
+            at,
+        })
+    }
+    fn parts(&self) -> Vec<landauer_meter::MeterPart> {
+        vec![
+            landauer_meter::MeterPart {
+                name: "GPU 0".into(),
+                joules: 30.0 * self.last,
+            },
+            landauer_meter::MeterPart {
+                name: "GPU 1".into(),
+                joules: 90.0 * self.last,
+            },
+        ]
+    }
+    fn telemetry(&mut self) -> Option<landauer_meter::Telemetry> {
+        Some(landauer_meter::Telemetry {
+            temperature_c: Some(61.0),
+            sm_clock_mhz: Some(1980.0),
+            mem_clock_mhz: Some(2619.0),
+            power_instant_w: Some(120.0),
+        })
+    }
+    fn default_interval(&self) -> Duration {
+        Duration::from_millis(2)
+    }
+}
+
+#[test]
+fn gpu_breakdown_and_telemetry_reach_the_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gguf");
+    write_tiny_llama(
+        &path,
+        &TinyConfig {
+            context: 4096,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut engine = Engine::load(&path, None, &Device::Cpu).unwrap();
+    let prompt = engine.encode("The cat sat").unwrap();
+    let meter = TwoGpus {
+        opened: Instant::now(),
+        last: 0.0,
+    };
+    let sampler = MeterSampler::start(Box::new(meter), Duration::from_millis(2));
+    // Let the first telemetry reading land before the run.
+    std::thread::sleep(Duration::from_millis(20));
+    let sink = Collect::default();
+    let mut rec = Recorder::new(run_record(), Some(sampler)).with_sink(sink.clone());
+    let opts = GenerateOptions {
+        max_tokens: 400,
+        sampling: SamplingParams::greedy(),
+        ignore_eos: true,
+        stop: None,
+    };
+    engine.generate(&prompt, &opts, &mut rec).unwrap();
+    let s = rec.summary().unwrap().clone();
+    let total = s.energy_j.unwrap();
+    assert_eq!(s.energy_by_part.len(), 2);
+    let (a, b) = (&s.energy_by_part[0], &s.energy_by_part[1]);
+    assert_eq!((a.name.as_str(), b.name.as_str()), ("GPU 0", "GPU 1"));
+    assert!((a.share - 0.25).abs() < 1e-9 && (b.share - 0.75).abs() < 1e-9);
+    assert!((a.joules + b.joules - total).abs() < 1e-9 * total);
+    assert_eq!(s.temperature_c_mean, Some(61.0));
+    assert_eq!(s.temperature_c_max, Some(61.0));
+    assert_eq!(s.sm_clock_mhz_mean, Some(1980.0));
+    assert_eq!(s.power_instant_w_mean, Some(120.0));
+    let toks = sink.0.lock().unwrap();
+    assert_eq!(toks.len(), 400);
+    for r in toks.iter() {
+        let Record::Token(t) = r else { unreachable!() };
+        assert_eq!(t.temperature_c, Some(61.0));
+        assert_eq!(t.mem_clock_mhz, Some(2619.0));
+    }
+}
