@@ -7,8 +7,8 @@
 #   landauer.xz   the CUDA binary (target/cuda/release/landauer, built by scripts/build-cuda.sh)
 #   lib/*.xz      CUDA libraries named with --with (e.g. --with curand), for GPU machines that
 #                 lack them; taken from the build toolchain (CUDA 13.0 wheels)
-#   launch.sh     unpacks the binary, finds libcuda, libcudart, libcublas(Lt), libcurand and
-#                 libnvrtc on the machine (NVIDIA's cu13 Python wheels, the CUDA toolkit's lib64,
+#   launch.sh     unpacks the binary, finds libcuda, libcudart, libcublas(Lt) and libcurand
+#                 on the machine (NVIDIA's cu13 Python wheels, the CUDA toolkit's lib64,
 #                 the loader's cache, or lib/ here), prints what it found, and runs landauer
 #                 with the arguments it was given:  OUT_DIR/launch.sh generate --device cuda ...
 # The bundle must stay under 60 MiB (the GPU machine takes 64 MiB of files per call).
@@ -29,7 +29,10 @@ bin=target/cuda/release/landauer
 [[ -x "$bin" ]] || { echo "gpu-bundle: error: $bin is missing; run scripts/build-cuda.sh first" >&2; exit 1; }
 rm -rf "$out"
 mkdir -p "$out/lib"
-xz -T0 -6 -c "$bin" >"$out/landauer.xz"
+# Without debug sections: a third of the size, same code.
+strip --strip-debug -o "$out/landauer.stripped" "$bin"
+xz -T0 -6 -c "$out/landauer.stripped" >"$out/landauer.xz"
+rm "$out/landauer.stripped"
 
 if [[ -n "$with" ]]; then
   eval "$(scripts/build-cuda.sh --env)"
@@ -68,7 +71,7 @@ for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/loc
 done
 path=""
 missing=0
-for lib in libcuda.so.1 libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libnvrtc.so.13; do
+for lib in libcuda.so.1 libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcurand.so.10; do
   found=""
   for d in "${dirs[@]}"; do
     if [[ -e "$d/$lib" ]]; then found="$d/$lib"; break; fi
@@ -81,7 +84,12 @@ for lib in libcuda.so.1 libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcur
     d=$(dirname "$found")
     [[ ":$path:" == *":$d:"* ]] || path="${path:+$path:}$d"
   else
-    echo "launch: $lib NOT FOUND (bundle it: scripts/gpu-bundle.sh --with ${lib%%.so*})" >&2
+    if [[ $lib == libcuda.so.1 ]]; then
+      echo "launch: $lib NOT FOUND: it comes with the NVIDIA driver; is this a GPU machine?" >&2
+    else
+      n=${lib%%.so*}
+      echo "launch: $lib NOT FOUND (bundle it: scripts/gpu-bundle.sh --with ${n#lib})" >&2
+    fi
     missing=1
   fi
 done

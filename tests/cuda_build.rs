@@ -9,14 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The CUDA libraries the binary must link: the driver (libcuda, found on the GPU machine),
-/// the runtime, cuBLAS(Lt), cuRAND and NVRTC (CUDA 13 sonames), and nothing else of CUDA's.
+/// the runtime, cuBLAS and cuRAND (CUDA 13 sonames), and nothing else of CUDA's. (cuBLAS
+/// loads cuBLASLt itself; the launcher looks for both.)
 const CUDA_LIBS: &[&str] = &[
     "libcuda.so.1",
     "libcudart.so.13",
     "libcublas.so.13",
-    "libcublasLt.so.13",
     "libcurand.so.10",
-    "libnvrtc.so.13",
 ];
 
 /// System libraries any Rust binary with a C++ dependency may link.
