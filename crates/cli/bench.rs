@@ -228,6 +228,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         stop: None,
     };
     let info = engine.info().clone();
+    let meter_interval = args.gpu.interval()?;
     let on_gpu = device.label.starts_with("cuda");
     let idle_seconds = args.idle_seconds.unwrap_or(if on_gpu { 2.0 } else { 0.0 });
     let tmp = tempfile::tempdir()?;
@@ -242,7 +243,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             &args.gpu.gpus,
             &device,
         ))?;
-        let (sampler, meter_resolution_s) = crate::generate::start_sampler(&mut opened);
+        let (sampler, meter_resolution_s) =
+            crate::generate::start_sampler(&mut opened, meter_interval);
         let idle_power_w = match &sampler {
             Some(s) if idle_seconds > 0.0 => s.measure_idle(idle_seconds),
             _ => None,
@@ -265,7 +267,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             meter_description: crate::generate::meter_info(&sampler).1,
             meter_reason: opened.reason.clone(),
             meter_resolution_s,
-            meter_interval_s: None,
+            meter_interval_s: sampler.as_ref().map(|s| s.interval().as_secs_f64()),
             idle_seconds,
             idle_power_w,
             estimated: crate::generate::meter_info(&sampler).2,

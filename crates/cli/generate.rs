@@ -92,10 +92,13 @@ pub fn meter_request(
 }
 
 /// The meter's sampler thread, started, with the counter's probed update period.
-pub fn start_sampler(opened: &mut OpenedMeter) -> (Option<MeterSampler>, Option<f64>) {
+pub fn start_sampler(
+    opened: &mut OpenedMeter,
+    interval: Option<std::time::Duration>,
+) -> (Option<MeterSampler>, Option<f64>) {
     match opened.meter.take() {
         Some(m) => {
-            let interval = m.default_interval();
+            let interval = interval.unwrap_or_else(|| m.default_interval());
             let s = MeterSampler::start(m, interval);
             let resolution = s.probe_resolution(3, std::time::Duration::from_millis(500));
             (Some(s), resolution)
@@ -185,7 +188,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     };
     let tokens = engine.encode(&prompt_text)?;
     let info = engine.info().clone();
-    let (sampler, meter_resolution_s) = start_sampler(&mut opened);
+    let (sampler, meter_resolution_s) = start_sampler(&mut opened, args.gpu.interval()?);
     let (meter_name, meter_description, estimated) = meter_info(&sampler);
     let idle_power_w = match (&sampler, idle_seconds) {
         (Some(s), secs) if secs > 0.0 => {

@@ -74,9 +74,13 @@ pub struct ModelArgs {
     pub device: String,
 }
 
-/// Which GPUs the NVML meter counts.
+/// Which GPUs the NVML meter counts, and how often meters are polled.
 #[derive(Args, Clone, Default)]
 pub struct GpuArgs {
+    /// Poll the meter every MS milliseconds (default: 2 for NVML, 10 for RAPL and the
+    /// estimate). NVML reads cost CPU: at 2 ms the sampler thread keeps most of a core busy.
+    #[arg(long = "meter-interval-ms", value_name = "MS")]
+    pub meter_interval_ms: Option<f64>,
     /// GPUs whose energy is counted (NVML): indices, UUIDs (GPU-...) or PCI bus ids, comma
     /// separated. Default: the GPU a CUDA run is on (matched by PCI bus id), else all GPUs.
     #[arg(long = "gpu", value_delimiter = ',', value_name = "GPU")]
@@ -161,6 +165,21 @@ pub struct GenerateArgs {
     /// Keep generating after the end-of-sequence token.
     #[arg(long)]
     pub ignore_eos: bool,
+}
+
+impl GpuArgs {
+    /// The polling interval asked for, checked.
+    pub fn interval(&self) -> anyhow::Result<Option<std::time::Duration>> {
+        match self.meter_interval_ms {
+            None => Ok(None),
+            Some(ms) if ms.is_finite() && (0.1..=10_000.0).contains(&ms) => {
+                Ok(Some(std::time::Duration::from_secs_f64(ms / 1e3)))
+            }
+            Some(ms) => {
+                anyhow::bail!("--meter-interval-ms must be between 0.1 and 10000, got {ms}")
+            }
+        }
+    }
 }
 
 pub fn set_threads(threads: Option<usize>) -> anyhow::Result<usize> {

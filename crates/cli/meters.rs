@@ -76,9 +76,9 @@ fn gpu_probes(m: &NvmlMeter) -> Vec<GpuProbe> {
         .collect()
 }
 
-fn probe(meter: Box<dyn EnergyMeter>, seconds: f64) -> Probe {
+fn probe(meter: Box<dyn EnergyMeter>, seconds: f64, interval: Option<Duration>) -> Probe {
     let name = meter.name();
-    let interval = meter.default_interval();
+    let interval = interval.unwrap_or_else(|| meter.default_interval());
     let sampler = MeterSampler::start(meter, interval);
     std::thread::sleep(Duration::from_secs_f64(seconds));
     let info = sampler.info().clone();
@@ -119,21 +119,26 @@ pub fn run(args: MetersArgs) -> anyhow::Result<ExitCode> {
     if !(args.seconds.is_finite() && args.seconds > 0.0) {
         anyhow::bail!("--seconds must be positive, got {}", args.seconds);
     }
+    let interval = args.gpu.interval()?;
     let probes = vec![
         match NvmlMeter::open(&args.gpu.gpus) {
             Ok(m) => {
                 let gpus = gpu_probes(&m);
-                let mut p = probe(Box::new(m), args.seconds);
+                let mut p = probe(Box::new(m), args.seconds, interval);
                 p.gpus = gpus;
                 p
             }
             Err(e) => unavailable("nvml", e.to_string()),
         },
         match RaplMeter::open(DEFAULT_POWERCAP_ROOT) {
-            Ok(m) => probe(Box::new(m), args.seconds),
+            Ok(m) => probe(Box::new(m), args.seconds, interval),
             Err(e) => unavailable("rapl", e.to_string()),
         },
-        probe(Box::new(CpuTimeEstimate::new(args.cpu_watts)), args.seconds),
+        probe(
+            Box::new(CpuTimeEstimate::new(args.cpu_watts)),
+            args.seconds,
+            interval,
+        ),
     ];
     if args.json {
         println!("{}", serde_json::to_string_pretty(&probes)?);

@@ -283,20 +283,19 @@ impl Engine {
         })
         .map_err(sink_err)?;
 
-        let mut input = Tensor::new(prompt, &self.device)?.unsqueeze(0)?;
-        let mut pos = 0usize;
+        let input = Tensor::new(prompt, &self.device)?.unsqueeze(0)?;
+        let mut logits = self.model.forward(&input, 0)?;
+        let mut pos = prompt.len();
         let mut t_start = 0.0;
         let mut prefill_s = 0.0;
         let mut generated = 0usize;
         let reason = loop {
-            let logits = self.model.forward(&input, pos)?;
-            // Copying the logits to the host synchronises the device: t_end means what it says.
-            let logits: Vec<f32> = logits
+            // Copying the logits to the host waits for the device: t_end means what it says.
+            let host: Vec<f32> = logits
                 .squeeze(0)?
                 .to_dtype(candle_core::DType::F32)?
                 .to_vec1()?;
-            pos += input.dim(1)?;
-            let (token, sampled) = sampler.sample(&logits);
+            let (token, sampled) = sampler.sample(&host);
             let t_end = secs(Instant::now());
             let phase = if generated == 0 {
                 prefill_s = t_end;
@@ -305,6 +304,29 @@ impl Engine {
                 crate::Phase::Decode
             };
             let is_eos = self.eos_tokens.contains(&token);
+            let stop = if is_eos && !opts.ignore_eos {
+                Some(StopReason::Eos)
+            } else if generated + 1 >= opts.max_tokens {
+                Some(StopReason::MaxTokens)
+            } else if pos + 1 > self.context {
+                Some(StopReason::ContextFull)
+            } else if opts
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.load(Ordering::Relaxed))
+            {
+                Some(StopReason::Interrupted)
+            } else {
+                None
+            };
+            // Queue the next step before the sink runs: on a GPU the device computes it while
+            // the sink works on the host (kernel launches return at once), so tracing does not
+            // leave the GPU idle. On the CPU the step runs here, as before. The next token's
+            // window starts at this token's end either way.
+            if stop.is_none() {
+                let input = Tensor::new(&[token], &self.device)?.unsqueeze(0)?;
+                logits = self.model.forward(&input, pos)?;
+            }
             let piece = if is_eos {
                 String::new()
             } else {
@@ -318,7 +340,7 @@ impl Engine {
                 text: &piece,
                 is_eos,
                 phase,
-                logits: &logits,
+                logits: &host,
                 sampled,
                 tokenizer: &self.tokenizer,
                 t_start_s: t_start,
@@ -327,24 +349,10 @@ impl Engine {
             .map_err(sink_err)?;
             generated += 1;
             t_start = t_end;
-
-            if is_eos && !opts.ignore_eos {
-                break StopReason::Eos;
+            pos += 1;
+            if let Some(reason) = stop {
+                break reason;
             }
-            if generated >= opts.max_tokens {
-                break StopReason::MaxTokens;
-            }
-            if pos + 1 > self.context {
-                break StopReason::ContextFull;
-            }
-            if opts
-                .stop
-                .as_ref()
-                .is_some_and(|s| s.load(Ordering::Relaxed))
-            {
-                break StopReason::Interrupted;
-            }
-            input = Tensor::new(&[token], &self.device)?.unsqueeze(0)?;
         };
         let end = RunEnd {
             reason,
