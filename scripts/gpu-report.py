@@ -56,6 +56,11 @@ for path in sorted(glob.glob(os.path.join(study, "bench-*.json"))):
         "meter_resolution_s": e.get("meter_resolution_s"),
         "temperature_c_mean": e.get("temperature_c_mean"),
         "sm_clock_mhz_mean": e.get("sm_clock_mhz_mean"),
+        "untraced_decode_joules_per_token_median": e.get("untraced_decode_joules_per_token_median"),
+        "untraced_decode_joules_per_token_runs": e.get("untraced_decode_joules_per_token"),
+        "untraced_decode_active_joules_per_token_median": e.get("untraced_decode_active_joules_per_token_median"),
+        "untraced_decode_tokens_per_wh_median": e.get("untraced_decode_tokens_per_wh_median"),
+        "untraced_decode_power_w_median": e.get("untraced_decode_power_w_median"),
         "weight_bytes_per_token": b["weight_bytes_per_token"],
         "kv_bytes_per_token_mean": kv_bytes,
         "roofline_tokens_per_s": roofline,
@@ -69,12 +74,16 @@ out = {
     "models": rows,
 }
 json.dump(out, open(result, "w"), indent=1)
-print("| model | params | decode tok/s (off / on) | decode W | J/token | active J/token | tokens/Wh | bytes/token | roofline tok/s | of roofline |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("| model | params | tracing | decode tok/s | decode W | J/token | active J/token | tokens/Wh | bytes/token | roofline tok/s | of roofline |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 f = lambda v, p: "-" if v is None else f"{v:.{p}f}"
 for r in rows:
-    print(f"| {r['model']} | {r['parameters']/1e9:.2f}B | {r['decode_tokens_per_s_median_tracing_off']:.1f} / "
-          f"{r['decode_tokens_per_s_median_tracing_on']:.1f} | {f(r['decode_power_w_median'], 0)} | "
-          f"{f(r['decode_joules_per_token_median'], 3)} | {f(r['decode_active_joules_per_token_median'], 3)} | "
-          f"{f(r['decode_tokens_per_wh_median'], 0)} | {(r['weight_bytes_per_token'] + r['kv_bytes_per_token_mean'])/1e9:.3f} GB | "
-          f"{r['roofline_tokens_per_s']:.0f} | {100 * r['roofline_fraction_tracing_off']:.0f}% |")
+    gb = (r['weight_bytes_per_token'] + r['kv_bytes_per_token_mean']) / 1e9
+    name = r['model'].replace("synthetic:", "")
+    for traced in (False, True):
+        k = "" if traced else "untraced_"
+        tps = r["decode_tokens_per_s_median_tracing_" + ("on" if traced else "off")]
+        print(f"| {name} | {r['parameters']/1e9:.2f}B | {'on' if traced else 'off'} | {tps:.1f} | "
+              f"{f(r[k + 'decode_power_w_median'], 0)} | {f(r[k + 'decode_joules_per_token_median'], 3)} | "
+              f"{f(r[k + 'decode_active_joules_per_token_median'], 3)} | {f(r[k + 'decode_tokens_per_wh_median'], 0)} | "
+              f"{gb:.3f} GB | {r['roofline_tokens_per_s']:.0f} | {100 * tps / r['roofline_tokens_per_s']:.0f}% |")

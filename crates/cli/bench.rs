@@ -83,7 +83,7 @@ struct Config {
     prefill_tokens_per_s_median: f64,
 }
 
-/// Energy of the traced runs, medians over runs.
+/// Energy of the runs, medians over runs: traced (per-token attribution) and untraced.
 #[derive(Serialize)]
 struct EnergyStats {
     meter: String,
@@ -106,6 +106,14 @@ struct EnergyStats {
     temperature_c_mean: Option<f64>,
     sm_clock_mhz_mean: Option<f64>,
     power_instant_w_mean: Option<f64>,
+    /// The same figures for the untraced runs (the meter runs, nothing else does): the
+    /// engine's own cost, without tracing's. From each run's decode window on the meter's
+    /// timeline.
+    untraced_decode_joules_per_token: Vec<f64>,
+    untraced_decode_joules_per_token_median: Option<f64>,
+    untraced_decode_tokens_per_wh_median: Option<f64>,
+    untraced_decode_power_w_median: Option<f64>,
+    untraced_decode_active_joules_per_token_median: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -144,8 +152,50 @@ struct BenchReport {
     energy: Option<EnergyStats>,
 }
 
+/// A meter started for one run.
+struct StartedMeter {
+    sampler: Option<landauer_meter::sampler::MeterSampler>,
+    reason: String,
+    meter_resolution_s: Option<f64>,
+    idle_power_w: Option<f64>,
+}
+
+/// Remembers when the run started, and nothing else.
+struct StartMark(Option<std::time::Instant>);
+
+impl TokenSink for StartMark {
+    fn begin(&mut self, s: &RunStart) -> Result<(), SinkError> {
+        self.0 = Some(s.at);
+        Ok(())
+    }
+}
+
+/// Decode energy of an untraced run: (J/token, W, active J/token).
+fn untraced_energy(
+    sampler: landauer_meter::sampler::MeterSampler,
+    at: std::time::Instant,
+    end: &RunEnd,
+    idle_w: Option<f64>,
+) -> Option<(f64, f64, Option<f64>)> {
+    let offset = at.saturating_duration_since(sampler.epoch()).as_secs_f64();
+    let (a, b) = (offset + end.prefill_s, offset + end.total_s);
+    sampler.wait_past(b, std::time::Duration::from_secs(1));
+    let report = sampler.stop();
+    let tl = landauer_meter::attribution::EnergyTimeline::from_samples(&report.samples);
+    let n = end.generated_tokens.checked_sub(1).filter(|&n| n > 0)? as f64;
+    let dt = b - a;
+    if tl.update_period().is_none() || dt <= 0.0 {
+        return None;
+    }
+    let j = tl.window(a, b).joules;
+    Some((j / n, j / dt, idle_w.map(|p| (j - p * dt) / n)))
+}
+
 /// Medians of the traced runs' energy figures (None when energy was not measured).
-fn energy_stats(runs: &[(landauer_trace::SummaryRecord, RunRecord)]) -> Option<EnergyStats> {
+fn energy_stats(
+    runs: &[(landauer_trace::SummaryRecord, RunRecord)],
+    untraced: &[(f64, f64, Option<f64>)],
+) -> Option<EnergyStats> {
     let (first, run) = runs.first()?;
     first.energy_j?;
     let per = |f: &dyn Fn(&landauer_trace::SummaryRecord) -> Option<f64>| -> Vec<f64> {
@@ -176,6 +226,14 @@ fn energy_stats(runs: &[(landauer_trace::SummaryRecord, RunRecord)]) -> Option<E
         temperature_c_mean: opt_median(per(&|s| s.temperature_c_mean)),
         sm_clock_mhz_mean: opt_median(per(&|s| s.sm_clock_mhz_mean)),
         power_instant_w_mean: opt_median(per(&|s| s.power_instant_w_mean)),
+        untraced_decode_joules_per_token: untraced.iter().map(|u| u.0).collect(),
+        untraced_decode_joules_per_token_median: opt_median(untraced.iter().map(|u| u.0).collect()),
+        untraced_decode_tokens_per_wh_median: opt_median(untraced.iter().map(|u| u.0).collect())
+            .map(|j| 3600.0 / j),
+        untraced_decode_power_w_median: opt_median(untraced.iter().map(|u| u.1).collect()),
+        untraced_decode_active_joules_per_token_median: opt_median(
+            untraced.iter().filter_map(|u| u.2).collect(),
+        ),
     })
 }
 
@@ -236,7 +294,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .trace_dir
         .clone()
         .unwrap_or_else(|| tmp.path().to_path_buf());
-    let make_recorder = |i: usize| -> anyhow::Result<Recorder> {
+    // The same meter, polling and idle wait before every run, traced or not.
+    let start_meter = || -> anyhow::Result<StartedMeter> {
         let mut opened = open_meter(&crate::generate::meter_request(
             MeterChoice::Auto,
             landauer_meter::DEFAULT_CPU_WATTS_PER_CORE,
@@ -249,6 +308,20 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             Some(s) if idle_seconds > 0.0 => s.measure_idle(idle_seconds),
             _ => None,
         };
+        Ok(StartedMeter {
+            sampler,
+            reason: opened.reason,
+            meter_resolution_s,
+            idle_power_w,
+        })
+    };
+    let make_recorder = |i: usize| -> anyhow::Result<Recorder> {
+        let StartedMeter {
+            sampler,
+            reason,
+            meter_resolution_s,
+            idle_power_w,
+        } = start_meter()?;
         let run = RunRecord {
             landauer_version: env!("CARGO_PKG_VERSION").into(),
             model: info.name.clone().unwrap_or_default(),
@@ -265,7 +338,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             threads,
             meter: crate::generate::meter_info(&sampler).0,
             meter_description: crate::generate::meter_info(&sampler).1,
-            meter_reason: opened.reason.clone(),
+            meter_reason: reason,
             meter_resolution_s,
             meter_interval_s: sampler.as_ref().map(|s| s.interval().as_secs_f64()),
             idle_seconds,
@@ -304,6 +377,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let (mut off_d, mut off_p, mut on_d, mut on_p) = (vec![], vec![], vec![], vec![]);
     let (mut sink_ms, mut sink_cpu_ms) = (vec![], vec![]);
     let mut summaries = Vec::new();
+    let mut untraced = Vec::new();
     let mut generated = 0;
     for i in 0..args.runs {
         // Alternate the order so that drift (heat, other load) hits both alike.
@@ -327,7 +401,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 );
                 end
             } else {
-                engine.generate(&tokens, &opts, ())?
+                // No sink work at all; the meter runs beside the engine and the decode
+                // window's energy is read off its timeline afterwards.
+                let m = start_meter()?;
+                let mut mark = StartMark(None);
+                let end = engine.generate(&tokens, &opts, &mut mark)?;
+                if let (Some(s), Some(at)) = (m.sampler, mark.0) {
+                    untraced.extend(untraced_energy(s, at, &end, m.idle_power_w));
+                }
+                end
             };
             generated = end.generated_tokens;
             let (d, p) = rate(&end);
@@ -360,7 +442,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         weight_bytes_per_token: info.weight_bytes_per_token,
         device: device.label.clone(),
         device_name: device.name.clone(),
-        energy: energy_stats(&summaries),
+        energy: energy_stats(&summaries, &untraced),
         threads,
         prompt_tokens: tokens.len(),
         generated_tokens: generated,
@@ -410,7 +492,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         if let Some(e) = &report.energy {
             let est = if e.estimated { " ESTIMATED" } else { "" };
             println!(
-                "energy ({}{est}): decode {:.4} J/token, {:.0} tokens/Wh, {:.1} W{}",
+                "energy with tracing ({}{est}): decode {:.4} J/token, {:.0} tokens/Wh, {:.1} W{}",
                 e.meter,
                 e.decode_joules_per_token_median,
                 e.decode_tokens_per_wh_median,
@@ -421,6 +503,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                         e.idle_power_w.unwrap_or(0.0)
                     ))
                     .unwrap_or_default()
+            );
+        }
+        if let Some(j) = report
+            .energy
+            .as_ref()
+            .and_then(|e| e.untraced_decode_joules_per_token_median)
+        {
+            println!(
+                "energy without tracing: decode {j:.4} J/token, {:.0} tokens/Wh",
+                3600.0 / j
             );
         }
         if report.synthetic {

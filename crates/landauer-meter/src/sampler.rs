@@ -195,6 +195,30 @@ impl MeterSampler {
         self.shared.lock().expect("sampler lock").parts.clone()
     }
 
+    /// Waits until the counter has updated after `t` (seconds on the sampler's clock), so that
+    /// the energy up to `t` is measured rather than held at the last update; gives up after
+    /// `timeout`. Returns whether it saw the update.
+    pub fn wait_past(&self, t: f64, timeout: Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            {
+                let s = self.shared.lock().expect("sampler lock");
+                let v = &s.samples;
+                // The value at `t`: the last reading before it, else the first after it.
+                let i = v.partition_point(|x| x.t <= t);
+                if let Some(base) = v.get(i.saturating_sub(1)) {
+                    if v[i..].iter().any(|x| x.joules != base.joules) {
+                        return true;
+                    }
+                }
+            }
+            if start.elapsed() >= timeout {
+                return false;
+            }
+            std::thread::sleep(self.interval.min(Duration::from_millis(5)));
+        }
+    }
+
     /// Waits until the counter has changed `updates` times (or `timeout` passes) and returns
     /// its update period: the median interval between changes.
     pub fn probe_resolution(&self, updates: usize, timeout: Duration) -> Option<f64> {
@@ -352,6 +376,63 @@ mod tests {
             .map(|t| t.telemetry.temperature_c.unwrap())
             .collect();
         assert!(temps.windows(2).all(|w| w[1] > w[0]));
+    }
+
+    /// A counter that steps by 1 J every 50 ms.
+    struct Slow(Instant);
+    impl EnergyMeter for Slow {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+        fn describe(&self) -> String {
+            "test".into()
+        }
+        fn estimated(&self) -> bool {
+            false
+        }
+        fn read(&mut self) -> Result<EnergyReading, MeterError> {
+            let at = Instant::now();
+            Ok(EnergyReading {
+                joules: (at.duration_since(self.0).as_secs_f64() / 0.05).floor(),
+                at,
+            })
+        }
+    }
+
+    #[test]
+    fn waits_for_the_counter_to_pass_a_time() {
+        let s = MeterSampler::start(Box::new(Slow(Instant::now())), Duration::from_millis(2));
+        let now = s.epoch().elapsed().as_secs_f64();
+        let t0 = Instant::now();
+        assert!(s.wait_past(now, Duration::from_secs(2)));
+        let waited = t0.elapsed().as_secs_f64();
+        assert!(waited <= 0.2, "waited {waited} s for a 50 ms counter");
+        let r = s.stop();
+        assert!(r
+            .samples
+            .iter()
+            .any(|x| x.t > now && x.joules > r.samples[0].joules));
+        // A counter that never moves: gives up at the timeout.
+        struct Stuck;
+        impl EnergyMeter for Stuck {
+            fn name(&self) -> &'static str {
+                "stuck"
+            }
+            fn describe(&self) -> String {
+                "test".into()
+            }
+            fn estimated(&self) -> bool {
+                false
+            }
+            fn read(&mut self) -> Result<EnergyReading, MeterError> {
+                Ok(EnergyReading {
+                    joules: 1.0,
+                    at: Instant::now(),
+                })
+            }
+        }
+        let s = MeterSampler::start(Box::new(Stuck), Duration::from_millis(2));
+        assert!(!s.wait_past(0.0, Duration::from_millis(30)));
     }
 
     #[test]

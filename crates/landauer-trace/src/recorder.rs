@@ -250,6 +250,17 @@ impl TokenSink for Recorder {
     fn end(&mut self, end: &RunEnd) -> Result<(), SinkError> {
         let mut sampler_cpu = None;
         if let Some(sampler) = self.sampler.take() {
+            // Energy after the counter's last update would be held flat: wait (a few update
+            // periods at most) for an update past the run's end, so the last tokens are measured.
+            let period = self
+                .timeline
+                .update_period()
+                .or(self.run.meter_resolution_s)
+                .unwrap_or(0.1);
+            sampler.wait_past(
+                self.offset + end.total_s,
+                std::time::Duration::from_secs_f64((3.0 * period).clamp(0.02, 1.0)),
+            );
             let seen = self.seen;
             let report = sampler.stop();
             let fresh: Vec<CounterSample> = report.samples.get(seen..).unwrap_or(&[]).to_vec();

@@ -228,3 +228,60 @@ fn gpu_breakdown_and_telemetry_reach_the_trace() {
         assert_eq!(t.mem_clock_mhz, Some(2619.0));
     }
 }
+
+/// 50 W, but the counter only moves every 100 ms (like NVML's).
+struct Stepped(Instant);
+
+impl EnergyMeter for Stepped {
+    fn name(&self) -> &'static str {
+        "stepped"
+    }
+    fn describe(&self) -> String {
+        "a 100 ms counter".into()
+    }
+    fn estimated(&self) -> bool {
+        false
+    }
+    fn read(&mut self) -> Result<EnergyReading, MeterError> {
+        let at = Instant::now();
+        let t = at.duration_since(self.0).as_secs_f64();
+        Ok(EnergyReading {
+            joules: 50.0 * 0.1 * (t / 0.1).floor(),
+            at,
+        })
+    }
+    fn default_interval(&self) -> Duration {
+        Duration::from_millis(2)
+    }
+}
+
+#[test]
+fn the_end_of_a_run_is_measured_not_held_at_the_last_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gguf");
+    write_tiny_llama(&path, &TinyConfig::default()).unwrap();
+    let mut engine = Engine::load(&path, None, &Device::Cpu).unwrap();
+    let prompt = engine.encode("The cat sat").unwrap();
+    for max_tokens in [40, 90, 150] {
+        let sampler =
+            MeterSampler::start(Box::new(Stepped(Instant::now())), Duration::from_millis(2));
+        // Two updates before the run, so its start is interpolated too.
+        std::thread::sleep(Duration::from_millis(230));
+        let mut rec = Recorder::new(run_record(), Some(sampler));
+        let opts = GenerateOptions {
+            max_tokens,
+            sampling: SamplingParams::greedy(),
+            ignore_eos: true,
+            stop: None,
+        };
+        let end = engine.generate(&prompt, &opts, &mut rec).unwrap();
+        let total = rec.summary().unwrap().energy_j.unwrap();
+        let expected = 50.0 * end.total_s;
+        // Interpolating a constant power between updates is exact up to the poll interval.
+        assert!(
+            (total - expected).abs() <= 50.0 * 0.006,
+            "{max_tokens} tokens in {:.3} s: {total:.3} J measured vs {expected:.3} J",
+            end.total_s
+        );
+    }
+}
