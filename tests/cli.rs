@@ -745,10 +745,35 @@ fn synthetic_models_generate_and_label_their_entropy_meaningless() {
         ("synthetic:smollm2-135m:q8_0", 134_515_008u64, "llama"),
         ("synthetic:qwen2.5-0.5b:q4_0", 494_032_768, "qwen2"),
     ] {
+        let csv = dir.path().join(format!("{arch}.csv"));
         let (out, trace) = generate(
             Path::new(model),
             dir.path(),
-            &["-n", "3", "--ignore-eos", "--seed", "1"],
+            &[
+                "-n",
+                "3",
+                "--ignore-eos",
+                "--seed",
+                "1",
+                "--csv",
+                csv.to_str().unwrap(),
+            ],
+        );
+        let mut rows = csv::Reader::from_path(&csv).unwrap();
+        let col = rows
+            .headers()
+            .unwrap()
+            .iter()
+            .position(|h| h == "synthetic")
+            .unwrap();
+        let flags: Vec<String> = rows
+            .records()
+            .map(|r| r.unwrap()[col].to_string())
+            .collect();
+        assert_eq!(
+            flags,
+            ["true", "true", "true"],
+            "every CSV row says synthetic"
         );
         let run = &trace[0];
         assert_eq!(run["type"], "run");

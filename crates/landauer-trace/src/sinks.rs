@@ -54,6 +54,8 @@ impl RecordSink for JsonlTrace {
 /// One CSV row per token (the `top` alternatives as a JSON array in one column).
 pub struct CsvTrace {
     out: csv::Writer<File>,
+    /// From the run record: every row of a synthetic model's trace says so.
+    synthetic: bool,
 }
 
 #[derive(Serialize)]
@@ -81,6 +83,8 @@ struct CsvRow<'a> {
     sm_clock_mhz: Option<f64>,
     mem_clock_mhz: Option<f64>,
     power_instant_w: Option<f64>,
+    /// Random weights: the entropy columns are meaningless.
+    synthetic: bool,
     top: String,
 }
 
@@ -88,11 +92,17 @@ impl CsvTrace {
     pub fn create(path: &Path) -> io::Result<Self> {
         Ok(Self {
             out: csv::Writer::from_writer(create(path)?),
+            synthetic: false,
         })
     }
 }
 
 impl RecordSink for CsvTrace {
+    fn run(&mut self, r: &RunRecord) -> io::Result<()> {
+        self.synthetic = r.synthetic;
+        Ok(())
+    }
+
     fn token(&mut self, t: &TokenRecord) -> io::Result<()> {
         self.out.serialize(CsvRow {
             seq: t.seq,
@@ -118,6 +128,7 @@ impl RecordSink for CsvTrace {
             sm_clock_mhz: t.sm_clock_mhz,
             mem_clock_mhz: t.mem_clock_mhz,
             power_instant_w: t.power_instant_w,
+            synthetic: self.synthetic,
             top: serde_json::to_string(&t.top)?,
         })?;
         self.out.flush()
