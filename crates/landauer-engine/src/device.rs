@@ -70,6 +70,30 @@ pub fn device_info(device: &Device) -> DeviceInfo {
     }
 }
 
+/// Bytes the device has free for new allocations: the GPU's free memory (CUDA), or the
+/// system's available memory (`MemAvailable`, Linux) for the CPU. None where unknown.
+pub fn free_memory(device: &Device) -> Option<u64> {
+    match device {
+        Device::Cpu => std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+                .map(|kb| kb * 1024)
+        }),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(d) => {
+            let stream = d.cuda_stream();
+            stream.context().bind_to_thread().ok()?;
+            candle_core::cuda_backend::cudarc::driver::result::mem_get_info()
+                .ok()
+                .map(|(free, _total)| free as u64)
+        }
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
 #[cfg(feature = "cuda")]
 fn cuda_info(d: &candle_core::CudaDevice) -> DeviceInfo {
     use candle_core::cuda_backend::cudarc::driver::sys::CUdevice_attribute as A;

@@ -43,6 +43,14 @@ pub enum EngineError {
     Sampling(String),
     #[error("{0}")]
     Device(String),
+    #[error("a batch of {rows} rows x {slots} positions needs {:.2} GiB ({:.2} GiB of KV cache) but the device has {:.2} GiB free; use fewer rows or tokens", *need as f64 / GIB, *kv as f64 / GIB, *free as f64 / GIB)]
+    BatchTooLarge {
+        rows: usize,
+        slots: usize,
+        need: u64,
+        kv: u64,
+        free: u64,
+    },
     #[error("bad synthetic model: {0}")]
     Synthetic(String),
     #[error("model fetch failed: {0}")]
@@ -52,5 +60,7 @@ pub enum EngineError {
     #[error("model computation failed: {0}")]
     Compute(#[from] candle_core::Error),
 }
+
+const GIB: f64 = (1u64 << 30) as f64;
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

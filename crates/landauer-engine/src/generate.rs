@@ -5,7 +5,7 @@ use crate::model::Model;
 use crate::sampler::{SampledDist, Sampler, SamplingParams};
 use crate::tokenizer::{self, TextStream};
 use crate::{EngineError, Result};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,6 +59,9 @@ pub struct TokenEvent<'a> {
     pub t_start_s: f64,
     /// When the token was chosen (device synchronised), seconds since [`RunStart::at`].
     pub t_end_s: f64,
+    /// Tokens produced by this token's step (the batch rows still generating; 1 for a
+    /// single sequence). They share the step's window, and its energy equally.
+    pub step_tokens: usize,
 }
 
 /// Why generation stopped.
@@ -154,6 +157,34 @@ impl Engine {
         tokenizer_json: Option<&Path>,
         device: &Device,
     ) -> Result<Self> {
+        Self::from_gguf_with(gguf, tokenizer_json, device, false)
+    }
+
+    /// Like [`Self::load`], into landauer's own batched forward pass (llama, mistral, qwen2),
+    /// which [`Self::generate_batch`] needs; single sequences run on it too.
+    pub fn load_batched(
+        path: &Path,
+        tokenizer_json: Option<&Path>,
+        device: &Device,
+    ) -> Result<Self> {
+        Self::from_gguf_with(GgufFile::open(path)?, tokenizer_json, device, true)
+    }
+
+    /// A synthetic model in the batched forward pass.
+    pub fn synthetic_batched(
+        spec: &crate::synthetic::SyntheticSpec,
+        device: &Device,
+    ) -> Result<Self> {
+        Self::from_gguf_with(spec.open(), None, device, true)
+    }
+
+    /// Loads a model; `batched` picks landauer's batched forward pass over candle's models.
+    pub fn from_gguf_with<R: std::io::Read + std::io::Seek>(
+        gguf: GgufFile<R>,
+        tokenizer_json: Option<&Path>,
+        device: &Device,
+        batched: bool,
+    ) -> Result<Self> {
         let info = gguf.info();
         // Refuse an unsupported model before anything else is read from it.
         crate::model::supported_architecture(&gguf)?;
@@ -176,7 +207,11 @@ impl Engine {
         let bos_token = token_id("tokenizer.ggml.bos_token_id");
         let chat_template = gguf.get_str("tokenizer.chat_template");
         let file_context = info.context_length.map(|c| c as usize).unwrap_or(2048);
-        let model = Model::load(gguf, device)?;
+        let model = if batched {
+            Model::load_batched(gguf, device)?
+        } else {
+            Model::load(gguf, device)?
+        };
         let context = model
             .max_positions()
             .map_or(file_context, |m| m.min(file_context));
@@ -345,6 +380,7 @@ impl Engine {
                 tokenizer: &self.tokenizer,
                 t_start_s: t_start,
                 t_end_s: t_end,
+                step_tokens: 1,
             })
             .map_err(sink_err)?;
             generated += 1;
@@ -361,6 +397,206 @@ impl Engine {
             prefill_s,
             total_s: t_start,
             tail_text: text.flush(&self.tokenizer),
+        };
+        sink.end(&end).map_err(sink_err)?;
+        Ok(end)
+    }
+
+    /// Whether this engine runs landauer's batched forward pass ([`Self::load_batched`]).
+    pub fn is_batched(&self) -> bool {
+        matches!(self.model, Model::Batched(_))
+    }
+
+    /// Memory a batch of `rows` prompts of up to `prompt_len` tokens generating `max_tokens`
+    /// each needs beyond the weights: (KV cache bytes, peak working bytes).
+    pub fn batch_memory(&self, rows: usize, prompt_len: usize, max_tokens: usize) -> (u64, u64) {
+        match &self.model {
+            Model::Batched(m) => (
+                m.kv_cache_bytes(rows, prompt_len + max_tokens),
+                m.working_bytes(rows, prompt_len, prompt_len),
+            ),
+            _ => (0, 0),
+        }
+    }
+
+    /// Generates from several prompts at once: one forward pass per step for every row.
+    ///
+    /// Prompts may differ in length (they are left-padded and masked). Row `r` samples with
+    /// seed `opts.sampling.seed + r`. A row that reaches end-of-sequence stops emitting
+    /// tokens while the others go on (it stays in the batch, masked: its work continues
+    /// until every row is done). Every token is one [`TokenEvent`] with `seq` = its row;
+    /// the tokens of one step share its time window (`step_tokens` says how many).
+    /// A batch whose KV cache and working memory exceed what the device has free is
+    /// refused before anything is allocated.
+    pub fn generate_batch(
+        &mut self,
+        prompts: &[Vec<u32>],
+        opts: &GenerateOptions,
+        mut sink: impl TokenSink,
+    ) -> Result<RunEnd> {
+        let rows = prompts.len();
+        if rows == 0 || prompts.iter().any(|p| p.is_empty()) {
+            return Err(EngineError::EmptyPrompt);
+        }
+        if opts.max_tokens == 0 {
+            return Err(EngineError::ZeroMaxTokens);
+        }
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        if longest >= self.context {
+            return Err(EngineError::PromptTooLong {
+                prompt: longest,
+                context: self.context,
+            });
+        }
+        // Every row writes the same slot each step: the cache holds the longest prompt plus
+        // the tokens to generate, within the context.
+        let capacity = (longest + opts.max_tokens).min(self.context);
+        let (kv, work) = self.batch_memory(rows, longest, capacity - longest);
+        let model = match &mut self.model {
+            Model::Batched(m) => m,
+            _ => return Err(EngineError::Device(
+                "batched generation needs the batched forward pass: load with Engine::load_batched"
+                    .into(),
+            )),
+        };
+        if let Some(free) = crate::device::free_memory(&self.device) {
+            if kv + work > free {
+                return Err(EngineError::BatchTooLarge {
+                    rows,
+                    slots: capacity,
+                    need: kv + work,
+                    kv,
+                    free,
+                });
+            }
+        }
+        let sink_err = |e: SinkError| EngineError::Sink(e.to_string());
+        let mut samplers = (0..rows)
+            .map(|r| {
+                Sampler::new(SamplingParams {
+                    seed: opts.sampling.seed.wrapping_add(r as u64),
+                    ..opts.sampling.clone()
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        model.start(rows, capacity)?;
+        let pads: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
+        let mut texts: Vec<TextStream> = (0..rows).map(|_| TextStream::default()).collect();
+        let dev = self.device.clone();
+
+        let t0 = Instant::now();
+        let secs = |t: Instant| t.duration_since(t0).as_secs_f64();
+        let prompt_tokens: usize = prompts.iter().map(Vec::len).sum();
+        sink.begin(&RunStart {
+            at: t0,
+            prompt_tokens,
+        })
+        .map_err(sink_err)?;
+
+        // The padded prompt block; padding repeats each row's first token (masked anyway).
+        let block: Vec<u32> = prompts
+            .iter()
+            .zip(&pads)
+            .flat_map(|(p, &pad)| std::iter::repeat_n(p[0], pad).chain(p.iter().copied()))
+            .collect();
+        let positions: Vec<u32> = pads
+            .iter()
+            .flat_map(|&pad| (0..longest).map(move |j| j.saturating_sub(pad) as u32))
+            .collect();
+        let mask = crate::batched::step_mask(&pads, 0, longest);
+        let mut logits = model.forward(
+            &Tensor::from_vec(block, (rows, longest), &dev)?,
+            &Tensor::new(positions, &dev)?,
+            0,
+            Some(&Tensor::from_vec(mask, (rows, 1, longest, longest), &dev)?),
+        )?;
+        let mut slot = longest;
+        let mut done = vec![false; rows];
+        let mut emitted = vec![0usize; rows];
+        let mut last = vec![0u32; rows];
+        let (mut t_start, mut prefill_s, mut total) = (0.0, 0.0, 0usize);
+        let mut step = 0usize;
+        let reason = loop {
+            let host: Vec<f32> = logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+            let vocab = host.len() / rows;
+            let t_end = secs(Instant::now());
+            if step == 0 {
+                prefill_s = t_end;
+            }
+            let active: Vec<usize> = (0..rows).filter(|&r| !done[r]).collect();
+            for &r in &active {
+                let row = &host[r * vocab..(r + 1) * vocab];
+                let (token, sampled) = samplers[r].sample(row);
+                let is_eos = self.eos_tokens.contains(&token);
+                let piece = if is_eos {
+                    String::new()
+                } else {
+                    texts[r].push(&self.tokenizer, token)
+                };
+                sink.token(&TokenEvent {
+                    seq: r,
+                    index: emitted[r],
+                    position: slot - pads[r],
+                    token_id: token,
+                    text: &piece,
+                    is_eos,
+                    phase: if step == 0 {
+                        crate::Phase::Prefill
+                    } else {
+                        crate::Phase::Decode
+                    },
+                    logits: &host[r * vocab..(r + 1) * vocab],
+                    sampled,
+                    tokenizer: &self.tokenizer,
+                    t_start_s: t_start,
+                    t_end_s: t_end,
+                    step_tokens: active.len(),
+                })
+                .map_err(sink_err)?;
+                emitted[r] += 1;
+                total += 1;
+                last[r] = token;
+                if (is_eos && !opts.ignore_eos) || emitted[r] >= opts.max_tokens {
+                    done[r] = true;
+                }
+            }
+            t_start = t_end;
+            step += 1;
+            if done.iter().all(|&d| d) {
+                break if emitted.iter().all(|&n| n >= opts.max_tokens) {
+                    StopReason::MaxTokens
+                } else {
+                    StopReason::Eos
+                };
+            }
+            if slot + 1 > capacity.min(model.max_positions()) {
+                break StopReason::ContextFull;
+            }
+            if opts
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.load(Ordering::Relaxed))
+            {
+                break StopReason::Interrupted;
+            }
+            let positions: Vec<u32> = pads.iter().map(|&p| (slot - p) as u32).collect();
+            let mask = crate::batched::step_mask(&pads, slot, 1);
+            logits = model.forward(
+                &Tensor::from_vec(last.clone(), (rows, 1), &dev)?,
+                &Tensor::new(positions, &dev)?,
+                slot,
+                Some(&Tensor::from_vec(mask, (rows, 1, 1, slot + 1), &dev)?),
+            )?;
+            slot += 1;
+        };
+        let tail: String = texts.iter_mut().map(|t| t.flush(&self.tokenizer)).collect();
+        let end = RunEnd {
+            reason,
+            prompt_tokens,
+            generated_tokens: total,
+            prefill_s,
+            total_s: t_start,
+            tail_text: tail,
         };
         sink.end(&end).map_err(sink_err)?;
         Ok(end)

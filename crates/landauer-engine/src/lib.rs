@@ -31,6 +31,7 @@
 //! assert_eq!(sink.0.len(), 5);
 //! ```
 
+pub mod batched;
 pub mod device;
 mod error;
 pub mod fetch;

@@ -30,6 +30,9 @@ pub enum Model {
     Llama(quantized_llama::ModelWeights),
     Qwen2(quantized_qwen2::ModelWeights),
     Qwen3(quantized_qwen3::ModelWeights),
+    /// landauer's own batched forward pass (llama and qwen2 families), here used one
+    /// sequence at a time.
+    Batched(crate::batched::BatchedModel),
 }
 
 impl Model {
@@ -79,6 +82,18 @@ impl Model {
         })
     }
 
+    /// Loads the weights into landauer's own batched forward pass (llama, mistral, qwen2),
+    /// which [`crate::Engine::generate_batch`] needs.
+    pub fn load_batched<R: std::io::Read + std::io::Seek>(
+        mut gguf: GgufFile<R>,
+        device: &Device,
+    ) -> Result<Self> {
+        supported_architecture(&gguf)?;
+        Ok(Model::Batched(crate::batched::BatchedModel::load(
+            &mut gguf, device,
+        )?))
+    }
+
     /// Runs `tokens` (shape `(batch, seq)`) starting at position `pos`; returns the logits of
     /// the last position, shape `(batch, vocab)`.
     pub fn forward(&mut self, tokens: &Tensor, pos: usize) -> Result<Tensor> {
@@ -86,6 +101,24 @@ impl Model {
             Model::Llama(m) => m.forward(tokens, pos)?,
             Model::Qwen2(m) => m.forward(tokens, pos)?,
             Model::Qwen3(m) => m.forward(tokens, pos)?,
+            Model::Batched(m) => {
+                let (b, t) = tokens.dims2()?;
+                if pos == 0 {
+                    m.start(b, m.max_positions())?;
+                }
+                let dev = tokens.device();
+                let positions: Vec<u32> = (0..b)
+                    .flat_map(|_| (pos..pos + t).map(|p| p as u32))
+                    .collect();
+                let positions = Tensor::new(positions, dev)?;
+                let mask = if t > 1 {
+                    let m = crate::batched::step_mask(&vec![0; b], pos, t);
+                    Some(Tensor::from_vec(m, (b, 1, t, pos + t), dev)?)
+                } else {
+                    None
+                };
+                m.forward(tokens, &positions, pos, mask.as_ref())?
+            }
         })
     }
 
@@ -95,6 +128,7 @@ impl Model {
             Model::Llama(m) => m.clear_kv_cache(),
             Model::Qwen2(m) => m.clear_kv_cache(),
             Model::Qwen3(m) => m.clear_kv_cache(),
+            Model::Batched(_) => {}
         }
     }
 
@@ -103,6 +137,7 @@ impl Model {
     pub fn max_positions(&self) -> Option<usize> {
         match self {
             Model::Llama(_) => Some(quantized_llama::MAX_SEQ_LEN),
+            Model::Batched(m) => Some(m.max_positions()),
             _ => None,
         }
     }

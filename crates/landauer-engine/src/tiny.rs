@@ -34,6 +34,8 @@ pub struct TinyConfig {
     /// Weights are uniform in ±scale / sqrt(fan-in).
     pub scale: f32,
     pub seed: u64,
+    /// `tokenizer.ggml.eos_token_id` (2, `<|im_end|>`, by default).
+    pub eos_token_id: u32,
 }
 
 impl Default for TinyConfig {
@@ -50,6 +52,7 @@ impl Default for TinyConfig {
             dtype: GgmlDType::Q8_0,
             scale: 3.0,
             seed: 42,
+            eos_token_id: 2,
         }
     }
 }
@@ -268,7 +271,10 @@ pub fn write_tiny_llama(path: &Path, cfg: &TinyConfig) -> candle_core::Result<()
         ("tokenizer.ggml.token_type".into(), token_types),
         ("tokenizer.ggml.merges".into(), strings(&merges)),
         ("tokenizer.ggml.bos_token_id".into(), Value::U32(1)),
-        ("tokenizer.ggml.eos_token_id".into(), Value::U32(2)),
+        (
+            "tokenizer.ggml.eos_token_id".into(),
+            Value::U32(cfg.eos_token_id),
+        ),
         ("tokenizer.ggml.unknown_token_id".into(), Value::U32(0)),
         (
             "tokenizer.chat_template".into(),

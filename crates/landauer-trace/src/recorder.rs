@@ -47,6 +47,8 @@ struct Totals {
     surprisal: f64,
     energy: f64,
     prefill_energy: f64,
+    /// Tokens chosen by the prompt pass (one per batch row).
+    prefill_tokens: usize,
     unresolved: usize,
 }
 
@@ -123,7 +125,10 @@ impl Recorder {
             return;
         }
         let (a, b) = (self.offset + rec.t_start_s, self.offset + rec.t_end_s);
-        let w = self.timeline.window(a, b);
+        let mut w = self.timeline.window(a, b);
+        // The tokens of one batch step share its energy equally (ML.ENERGY's token-count
+        // attribution).
+        w.joules /= rec.step_tokens.max(1) as f64;
         rec.energy_j = Some(w.joules);
         rec.energy_resolved = w.resolved;
         rec.energy_estimated = self.run.estimated;
@@ -207,6 +212,9 @@ impl TokenSink for Recorder {
             .map(|t| t.telemetry)
             .unwrap_or_default();
         self.acc.tokens += 1;
+        if ev.phase == landauer_engine::Phase::Prefill {
+            self.acc.prefill_tokens += 1;
+        }
         self.acc.entropy += entropy_bits;
         self.acc.sampling_entropy += sampling_entropy_bits;
         self.acc.surprisal += surprisal_bits;
@@ -232,6 +240,7 @@ impl TokenSink for Recorder {
             top,
             t_start_s: ev.t_start_s,
             t_end_s: ev.t_end_s,
+            step_tokens: ev.step_tokens,
             energy_j: None,
             energy_estimated: false,
             energy_resolved: false,
@@ -294,7 +303,7 @@ impl Recorder {
         let acc = &self.acc;
         let metered = self.metered && !self.timeline.points().is_empty();
         let n = acc.tokens.max(1) as f64;
-        let decode_tokens = acc.tokens.saturating_sub(1);
+        let decode_tokens = acc.tokens - acc.prefill_tokens.min(acc.tokens);
         let decode_s = end.total_s - end.prefill_s;
         let energy = (metered && acc.tokens > 0).then_some(acc.energy);
         let landauer_j = acc.entropy * self.joules_per_bit;

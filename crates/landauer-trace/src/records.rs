@@ -87,6 +87,10 @@ pub struct Alternative {
     pub prob: f64,
 }
 
+fn one() -> usize {
+    1
+}
+
 /// One generated token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TokenRecord {
@@ -110,6 +114,10 @@ pub struct TokenRecord {
     pub top: Vec<Alternative>,
     pub t_start_s: f64,
     pub t_end_s: f64,
+    /// Tokens produced in this token's step (batch rows; 1 for a single sequence): the
+    /// step's window energy is shared equally among them.
+    #[serde(default = "one")]
+    pub step_tokens: usize,
     /// Energy attributed to this token (its window of the meter), joules; null without a meter.
     pub energy_j: Option<f64>,
     /// True when `energy_j` is an estimate, not a measurement.

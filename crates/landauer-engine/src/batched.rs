@@ -1,0 +1,381 @@
+//! landauer's own forward pass for batches of sequences (llama and qwen2 families).
+//!
+//! candle-transformers' quantized models share one position across a batch and grow their
+//! KV cache by concatenation every step. Here B sequences of any prompt lengths decode
+//! together, one pass per step:
+//! - prompts are left-padded to a common length, so every row writes the same cache slot at
+//!   each step; each row has its own positions (for RoPE) and an attention mask that hides its
+//!   padding and the future;
+//! - the KV cache is allocated once, for B rows and the run's capacity, and written in place
+//!   (`slice_set`); attention reads a view of the filled slots, no copy;
+//! - grouped-query attention multiplies each KV head by its group of query heads directly
+//!   (no repeated K/V tensors).
+//!
+//! The graph is candle-transformers' (same ops in the same order: embedding, RMSNorm, q/k/v,
+//! RoPE, softmax(QKᵀ/√d)V, SwiGLU MLP), so a batch of one gives the same logits as
+//! `quantized_llama`/`quantized_qwen2`; tests hold the two to the same greedy tokens.
+
+use crate::gguf::{one_line, GgufFile};
+use crate::{EngineError, Result};
+use candle_core::quantized::{gguf_file, QMatMul};
+use candle_core::{DType, Device, IndexOp, Module, Tensor};
+use std::io::{Read, Seek};
+
+/// How a family names and wires its tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Llama, Mistral, SmolLM: interleaved RoPE, no biases.
+    Llama,
+    /// Qwen2: rotate-half ("neox") RoPE, biases on q, k, v.
+    Qwen2,
+}
+
+impl Family {
+    /// The family of a `general.architecture`, if this pass supports it.
+    pub fn of(arch: &str) -> Option<Self> {
+        match arch {
+            "llama" | "mistral" => Some(Family::Llama),
+            "qwen2" => Some(Family::Qwen2),
+            _ => None,
+        }
+    }
+}
+
+/// Hyper-parameters read from the GGUF header.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub family: Family,
+    pub layers: usize,
+    pub hidden: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub rope_theta: f32,
+    pub rms_eps: f64,
+    pub vocab: usize,
+}
+
+struct Layer {
+    attn_norm: Tensor,
+    wq: QMatMul,
+    wk: QMatMul,
+    wv: QMatMul,
+    bias: Option<(Tensor, Tensor, Tensor)>,
+    wo: QMatMul,
+    ffn_norm: Tensor,
+    gate: QMatMul,
+    up: QMatMul,
+    down: QMatMul,
+}
+
+/// The preallocated KV cache of one batch.
+struct Cache {
+    k: Vec<Tensor>,
+    v: Vec<Tensor>,
+    batch: usize,
+    capacity: usize,
+}
+
+/// A loaded model that runs batches.
+pub struct BatchedModel {
+    pub config: Config,
+    embed: candle_nn::Embedding,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    output: QMatMul,
+    /// RoPE tables for `max_positions` positions, (positions, head_dim / 2).
+    cos: Tensor,
+    sin: Tensor,
+    max_positions: usize,
+    cache: Option<Cache>,
+    device: Device,
+}
+
+/// Positions RoPE tables are built for (as candle's llama, 4096).
+pub const MAX_POSITIONS: usize = 4096;
+
+impl BatchedModel {
+    /// Loads the weights of a llama- or qwen2-family GGUF onto `device`.
+    pub fn load<R: Read + Seek>(gguf: &mut GgufFile<R>, device: &Device) -> Result<Self> {
+        let path = gguf.path.clone();
+        let err = |e: candle_core::Error| EngineError::Load {
+            path: path.clone(),
+            reason: one_line(&e.to_string()),
+        };
+        let arch = gguf.architecture().unwrap_or_default();
+        let family = Family::of(&arch).ok_or_else(|| EngineError::UnsupportedArchitecture {
+            path: path.clone(),
+            arch: format!("{arch} (batched decoding supports llama, mistral and qwen2)"),
+        })?;
+        let key = |k: &str| format!("{arch}.{k}");
+        let num = |k: &str| -> Result<usize> {
+            gguf.get_u32(&key(k))
+                .map(|v| v as usize)
+                .ok_or_else(|| EngineError::Load {
+                    path: path.clone(),
+                    reason: format!("no {} in the header", key(k)),
+                })
+        };
+        let f = |k: &str| {
+            gguf.content
+                .metadata
+                .get(&key(k))
+                .and_then(|v| v.to_f32().ok())
+        };
+        let heads = num("attention.head_count")?;
+        let hidden = num("embedding_length")?;
+        let config = Config {
+            family,
+            layers: num("block_count")?,
+            hidden,
+            heads,
+            kv_heads: num("attention.head_count_kv")?,
+            head_dim: hidden / heads,
+            rope_theta: f("rope.freq_base").unwrap_or(10_000.0),
+            rms_eps: f("attention.layer_norm_rms_epsilon").unwrap_or(1e-5) as f64,
+            vocab: 0,
+        };
+        let (ct, r): (&gguf_file::Content, &mut R) = (&gguf.content, &mut gguf.file);
+        let mut tensor = |name: &str| ct.tensor(&mut *r, name, device).map_err(err);
+        let dense = |q: &candle_core::quantized::QTensor| q.dequantize(device).map_err(err);
+        let qmm = |q| QMatMul::from_qtensor(q).map_err(err);
+        let embed_q = tensor("token_embd.weight")?;
+        let embed = dense(&embed_q)?;
+        let vocab = embed.dim(0).map_err(err)?;
+        let mut layers = Vec::with_capacity(config.layers);
+        for i in 0..config.layers {
+            let p = |n: &str| format!("blk.{i}.{n}");
+            let bias = match family {
+                Family::Qwen2 => Some((
+                    dense(&tensor(&p("attn_q.bias"))?)?,
+                    dense(&tensor(&p("attn_k.bias"))?)?,
+                    dense(&tensor(&p("attn_v.bias"))?)?,
+                )),
+                Family::Llama => None,
+            };
+            layers.push(Layer {
+                attn_norm: dense(&tensor(&p("attn_norm.weight"))?)?,
+                wq: qmm(tensor(&p("attn_q.weight"))?)?,
+                wk: qmm(tensor(&p("attn_k.weight"))?)?,
+                wv: qmm(tensor(&p("attn_v.weight"))?)?,
+                bias,
+                wo: qmm(tensor(&p("attn_output.weight"))?)?,
+                ffn_norm: dense(&tensor(&p("ffn_norm.weight"))?)?,
+                gate: qmm(tensor(&p("ffn_gate.weight"))?)?,
+                up: qmm(tensor(&p("ffn_up.weight"))?)?,
+                down: qmm(tensor(&p("ffn_down.weight"))?)?,
+            });
+        }
+        let norm = dense(&tensor("output_norm.weight")?)?;
+        let output = match ct.tensor_infos.contains_key("output.weight") {
+            true => qmm(tensor("output.weight")?)?,
+            false => qmm(embed_q)?,
+        };
+        let (cos, sin) =
+            rope_tables(config.head_dim, config.rope_theta, MAX_POSITIONS, device).map_err(err)?;
+        Ok(Self {
+            config: Config { vocab, ..config },
+            embed: candle_nn::Embedding::new(embed, hidden),
+            layers,
+            norm,
+            output,
+            cos,
+            sin,
+            max_positions: MAX_POSITIONS,
+            cache: None,
+            device: device.clone(),
+        })
+    }
+
+    /// Positions the RoPE tables cover.
+    pub fn max_positions(&self) -> usize {
+        self.max_positions
+    }
+
+    /// Bytes of KV cache for `batch` rows of `capacity` slots (f32 keys and values).
+    pub fn kv_cache_bytes(&self, batch: usize, capacity: usize) -> u64 {
+        let c = &self.config;
+        (c.layers * 2 * batch * c.kv_heads * capacity * c.head_dim * 4) as u64
+    }
+
+    /// Peak working memory of one step of `rows` × `tokens` positions attending to `slots`
+    /// (activations, attention scores, logits), a generous estimate.
+    pub fn working_bytes(&self, rows: usize, tokens: usize, slots: usize) -> u64 {
+        let c = &self.config;
+        let n = (rows * tokens) as u64;
+        let ffn = 4 * c.hidden as u64; // the MLP's width is at most ~5x hidden in these families
+        let scores = (rows * c.heads * tokens * slots) as u64;
+        4 * (n * (6 * c.hidden as u64 + 3 * ffn) + 2 * scores + rows as u64 * c.vocab as u64)
+    }
+
+    /// Allocates the KV cache for a new batch (the previous one is dropped first).
+    pub fn start(&mut self, batch: usize, capacity: usize) -> Result<()> {
+        self.cache = None;
+        let c = &self.config;
+        let shape = (batch, c.kv_heads, capacity, c.head_dim);
+        let mut k = Vec::with_capacity(c.layers);
+        let mut v = Vec::with_capacity(c.layers);
+        for _ in 0..c.layers {
+            k.push(Tensor::zeros(shape, DType::F32, &self.device)?);
+            v.push(Tensor::zeros(shape, DType::F32, &self.device)?);
+        }
+        self.cache = Some(Cache {
+            k,
+            v,
+            batch,
+            capacity,
+        });
+        Ok(())
+    }
+
+    /// One pass over `tokens` (B, T), written into cache slots `slot..slot + T`.
+    /// `positions` (B·T, u32) are each token's RoPE position; `mask` (B, 1, T, slot + T) is
+    /// added to the attention scores (0 to attend, −∞ to hide; None: every slot visible).
+    /// Returns the logits of the last position of every row, (B, vocab).
+    pub fn forward(
+        &mut self,
+        tokens: &Tensor,
+        positions: &Tensor,
+        slot: usize,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (b, t) = tokens.dims2()?;
+        let cache = self.cache.as_ref().ok_or_else(|| {
+            EngineError::Compute(candle_core::Error::Msg("start() the batch first".into()))
+        })?;
+        if b != cache.batch || slot + t > cache.capacity {
+            return Err(EngineError::Compute(candle_core::Error::Msg(format!(
+                "batch of {b} rows at slots {slot}..{} does not fit the cache ({} rows, {} slots)",
+                slot + t,
+                cache.batch,
+                cache.capacity
+            ))));
+        }
+        let c = self.config.clone();
+        let half = c.head_dim / 2;
+        let cos = self.cos.index_select(positions, 0)?.reshape((b, t, half))?;
+        let sin = self.sin.index_select(positions, 0)?.reshape((b, t, half))?;
+        let mut x = self.embed.forward(tokens)?;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let residual = &x;
+            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.rms_eps as f32)?;
+            let (mut q, mut k, mut v) = (
+                layer.wq.forward(&h)?,
+                layer.wk.forward(&h)?,
+                layer.wv.forward(&h)?,
+            );
+            if let Some((bq, bk, bv)) = &layer.bias {
+                q = q.broadcast_add(bq)?;
+                k = k.broadcast_add(bk)?;
+                v = v.broadcast_add(bv)?;
+            }
+            let split = |x: Tensor, n: usize| -> candle_core::Result<Tensor> {
+                x.reshape((b, t, n, c.head_dim))?
+                    .transpose(1, 2)?
+                    .contiguous()
+            };
+            let rope = |x: &Tensor| match c.family {
+                Family::Llama => candle_nn::rotary_emb::rope_i(x, &cos, &sin),
+                Family::Qwen2 => candle_nn::rotary_emb::rope(x, &cos, &sin),
+            };
+            let q = rope(&split(q, c.heads)?)?;
+            let k = rope(&split(k, c.kv_heads)?)?;
+            let v = split(v, c.kv_heads)?;
+            let cache = self.cache.as_ref().expect("checked above");
+            cache.k[l].slice_set(&k, 2, slot)?;
+            cache.v[l].slice_set(&v, 2, slot)?;
+            let keys = cache.k[l].narrow(2, 0, slot + t)?;
+            let values = cache.v[l].narrow(2, 0, slot + t)?;
+            // Each KV head with its group of query heads: (B, kv, g·T, D) x (B, kv, D, S).
+            let g = c.heads / c.kv_heads;
+            let q = q.reshape((b, c.kv_heads, g * t, c.head_dim))?;
+            let att = (q.matmul(&keys.t()?)? / (c.head_dim as f64).sqrt())?;
+            let att = att.reshape((b, c.heads, t, slot + t))?;
+            let att = match mask {
+                Some(m) => att.broadcast_add(m)?,
+                None => att,
+            };
+            let att = candle_nn::ops::softmax_last_dim(&att)?;
+            let att = att.reshape((b, c.kv_heads, g * t, slot + t))?;
+            let y = att
+                .matmul(&values)?
+                .reshape((b, c.heads, t, c.head_dim))?
+                .transpose(1, 2)?
+                .reshape((b, t, c.hidden))?;
+            let x1 = (layer.wo.forward(&y)? + residual)?;
+            let h = candle_nn::ops::rms_norm(&x1, &layer.ffn_norm, c.rms_eps as f32)?;
+            let mlp = (candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?;
+            x = (layer.down.forward(&mlp)? + x1)?;
+        }
+        let x = candle_nn::ops::rms_norm(&x, &self.norm, c.rms_eps as f32)?;
+        let x = x.i((.., t - 1, ..))?.contiguous()?;
+        Ok(self.output.forward(&x)?)
+    }
+}
+
+/// cos and sin of position × θ_i, θ_i = base^(−2i/d): candle's llama tables, computed the
+/// same way.
+fn rope_tables(
+    head_dim: usize,
+    base: f32,
+    positions: usize,
+    device: &Device,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let theta: Vec<f32> = (0..head_dim)
+        .step_by(2)
+        .map(|i| 1f32 / base.powf(i as f32 / head_dim as f32))
+        .collect();
+    let theta = Tensor::new(theta.as_slice(), device)?;
+    let idx = Tensor::arange(0, positions as u32, device)?
+        .to_dtype(DType::F32)?
+        .reshape((positions, 1))?
+        .matmul(&theta.reshape((1, theta.elem_count()))?)?;
+    Ok((idx.cos()?, idx.sin()?))
+}
+
+/// The additive attention mask of one step: row r is left-padded by `pads[r]` slots; the
+/// step's `t` query tokens sit at slots `slot..slot + t`. A real query sees the row's real
+/// slots up to itself; a padding query sees only itself (so that its keys and values stay
+/// finite, and hidden from every real query). Shape (B, 1, t, slot + t), row-major.
+pub fn step_mask(pads: &[usize], slot: usize, t: usize) -> Vec<f32> {
+    let s = slot + t;
+    let mut m = vec![f32::NEG_INFINITY; pads.len() * t * s];
+    for (r, &pad) in pads.iter().enumerate() {
+        for i in 0..t {
+            let q = slot + i;
+            let row = &mut m[(r * t + i) * s..(r * t + i + 1) * s];
+            if q < pad {
+                row[q] = 0.0;
+            } else {
+                row[pad..=q].iter_mut().for_each(|x| *x = 0.0);
+            }
+        }
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_hides_padding_and_the_future() {
+        // Row 0 unpadded, row 1 padded by 2; a 3-token prefill.
+        let m = step_mask(&[0, 2], 0, 3);
+        let ok = |x: f32| x == 0.0;
+        let row = |r: usize, i: usize| &m[(r * 3 + i) * 3..(r * 3 + i + 1) * 3];
+        assert!(ok(row(0, 0)[0]) && !ok(row(0, 0)[1]));
+        assert!(row(0, 2).iter().all(|&x| ok(x)));
+        // Padding queries see only themselves; the real query sees only its real slot.
+        assert_eq!(row(1, 0).iter().filter(|&&x| ok(x)).count(), 1);
+        assert!(ok(row(1, 1)[1]) && !ok(row(1, 1)[0]));
+        assert!(!ok(row(1, 2)[0]) && !ok(row(1, 2)[1]) && ok(row(1, 2)[2]));
+        // A decode step at slot 3: row 1 sees slots 2 and 3.
+        let m = step_mask(&[0, 2], 3, 1);
+        assert_eq!(&m[..4], &[0.0; 4]);
+        assert_eq!(
+            m[4..].iter().map(|&x| ok(x)).collect::<Vec<_>>(),
+            [false, false, true, true]
+        );
+    }
+}
