@@ -824,3 +824,103 @@ fn devices_and_synthetic_specs_are_checked() {
         "unknown quantization `q2_x`",
     );
 }
+
+#[test]
+fn sweep_writes_one_row_per_batch_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), &long_context());
+    let out = dir.path().join("sweep");
+    let prompts = dir.path().join("prompts.txt");
+    std::fs::write(&prompts, "The cat sat\n\nOnce upon a time\nHello world\n").unwrap();
+    let o = run(landauer()
+        .args(["sweep", "--batch", "1,3", "-n", "6", "--model"])
+        .arg(&model)
+        .arg("--prompts")
+        .arg(&prompts)
+        .arg("--out")
+        .arg(&out));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("sweep.json")).unwrap()).unwrap();
+    let rows = json["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for (r, b) in rows.iter().zip([1u64, 3]) {
+        assert_eq!(r["batch"].as_u64(), Some(b));
+        assert_eq!(r["generated_tokens"].as_u64(), Some(6 * b));
+        let tps = r["decode_tokens_per_s"].as_f64().unwrap();
+        let jpt = r["joules_per_token"].as_f64().unwrap();
+        let wh = r["tokens_per_wh"].as_f64().unwrap();
+        assert!(tps > 0.0 && jpt > 0.0);
+        assert!((wh - 3600.0 / jpt).abs() < 1e-6 * wh);
+        assert!(r["mean_entropy_bits"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(
+        json["estimated"], true,
+        "no RAPL here: the estimate, labeled"
+    );
+    let mut csv = csv::Reader::from_path(out.join("sweep.csv")).unwrap();
+    let headers: Vec<String> = csv.headers().unwrap().iter().map(String::from).collect();
+    for col in [
+        "batch",
+        "decode_tokens_per_s",
+        "joules_per_token",
+        "tokens_per_wh",
+    ] {
+        assert!(headers.contains(&col.to_string()), "{col} in {headers:?}");
+    }
+    assert_eq!(csv.records().count(), 2);
+    let svg = std::fs::read_to_string(out.join("sweep.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    for text in [
+        "tokens per watt-hour",
+        "160 tokens/Wh",
+        "ML.ENERGY",
+        "batch size",
+    ] {
+        assert!(svg.contains(text), "{text} missing from the plot");
+    }
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("decode tok/s") && stdout.contains("ESTIMATED"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn sweep_refuses_a_batch_that_cannot_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), &long_context());
+    let m = model.to_str().unwrap();
+    let out = dir.path().join("s");
+    let o = out.to_str().unwrap();
+    refuses(
+        &[
+            "sweep",
+            "--batch",
+            "1,2000000",
+            "-n",
+            "3000",
+            "--model",
+            m,
+            "--out",
+            o,
+        ],
+        "batch 2000000 needs",
+    );
+    refuses(
+        &["sweep", "--batch", "0", "--model", m, "--out", o],
+        "--batch needs batch sizes of at least 1",
+    );
+    refuses(
+        &[
+            "sweep",
+            "--model",
+            m,
+            "--out",
+            o,
+            "--prompts",
+            "/nonexistent/p.txt",
+        ],
+        "cannot read --prompts",
+    );
+}

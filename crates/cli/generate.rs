@@ -27,6 +27,11 @@ pub struct Loaded {
 /// Opens the device and loads the model a `--model` argument names (fetching the default
 /// if needed, building a synthetic one in place).
 pub fn load_engine(args: &ModelArgs) -> anyhow::Result<Loaded> {
+    load_engine_with(args, false)
+}
+
+/// Like [`load_engine`]; `batched` loads landauer's batched forward pass.
+pub fn load_engine_with(args: &ModelArgs, batched: bool) -> anyhow::Result<Loaded> {
     let device = open_device(&args.device)?;
     let info = device_info(&device);
     let progress = std::io::stderr().is_terminal();
@@ -46,7 +51,11 @@ pub fn load_engine(args: &ModelArgs) -> anyhow::Result<Loaded> {
             info.label
         );
         let t = std::time::Instant::now();
-        let engine = Engine::synthetic(&spec, &device)?;
+        let engine = if batched {
+            Engine::synthetic_batched(&spec, &device)?
+        } else {
+            Engine::synthetic(&spec, &device)?
+        };
         eprintln!(
             "landauer: built in {:.1} s; its entropy is meaningless (random weights), its energy and speed are real",
             t.elapsed().as_secs_f64()
@@ -64,7 +73,11 @@ pub fn load_engine(args: &ModelArgs) -> anyhow::Result<Loaded> {
         Some(s) => s,
         None => fetch::sha256_file(&resolved.path, progress)?,
     };
-    let engine = Engine::load(&resolved.path, args.tokenizer.as_deref(), &device)?;
+    let engine = if batched {
+        Engine::load_batched(&resolved.path, args.tokenizer.as_deref(), &device)?
+    } else {
+        Engine::load(&resolved.path, args.tokenizer.as_deref(), &device)?
+    };
     Ok(Loaded {
         engine,
         model_path: resolved.path.display().to_string(),

@@ -3,6 +3,8 @@
 mod bench;
 mod generate;
 mod meters;
+mod plot;
+mod sweep;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -29,6 +31,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// List the energy meters on this machine and probe each: resolution, idle power, cost.
     Meters(meters::MetersArgs),
+    /// Measure decode speed and energy per token against batch size (JSON, CSV and SVG).
+    Sweep(sweep::SweepArgs),
 }
 
 impl MeterArg {
@@ -209,6 +213,7 @@ fn main() -> ExitCode {
         Command::Fetch => fetch(),
         Command::Bench(args) => bench::run(args),
         Command::Meters(args) => meters::run(args),
+        Command::Sweep(args) => sweep::run(args),
     };
     match result {
         Ok(code) => code,

@@ -285,3 +285,81 @@ fn the_end_of_a_run_is_measured_not_held_at_the_last_update() {
         );
     }
 }
+
+/// 50 W, read continuously.
+struct Steady(Instant);
+
+impl EnergyMeter for Steady {
+    fn name(&self) -> &'static str {
+        "steady"
+    }
+    fn describe(&self) -> String {
+        "50 W".into()
+    }
+    fn estimated(&self) -> bool {
+        false
+    }
+    fn read(&mut self) -> Result<EnergyReading, MeterError> {
+        let at = Instant::now();
+        Ok(EnergyReading {
+            joules: 50.0 * at.duration_since(self.0).as_secs_f64(),
+            at,
+        })
+    }
+    fn default_interval(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+}
+
+#[test]
+fn a_batch_steps_energy_is_shared_among_its_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gguf");
+    write_tiny_llama(&path, &TinyConfig::default()).unwrap();
+    let mut engine = Engine::load_batched(&path, None, &Device::Cpu).unwrap();
+    let prompts: Vec<Vec<u32>> = ["The cat sat", "Hello", "Once upon a time, there was"]
+        .iter()
+        .map(|p| engine.encode(p).unwrap())
+        .collect();
+    let sampler = MeterSampler::start(Box::new(Steady(Instant::now())), Duration::from_millis(1));
+    std::thread::sleep(Duration::from_millis(20));
+    let sink = Collect::default();
+    let mut rec = Recorder::new(run_record(), Some(sampler)).with_sink(sink.clone());
+    let opts = GenerateOptions {
+        max_tokens: 30,
+        sampling: SamplingParams::greedy(),
+        ignore_eos: true,
+        stop: None,
+    };
+    let end = engine.generate_batch(&prompts, &opts, &mut rec).unwrap();
+    let s = rec.summary().unwrap().clone();
+    assert_eq!(s.tokens, 90);
+    let toks = sink.0.lock().unwrap();
+    let toks: Vec<&TokenRecord> = toks
+        .iter()
+        .map(|r| match r {
+            Record::Token(t) => t.as_ref(),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(toks.len(), 90);
+    assert!(toks.iter().all(|t| t.step_tokens == 3));
+    for seq in 0..3 {
+        assert_eq!(toks.iter().filter(|t| t.seq == seq).count(), 30);
+    }
+    // Each token carries a third of its step's energy; together they are the run's total.
+    let sum: f64 = toks.iter().map(|t| t.energy_j.unwrap()).sum();
+    let total = s.energy_j.unwrap();
+    assert!((sum - total).abs() <= 1e-9 * total, "{sum} vs {total}");
+    for t in &toks {
+        let step = 50.0 * (t.t_end_s - t.t_start_s);
+        assert!(
+            (t.energy_j.unwrap() - step / 3.0).abs() <= 1e-6 + 0.02 * step,
+            "{t:?}"
+        );
+    }
+    assert!((total - 50.0 * end.total_s).abs() <= 50.0 * 0.004 + 0.01 * total);
+    // 3 prefill tokens; the decode rate counts all rows.
+    let decode = (90 - 3) as f64 / s.decode_s;
+    assert!((s.decode_tokens_per_s.unwrap() - decode).abs() < 1e-9 * decode);
+}

@@ -1,0 +1,123 @@
+//! Figures, drawn with plotters.
+
+use crate::sweep::SweepRow;
+use plotters::prelude::*;
+use std::path::Path;
+
+/// The founding figures (../shared/reference/energy-anchors.md).
+const DESK_RTX3090: f64 = 160.0;
+const DATACENTER_A100: f64 = 1500.0;
+
+/// ML.ENERGY leaderboard v3: Llama-3.1-8B bf16 on one H100 with vLLM, (batch, J/token).
+const MLENERGY_H100_8B: &[(f64, f64)] =
+    &[(8.0, 0.455), (64.0, 0.119), (256.0, 0.077), (512.0, 0.070)];
+
+/// tokens/Wh and decode tokens/s against batch size (log2 axes), with reference lines.
+pub fn sweep_svg(path: &Path, title: &str, rows: &[SweepRow]) -> anyhow::Result<()> {
+    let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("cannot draw {}: {e}", path.display());
+    let root = SVGBackend::new(path, (1200, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let root = root
+        .titled(title, ("sans-serif", 20))
+        .map_err(|e| err(&e))?;
+    let (left, right) = root.split_horizontally(600);
+
+    let published: Vec<(f64, f64)> = MLENERGY_H100_8B
+        .iter()
+        .map(|&(b, j)| (b, 3600.0 / j))
+        .collect();
+    let ours_wh: Vec<(f64, f64)> = rows
+        .iter()
+        .filter_map(|r| r.tokens_per_wh.map(|t| (r.batch as f64, t)))
+        .collect();
+    let ours_tps: Vec<(f64, f64)> = rows
+        .iter()
+        .map(|r| (r.batch as f64, r.decode_tokens_per_s.max(1e-3)))
+        .collect();
+    let max_batch = rows.iter().map(|r| r.batch).max().unwrap_or(1) as f64;
+    let x = 0.7..(max_batch.max(512.0) * 1.4);
+
+    // Left: tokens per watt-hour.
+    let ys = ours_wh
+        .iter()
+        .chain(&published)
+        .map(|p| p.1)
+        .chain([DESK_RTX3090, DATACENTER_A100]);
+    let (lo, hi) = ys.fold((f64::MAX, 0f64), |(a, b), y| (a.min(y), b.max(y)));
+    let mut chart = ChartBuilder::on(&left)
+        .caption("tokens per watt-hour (decode)", ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x.clone().log_scale(), (lo / 2.0..hi * 2.0).log_scale())
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("batch size")
+        .y_desc("tokens/Wh")
+        .draw()
+        .map_err(|e| err(&e))?;
+    for (y, color, label) in [
+        (DESK_RTX3090, RED, "desk RTX 3090: ~160 tokens/Wh"),
+        (DATACENTER_A100, MAGENTA, "A100 cluster: ~1,500 tokens/Wh"),
+    ] {
+        chart
+            .draw_series(LineSeries::new(
+                vec![(x.start, y), (x.end, y)],
+                color.stroke_width(1),
+            ))
+            .map_err(|e| err(&e))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    chart
+        .draw_series(
+            published
+                .iter()
+                .map(|&p| TriangleMarker::new(p, 6, GREEN.filled())),
+        )
+        .map_err(|e| err(&e))?
+        .label("ML.ENERGY v3: Llama-3.1-8B bf16, 1xH100, vLLM")
+        .legend(|(x, y)| TriangleMarker::new((x + 10, y), 6, GREEN.filled()));
+    chart
+        .draw_series(LineSeries::new(ours_wh.clone(), BLUE.stroke_width(2)))
+        .map_err(|e| err(&e))?
+        .label("this sweep")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+    chart
+        .draw_series(ours_wh.iter().map(|&p| Circle::new(p, 4, BLUE.filled())))
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(&e))?;
+
+    // Right: decode throughput.
+    let (lo, hi) = ours_tps
+        .iter()
+        .fold((f64::MAX, 0f64), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let mut chart = ChartBuilder::on(&right)
+        .caption("decode tokens per second", ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x.log_scale(), (lo / 2.0..hi * 2.0).log_scale())
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("batch size")
+        .y_desc("tokens/s")
+        .draw()
+        .map_err(|e| err(&e))?;
+    chart
+        .draw_series(LineSeries::new(ours_tps.clone(), BLUE.stroke_width(2)))
+        .map_err(|e| err(&e))?;
+    chart
+        .draw_series(ours_tps.iter().map(|&p| Circle::new(p, 4, BLUE.filled())))
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
