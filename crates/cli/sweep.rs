@@ -258,7 +258,23 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} batches  {msg}")
             .expect("valid template"),
     );
+    let header = Header {
+        model: info.name.clone().unwrap_or(model_path),
+        quantization: info.quantization.clone(),
+        parameters: info.parameters,
+        synthetic: info.synthetic,
+        device: device.clone(),
+        threads,
+        meter: meter.clone(),
+        meter_reason: opened.reason.clone(),
+        estimated,
+        meter_resolution_s: resolution,
+        idle_power_w,
+        max_tokens: args.max_tokens,
+        kelvin: args.kelvin,
+    };
     let mut rows = Vec::new();
+    let mut caveats = Vec::new();
     for &b in &args.batch {
         let prompts = rows_for(b);
         bar.set_message(format!("batch {b}: warm-up"));
@@ -293,64 +309,16 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
             bar.inc(1);
         }
         rows.push(summarize(b, &m, idle_power_w, j_per_bit));
+        caveats = write_files(&args.out, &header, &rows)?;
     }
     bar.finish_and_clear();
-    let report_sampler = sampler.map(|s| s.stop());
-    let _ = report_sampler;
-
-    let mut caveats = Vec::new();
-    if info.synthetic {
-        caveats.push("synthetic model (random weights): energy and speed are real; entropy, bits per joule and the Landauer gap are meaningless".to_string());
-    }
-    if estimated {
-        caveats.push(format!(
-            "energy is ESTIMATED by the {meter} meter, not measured"
-        ));
-    }
-    if rows.iter().any(|r| !r.steady) {
-        caveats.push("some decode windows were shorter than 2 s or a few counter updates (steady: false): raise --max-tokens".into());
-    }
-    let report = SweepReport {
-        landauer_version: env!("CARGO_PKG_VERSION"),
-        model: info.name.clone().unwrap_or(model_path),
-        quantization: info.quantization.clone(),
-        parameters: info.parameters,
-        synthetic: info.synthetic,
-        device: device.label.clone(),
-        device_name: device.name.clone(),
-        threads,
-        meter: meter.clone(),
-        meter_reason: opened.reason.clone(),
-        estimated,
-        meter_resolution_s: resolution,
-        idle_power_w,
-        max_tokens: args.max_tokens,
-        kelvin: args.kelvin,
-        method: METHOD,
-        caveats: caveats.clone(),
-        rows: &rows,
-    };
+    drop(sampler);
     let out = |name: &str| args.out.join(name);
-    std::fs::write(out("sweep.json"), serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("cannot write {}", out("sweep.json").display()))?;
-    let mut csv = csv::Writer::from_path(out("sweep.csv"))
-        .with_context(|| format!("cannot write {}", out("sweep.csv").display()))?;
-    for r in &rows {
-        csv.serialize(r)?;
-    }
-    csv.flush()?;
-    let title = format!(
-        "{} on {}{}",
-        report.model,
-        device.name.as_deref().unwrap_or(&device.label),
-        if estimated { " (energy ESTIMATED)" } else { "" }
-    );
-    crate::plot::sweep_svg(&out("sweep.svg"), &title, &rows)?;
 
     println!(
         "landauer sweep: {} {}, {} on {}, {} tokens per row, meter {}{}",
-        report.model,
-        report.quantization,
+        header.model,
+        header.quantization,
         device.label,
         device.name.as_deref().unwrap_or("cpu"),
         args.max_tokens,
@@ -384,6 +352,86 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         out("sweep.svg").display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the sweep's files say besides the rows.
+struct Header {
+    model: String,
+    quantization: String,
+    parameters: u64,
+    synthetic: bool,
+    device: landauer_engine::device::DeviceInfo,
+    threads: usize,
+    meter: String,
+    meter_reason: String,
+    estimated: bool,
+    meter_resolution_s: Option<f64>,
+    idle_power_w: Option<f64>,
+    max_tokens: usize,
+    kelvin: f64,
+}
+
+/// Writes sweep.json, sweep.csv and sweep.svg for the rows so far (after every batch size,
+/// so that an interrupted sweep keeps what it measured). Returns the caveats.
+fn write_files(
+    out_dir: &std::path::Path,
+    h: &Header,
+    rows: &[SweepRow],
+) -> anyhow::Result<Vec<String>> {
+    let mut caveats = Vec::new();
+    if h.synthetic {
+        caveats.push("synthetic model (random weights): energy and speed are real; entropy, bits per joule and the Landauer gap are meaningless".to_string());
+    }
+    if h.estimated {
+        caveats.push(format!(
+            "energy is ESTIMATED by the {} meter, not measured",
+            h.meter
+        ));
+    }
+    if rows.iter().any(|r| !r.steady) {
+        caveats.push("some decode windows were shorter than 2 s or a few counter updates (steady: false): raise --max-tokens".into());
+    }
+    let report = SweepReport {
+        landauer_version: env!("CARGO_PKG_VERSION"),
+        model: h.model.clone(),
+        quantization: h.quantization.clone(),
+        parameters: h.parameters,
+        synthetic: h.synthetic,
+        device: h.device.label.clone(),
+        device_name: h.device.name.clone(),
+        threads: h.threads,
+        meter: h.meter.clone(),
+        meter_reason: h.meter_reason.clone(),
+        estimated: h.estimated,
+        meter_resolution_s: h.meter_resolution_s,
+        idle_power_w: h.idle_power_w,
+        max_tokens: h.max_tokens,
+        kelvin: h.kelvin,
+        method: METHOD,
+        caveats: caveats.clone(),
+        rows,
+    };
+    let out = |name: &str| out_dir.join(name);
+    std::fs::write(out("sweep.json"), serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("cannot write {}", out("sweep.json").display()))?;
+    let mut csv = csv::Writer::from_path(out("sweep.csv"))
+        .with_context(|| format!("cannot write {}", out("sweep.csv").display()))?;
+    for r in rows {
+        csv.serialize(r)?;
+    }
+    csv.flush()?;
+    let title = format!(
+        "{} on {}{}",
+        h.model,
+        h.device.name.as_deref().unwrap_or(&h.device.label),
+        if h.estimated {
+            " (energy ESTIMATED)"
+        } else {
+            ""
+        }
+    );
+    crate::plot::sweep_svg(&out("sweep.svg"), &title, rows)?;
+    Ok(caveats)
 }
 
 /// One measured batch.
