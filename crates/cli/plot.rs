@@ -22,20 +22,24 @@ pub fn sweep_svg(path: &Path, title: &str, rows: &[SweepRow]) -> anyhow::Result<
         .map_err(|e| err(&e))?;
     let (left, right) = root.split_horizontally(600);
 
+    // The x axis is log2(batch), labelled with the batch sizes themselves.
     let published: Vec<(f64, f64)> = MLENERGY_H100_8B
         .iter()
-        .map(|&(b, j)| (b, 3600.0 / j))
+        .map(|&(b, j)| (b.log2(), 3600.0 / j))
         .collect();
     let ours_wh: Vec<(f64, f64)> = rows
         .iter()
-        .filter_map(|r| r.tokens_per_wh.map(|t| (r.batch as f64, t)))
+        .filter_map(|r| r.tokens_per_wh.map(|t| ((r.batch as f64).log2(), t)))
         .collect();
     let ours_tps: Vec<(f64, f64)> = rows
         .iter()
-        .map(|r| (r.batch as f64, r.decode_tokens_per_s.max(1e-3)))
+        .map(|r| ((r.batch as f64).log2(), r.decode_tokens_per_s.max(1e-3)))
         .collect();
     let max_batch = rows.iter().map(|r| r.batch).max().unwrap_or(1) as f64;
-    let x = 0.7..(max_batch.max(512.0) * 1.4);
+    let x = -0.4..(max_batch.max(512.0).log2() + 0.4);
+    let x_ticks = x.end.floor() as usize + 1;
+    let batch_label = |v: &f64| format!("{}", 2f64.powf(*v).round());
+    let y_label = |v: &f64| format!("{v:.0}");
 
     // Left: tokens per watt-hour.
     let ys = ours_wh
@@ -49,11 +53,15 @@ pub fn sweep_svg(path: &Path, title: &str, rows: &[SweepRow]) -> anyhow::Result<
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(x.clone().log_scale(), (lo / 2.0..hi * 2.0).log_scale())
+        .build_cartesian_2d(x.clone(), (lo / 2.0..hi * 2.0).log_scale())
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
-        .x_desc("batch size")
+        .x_labels(x_ticks)
+        .x_label_formatter(&batch_label)
+        .y_label_formatter(&y_label)
+        .max_light_lines(1)
+        .x_desc("batch size (log2)")
         .y_desc("tokens/Wh")
         .draw()
         .map_err(|e| err(&e))?;
@@ -104,11 +112,15 @@ pub fn sweep_svg(path: &Path, title: &str, rows: &[SweepRow]) -> anyhow::Result<
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(x.log_scale(), (lo / 2.0..hi * 2.0).log_scale())
+        .build_cartesian_2d(x, (lo / 2.0..hi * 2.0).log_scale())
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
-        .x_desc("batch size")
+        .x_labels(x_ticks)
+        .x_label_formatter(&batch_label)
+        .y_label_formatter(&y_label)
+        .max_light_lines(1)
+        .x_desc("batch size (log2)")
         .y_desc("tokens/s")
         .draw()
         .map_err(|e| err(&e))?;

@@ -44,6 +44,34 @@ pub struct SweepArgs {
     /// Temperature of the Landauer yardstick, kelvin.
     #[arg(long, default_value_t = landauer_physics::DEFAULT_KELVIN)]
     pub kelvin: f64,
+    /// Measure nothing: redraw --out's sweep.svg from its sweep.json.
+    #[arg(long)]
+    pub replot: bool,
+}
+
+/// Redraws DIR/sweep.svg from DIR/sweep.json.
+fn replot(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let path = dir.join("sweep.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a sweep.json", path.display()))?;
+    let rows: Vec<SweepRow> = serde_json::from_value(v["rows"].clone())
+        .with_context(|| format!("{} has no sweep rows", path.display()))?;
+    let name = |k: &str| v[k].as_str().unwrap_or("").to_string();
+    let device = v["device_name"]
+        .as_str()
+        .map(String::from)
+        .unwrap_or_else(|| name("device"));
+    let est = if v["estimated"] == true {
+        " (energy ESTIMATED)"
+    } else {
+        ""
+    };
+    let svg = dir.join("sweep.svg");
+    crate::plot::sweep_svg(&svg, &format!("{} on {device}{est}", name("model")), &rows)?;
+    println!("wrote {}", svg.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prompts used when --prompts is not given: short, varied, English.
@@ -67,7 +95,7 @@ const BUILTIN_PROMPTS: &[&str] = &[
 ];
 
 /// One batch size, measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SweepRow {
     pub batch: usize,
     pub runs: usize,
@@ -178,6 +206,9 @@ fn read_prompts(path: &Option<PathBuf>) -> anyhow::Result<Vec<String>> {
 }
 
 pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
+    if args.replot {
+        return replot(&args.out);
+    }
     let threads = crate::set_threads(args.model.threads)?;
     if args.batch.is_empty() || args.batch.contains(&0) {
         anyhow::bail!("--batch needs batch sizes of at least 1, e.g. --batch 1,2,4,8");
