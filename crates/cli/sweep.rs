@@ -124,20 +124,8 @@ pub struct SweepRow {
 #[derive(Serialize)]
 struct SweepReport<'a> {
     landauer_version: &'static str,
-    model: String,
-    quantization: String,
-    parameters: u64,
-    synthetic: bool,
-    device: String,
-    device_name: Option<String>,
-    threads: usize,
-    meter: String,
-    meter_reason: String,
-    estimated: bool,
-    meter_resolution_s: Option<f64>,
-    idle_power_w: Option<f64>,
-    max_tokens: usize,
-    kelvin: f64,
+    #[serde(flatten)]
+    header: &'a Header,
     /// How the figures were measured.
     method: &'static str,
     caveats: Vec<String>,
@@ -294,7 +282,8 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         quantization: info.quantization.clone(),
         parameters: info.parameters,
         synthetic: info.synthetic,
-        device: device.clone(),
+        device: device.label.clone(),
+        device_name: device.name.clone(),
         threads,
         meter: meter.clone(),
         meter_reason: opened.reason.clone(),
@@ -386,12 +375,14 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// What the sweep's files say besides the rows.
+#[derive(Serialize)]
 struct Header {
     model: String,
     quantization: String,
     parameters: u64,
     synthetic: bool,
-    device: landauer_engine::device::DeviceInfo,
+    device: String,
+    device_name: Option<String>,
     threads: usize,
     meter: String,
     meter_reason: String,
@@ -424,20 +415,7 @@ fn write_files(
     }
     let report = SweepReport {
         landauer_version: env!("CARGO_PKG_VERSION"),
-        model: h.model.clone(),
-        quantization: h.quantization.clone(),
-        parameters: h.parameters,
-        synthetic: h.synthetic,
-        device: h.device.label.clone(),
-        device_name: h.device.name.clone(),
-        threads: h.threads,
-        meter: h.meter.clone(),
-        meter_reason: h.meter_reason.clone(),
-        estimated: h.estimated,
-        meter_resolution_s: h.meter_resolution_s,
-        idle_power_w: h.idle_power_w,
-        max_tokens: h.max_tokens,
-        kelvin: h.kelvin,
+        header: h,
         method: METHOD,
         caveats: caveats.clone(),
         rows,
@@ -454,7 +432,7 @@ fn write_files(
     let title = format!(
         "{} on {}{}",
         h.model,
-        h.device.name.as_deref().unwrap_or(&h.device.label),
+        h.device_name.as_deref().unwrap_or(&h.device),
         if h.estimated {
             " (energy ESTIMATED)"
         } else {

@@ -494,31 +494,29 @@ impl Region {
         let h = |x: f32| f16::from_f32(x).to_le_bytes();
         // Quants are uniform: a uniform 4-bit value has standard deviation 4.61, 5-bit 9.23,
         // 6-bit 18.47, 8-bit 73.9, so d = s / that gives weights of deviation s.
+        // Legacy blocks: d (f16), for Q4_1/Q5_1 a minimum m = −mid·d (f16), then the quants.
+        let legacy = match self.dtype {
+            Q4_0 => Some((4.61, None)),
+            Q4_1 => Some((4.61, Some(7.5))),
+            Q5_0 => Some((9.23, None)),
+            Q5_1 => Some((9.23, Some(15.5))),
+            Q8_0 => Some((73.9, None)),
+            _ => None,
+        };
+        if let Some((qdev, mid)) = legacy {
+            let d = s / qdev;
+            b[0..2].copy_from_slice(&h(d));
+            let quants = match mid {
+                Some(mid) => {
+                    b[2..4].copy_from_slice(&h(-mid * d));
+                    4
+                }
+                None => 2,
+            };
+            rng.fill_bytes(&mut b[quants..]);
+            return;
+        }
         match self.dtype {
-            Q4_0 => {
-                b[0..2].copy_from_slice(&h(s / 4.61));
-                rng.fill_bytes(&mut b[2..]);
-            }
-            Q4_1 => {
-                let d = s / 4.61;
-                b[0..2].copy_from_slice(&h(d));
-                b[2..4].copy_from_slice(&h(-7.5 * d));
-                rng.fill_bytes(&mut b[4..]);
-            }
-            Q5_0 => {
-                b[0..2].copy_from_slice(&h(s / 9.23));
-                rng.fill_bytes(&mut b[2..]);
-            }
-            Q5_1 => {
-                let d = s / 9.23;
-                b[0..2].copy_from_slice(&h(d));
-                b[2..4].copy_from_slice(&h(-15.5 * d));
-                rng.fill_bytes(&mut b[4..]);
-            }
-            Q8_0 => {
-                b[0..2].copy_from_slice(&h(s / 73.9));
-                rng.fill_bytes(&mut b[2..]);
-            }
             Q4K | Q5K => {
                 // w = d·sc·q − dmin·m per 32-weight sub-block; m = sc·mid/ratio centres it.
                 let (qdev, mid) = if self.dtype == Q4K {

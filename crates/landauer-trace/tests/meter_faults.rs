@@ -41,6 +41,23 @@ impl EnergyMeter for Flaky {
     }
 }
 
+/// A tiny random model with `context` positions, in candle's or the batched forward pass.
+fn tiny_engine(context: usize, batched: bool) -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gguf");
+    let cfg = TinyConfig {
+        context,
+        ..Default::default()
+    };
+    write_tiny_llama(&path, &cfg).unwrap();
+    let engine = if batched {
+        Engine::load_batched(&path, None, &Device::Cpu)
+    } else {
+        Engine::load(&path, None, &Device::Cpu)
+    };
+    (dir, engine.unwrap())
+}
+
 #[derive(Clone, Default)]
 struct Collect(Arc<Mutex<Vec<Record>>>);
 
@@ -71,17 +88,7 @@ fn run_record() -> RunRecord {
 
 #[test]
 fn a_failing_meter_marks_the_gap_and_the_run_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tiny.gguf");
-    write_tiny_llama(
-        &path,
-        &TinyConfig {
-            context: 4096,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let mut engine = Engine::load(&path, None, &Device::Cpu).unwrap();
+    let (_dir, mut engine) = tiny_engine(4096, false);
     let prompt = engine.encode("The cat sat").unwrap();
 
     let meter = Flaky {
@@ -181,17 +188,7 @@ impl EnergyMeter for TwoGpus {
 
 #[test]
 fn gpu_breakdown_and_telemetry_reach_the_trace() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tiny.gguf");
-    write_tiny_llama(
-        &path,
-        &TinyConfig {
-            context: 4096,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let mut engine = Engine::load(&path, None, &Device::Cpu).unwrap();
+    let (_dir, mut engine) = tiny_engine(4096, false);
     let prompt = engine.encode("The cat sat").unwrap();
     let meter = TwoGpus {
         opened: Instant::now(),
@@ -257,10 +254,7 @@ impl EnergyMeter for Stepped {
 
 #[test]
 fn the_end_of_a_run_is_measured_not_held_at_the_last_update() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tiny.gguf");
-    write_tiny_llama(&path, &TinyConfig::default()).unwrap();
-    let mut engine = Engine::load(&path, None, &Device::Cpu).unwrap();
+    let (_dir, mut engine) = tiny_engine(256, false);
     let prompt = engine.encode("The cat sat").unwrap();
     for max_tokens in [40, 90, 150] {
         let sampler =
@@ -313,10 +307,7 @@ impl EnergyMeter for Steady {
 
 #[test]
 fn a_batch_steps_energy_is_shared_among_its_tokens() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tiny.gguf");
-    write_tiny_llama(&path, &TinyConfig::default()).unwrap();
-    let mut engine = Engine::load_batched(&path, None, &Device::Cpu).unwrap();
+    let (_dir, mut engine) = tiny_engine(256, true);
     let prompts: Vec<Vec<u32>> = ["The cat sat", "Hello", "Once upon a time, there was"]
         .iter()
         .map(|p| engine.encode(p).unwrap())
