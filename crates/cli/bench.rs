@@ -179,9 +179,7 @@ fn untraced_energy(
 ) -> Option<(f64, f64, Option<f64>)> {
     let offset = at.saturating_duration_since(sampler.epoch()).as_secs_f64();
     let (a, b) = (offset + end.prefill_s, offset + end.total_s);
-    sampler.wait_past(b, std::time::Duration::from_secs(1));
-    let report = sampler.stop();
-    let tl = landauer_meter::attribution::EnergyTimeline::from_samples(&report.samples);
+    let tl = sampler.timeline_through(b, std::time::Duration::from_secs(1));
     let n = end.generated_tokens.checked_sub(1).filter(|&n| n > 0)? as f64;
     let dt = b - a;
     if tl.update_period().is_none() || dt <= 0.0 {

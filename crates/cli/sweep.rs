@@ -7,7 +7,6 @@ use clap::Args;
 use landauer_engine::{
     GenerateOptions, RunStart, SamplingParams, SinkError, TokenEvent, TokenSink,
 };
-use landauer_meter::attribution::EnergyTimeline;
 use landauer_meter::open_meter;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -308,10 +307,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
             let at = steps.at.expect("begin was called");
             let energy = sampler.as_ref().map(|s| {
                 let offset = at.saturating_duration_since(s.epoch()).as_secs_f64();
-                s.wait_past(offset + end.total_s, Duration::from_secs(1));
-                let mut all = Vec::new();
-                s.samples_since(0, &mut all);
-                let tl = EnergyTimeline::from_samples(&all);
+                let tl = s.timeline_through(offset + end.total_s, Duration::from_secs(1));
                 (
                     tl.window(offset, offset + end.prefill_s).joules,
                     tl.window(offset + end.prefill_s, offset + end.total_s),

@@ -481,6 +481,7 @@ impl Engine {
             .collect::<Result<Vec<_>>>()?;
         model.start(rows, capacity)?;
         let pads: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
+        let padded = pads.iter().any(|&p| p > 0);
         let mut texts: Vec<TextStream> = (0..rows).map(|_| TextStream::default()).collect();
         let dev = self.device.clone();
 
@@ -580,12 +581,18 @@ impl Engine {
                 break StopReason::Interrupted;
             }
             let positions: Vec<u32> = pads.iter().map(|&p| (slot - p) as u32).collect();
-            let mask = crate::batched::step_mask(&pads, slot, 1);
+            // A decode step's mask only hides padding: none without it.
+            let mask = if padded {
+                let m = crate::batched::step_mask(&pads, slot, 1);
+                Some(Tensor::from_vec(m, (rows, 1, 1, slot + 1), &dev)?)
+            } else {
+                None
+            };
             logits = model.forward(
                 &Tensor::from_vec(last.clone(), (rows, 1), &dev)?,
                 &Tensor::new(positions, &dev)?,
                 slot,
-                Some(&Tensor::from_vec(mask, (rows, 1, 1, slot + 1), &dev)?),
+                mask.as_ref(),
             )?;
             slot += 1;
         };

@@ -16,6 +16,8 @@ pub struct NvmlDevice {
     pub uuid: String,
     pub pci_bus_id: String,
     start_mj: u64,
+    /// `GPU i NAME (PCI)`, made once: the sampler asks for the parts at every read.
+    label: String,
 }
 
 /// What a GPU reports beside energy, read on demand.
@@ -122,11 +124,14 @@ impl NvmlMeter {
                     "GPU {index} has no total energy counter ({e}); it needs a Volta or newer GPU"
                 ))
             })?;
+            let name = d.name().unwrap_or_default();
+            let pci_bus_id = d.pci_info().map(|p| p.bus_id).unwrap_or_default();
             devices.push(NvmlDevice {
                 index,
-                name: d.name().unwrap_or_default(),
+                label: format!("GPU {index} {name} ({pci_bus_id})"),
+                name,
                 uuid: d.uuid().unwrap_or_default(),
-                pci_bus_id: d.pci_info().map(|p| p.bus_id).unwrap_or_default(),
+                pci_bus_id,
                 start_mj,
             });
         }
@@ -183,11 +188,7 @@ impl EnergyMeter for NvmlMeter {
     }
 
     fn describe(&self) -> String {
-        let names: Vec<String> = self
-            .devices
-            .iter()
-            .map(|d| format!("GPU {} {} ({})", d.index, d.name, d.pci_bus_id))
-            .collect();
+        let names: Vec<&str> = self.devices.iter().map(|d| d.label.as_str()).collect();
         format!("NVML total energy counter of {}", names.join(" + "))
     }
 
@@ -217,7 +218,7 @@ impl EnergyMeter for NvmlMeter {
             .iter()
             .zip(&self.last_mj)
             .map(|(d, &mj)| crate::MeterPart {
-                name: format!("GPU {} {} ({})", d.index, d.name, d.pci_bus_id),
+                name: d.label.clone(),
                 joules: mj as f64 / 1000.0,
             })
             .collect()

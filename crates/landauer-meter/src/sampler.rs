@@ -219,6 +219,19 @@ impl MeterSampler {
         }
     }
 
+    /// The timeline of every reading so far, once the counter has updated past `t` (or
+    /// `timeout` passed): what the energy of a window ending at `t` is read from.
+    pub fn timeline_through(
+        &self,
+        t: f64,
+        timeout: Duration,
+    ) -> crate::attribution::EnergyTimeline {
+        self.wait_past(t, timeout);
+        let mut all = Vec::new();
+        self.samples_since(0, &mut all);
+        crate::attribution::EnergyTimeline::from_samples(&all)
+    }
+
     /// Waits until the counter has changed `updates` times (or `timeout` passes) and returns
     /// its update period: the median interval between changes.
     pub fn probe_resolution(&self, updates: usize, timeout: Duration) -> Option<f64> {
