@@ -37,9 +37,6 @@ pub fn sweep_svg(path: &Path, title: &str, rows: &[SweepRow]) -> anyhow::Result<
         .collect();
     let max_batch = rows.iter().map(|r| r.batch).max().unwrap_or(1) as f64;
     let x = -0.4..(max_batch.max(512.0).log2() + 0.4);
-    let x_ticks = x.end.floor() as usize + 1;
-    let batch_label = |v: &f64| format!("{}", 2f64.powf(*v).round());
-    let y_label = |v: &f64| format!("{v:.0}");
 
     // Left: tokens per watt-hour.
     let ys = ours_wh
@@ -48,23 +45,14 @@ pub fn sweep_svg(path: &Path, title: &str, rows: &[SweepRow]) -> anyhow::Result<
         .map(|p| p.1)
         .chain([DESK_RTX3090, DATACENTER_A100]);
     let (lo, hi) = ys.fold((f64::MAX, 0f64), |(a, b), y| (a.min(y), b.max(y)));
-    let mut chart = ChartBuilder::on(&left)
-        .caption("tokens per watt-hour (decode)", ("sans-serif", 16))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(x.clone(), (lo / 2.0..hi * 2.0).log_scale())
-        .map_err(|e| err(&e))?;
-    chart
-        .configure_mesh()
-        .x_labels(x_ticks)
-        .x_label_formatter(&batch_label)
-        .y_label_formatter(&y_label)
-        .max_light_lines(1)
-        .x_desc("batch size (log2)")
-        .y_desc("tokens/Wh")
-        .draw()
-        .map_err(|e| err(&e))?;
+    let mut chart = batch_chart(
+        &left,
+        "tokens per watt-hour (decode)",
+        x.clone(),
+        lo / 2.0..hi * 2.0,
+        "tokens/Wh",
+    )
+    .map_err(|e| err(&e))?;
     for (y, color, label) in [
         (DESK_RTX3090, RED, "desk RTX 3090: ~160 tokens/Wh"),
         (DATACENTER_A100, MAGENTA, "A100 cluster: ~1,500 tokens/Wh"),
@@ -107,23 +95,14 @@ pub fn sweep_svg(path: &Path, title: &str, rows: &[SweepRow]) -> anyhow::Result<
     let (lo, hi) = ours_tps
         .iter()
         .fold((f64::MAX, 0f64), |(a, b), p| (a.min(p.1), b.max(p.1)));
-    let mut chart = ChartBuilder::on(&right)
-        .caption("decode tokens per second", ("sans-serif", 16))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(x, (lo / 2.0..hi * 2.0).log_scale())
-        .map_err(|e| err(&e))?;
-    chart
-        .configure_mesh()
-        .x_labels(x_ticks)
-        .x_label_formatter(&batch_label)
-        .y_label_formatter(&y_label)
-        .max_light_lines(1)
-        .x_desc("batch size (log2)")
-        .y_desc("tokens/s")
-        .draw()
-        .map_err(|e| err(&e))?;
+    let mut chart = batch_chart(
+        &right,
+        "decode tokens per second",
+        x,
+        lo / 2.0..hi * 2.0,
+        "tokens/s",
+    )
+    .map_err(|e| err(&e))?;
     chart
         .draw_series(LineSeries::new(ours_tps.clone(), BLUE.stroke_width(2)))
         .map_err(|e| err(&e))?;
@@ -132,4 +111,37 @@ pub fn sweep_svg(path: &Path, title: &str, rows: &[SweepRow]) -> anyhow::Result<
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
     Ok(())
+}
+
+type BatchChart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, LogCoord<f64>>,
+>;
+
+/// A panel with log2(batch) across, labelled with the batch sizes, and a log y axis.
+fn batch_chart<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    caption: &str,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+    y_desc: &str,
+) -> Result<BatchChart<'a, 'b>, DrawingAreaErrorKind<std::io::Error>> {
+    let x_ticks = x.end.floor() as usize + 1;
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x, y.log_scale())?;
+    chart
+        .configure_mesh()
+        .x_labels(x_ticks)
+        .x_label_formatter(&|v| format!("{}", 2f64.powf(*v).round()))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .max_light_lines(1)
+        .x_desc("batch size (log2)")
+        .y_desc(y_desc)
+        .draw()?;
+    Ok(chart)
 }
