@@ -736,6 +736,33 @@ fn bench_reports_consistent_medians() {
         1e-9
     ));
     assert!(f(&r, "tracing_ms_per_token") > 0.0);
+    // Energy of traced and untraced runs alike (the labeled estimate here), 3 runs each.
+    let e = &r["energy"];
+    assert_eq!(e["estimated"], true);
+    for key in [
+        "decode_joules_per_token",
+        "untraced_decode_joules_per_token",
+    ] {
+        let runs: Vec<f64> = e[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(runs.len(), 3, "{key}");
+        assert!(runs.iter().all(|&j| j > 0.0), "{key}: {runs:?}");
+        let mut sorted = runs.clone();
+        sorted.sort_by(f64::total_cmp);
+        assert_eq!(f(e, &format!("{key}_median")), sorted[1], "{key}");
+    }
+    let j = f(e, "untraced_decode_joules_per_token_median");
+    assert!(close(
+        f(e, "untraced_decode_tokens_per_wh_median"),
+        3600.0 / j,
+        1e-9
+    ));
+    let j = f(e, "decode_joules_per_token_median");
+    assert!(close(f(e, "decode_tokens_per_wh_median"), 3600.0 / j, 1e-9));
 }
 
 #[test]
@@ -852,7 +879,16 @@ fn sweep_writes_one_row_per_batch_size() {
         let wh = r["tokens_per_wh"].as_f64().unwrap();
         assert!(tps > 0.0 && jpt > 0.0);
         assert!((wh - 3600.0 / jpt).abs() < 1e-6 * wh);
-        assert!(r["mean_entropy_bits"].as_f64().unwrap() > 0.0);
+        let bits = r["mean_entropy_bits"].as_f64().unwrap();
+        assert!(bits > 0.0);
+        // One run per size: power = J/token x tokens/s over the same window, and the
+        // Landauer gap is J/token over the bits' k_B T ln 2.
+        let w = r["mean_power_w"].as_f64().unwrap();
+        assert!((w - jpt * tps).abs() < 1e-6 * w, "{w} vs {}", jpt * tps);
+        let gap = r["landauer_gap"].as_f64().unwrap();
+        assert!((gap - jpt / (bits * KT_LN2_300)).abs() < 1e-6 * gap);
+        assert!(r["bits_per_joule"].as_f64().unwrap() > 0.0);
+        assert_eq!(r["steady"], false, "a 6-token window is not steady");
     }
     assert_eq!(
         json["estimated"], true,

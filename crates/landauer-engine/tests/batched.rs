@@ -114,6 +114,14 @@ fn a_batch_equals_each_row_alone_whatever_the_prompt_lengths() {
                 "{arch}: row {r} differs from alone"
             );
         }
+        // Equal lengths: no padding, and decode steps run without a mask.
+        let same = vec![prompts[0].clone(); 3];
+        let mut batch = Rows::default();
+        engine.generate_batch(&same, &opts, &mut batch).unwrap();
+        let single = alone(&mut engine, &prompts[0], &opts);
+        for r in 0..3 {
+            assert_eq!(batch.ids[r], single.ids[0], "{arch}: unpadded row {r}");
+        }
     }
 }
 

@@ -76,6 +76,22 @@ fn byte_sizes_follow_the_block_formats() {
             }
         }
     }
+    // A decode step reads every weight but the gathered embedding, unless the embedding is
+    // also the output matrix (tied).
+    for arch in ARCHITECTURES {
+        let g = SyntheticSpec::parse(&format!("synthetic:{}:q8_0", arch.name))
+            .unwrap()
+            .open();
+        let info = g.info();
+        let embd = &g.content.tensor_infos["token_embd.weight"];
+        let embd_bytes = (embd.shape.elem_count() / 32 * 34) as u64;
+        let want = if arch.tied_embeddings {
+            info.tensor_bytes
+        } else {
+            info.tensor_bytes - embd_bytes
+        };
+        assert_eq!(info.weight_bytes_per_token, want, "{}", arch.name);
+    }
     // The famous sizes: Llama-3.1-8B is about 16.1 GB in F16 and 8.5 GB in Q8_0.
     let gb = |q: &str| {
         SyntheticSpec::parse(&format!("synthetic:llama-3.1-8b:{q}"))
