@@ -16,8 +16,9 @@
 //! `quantized_llama`/`quantized_qwen2`; tests hold the two to the same greedy tokens.
 
 use crate::gguf::{one_line, GgufFile};
+use crate::kernels::QLinear;
 use crate::{EngineError, Result};
-use candle_core::quantized::{gguf_file, QMatMul};
+use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, IndexOp, Module, Tensor};
 use std::io::{Read, Seek};
 
@@ -57,15 +58,15 @@ pub struct Config {
 
 struct Layer {
     attn_norm: Tensor,
-    wq: QMatMul,
-    wk: QMatMul,
-    wv: QMatMul,
+    wq: QLinear,
+    wk: QLinear,
+    wv: QLinear,
     bias: Option<(Tensor, Tensor, Tensor)>,
-    wo: QMatMul,
+    wo: QLinear,
     ffn_norm: Tensor,
-    gate: QMatMul,
-    up: QMatMul,
-    down: QMatMul,
+    gate: QLinear,
+    up: QLinear,
+    down: QLinear,
 }
 
 /// The preallocated KV cache of one batch.
@@ -82,7 +83,7 @@ pub struct BatchedModel {
     embed: candle_nn::Embedding,
     layers: Vec<Layer>,
     norm: Tensor,
-    output: QMatMul,
+    output: QLinear,
     /// RoPE tables for `max_positions` positions, (positions, head_dim / 2).
     cos: Tensor,
     sin: Tensor,
@@ -138,7 +139,7 @@ impl BatchedModel {
         let (ct, r): (&gguf_file::Content, &mut R) = (&gguf.content, &mut gguf.file);
         let mut tensor = |name: &str| ct.tensor(&mut *r, name, device).map_err(err);
         let dense = |q: &candle_core::quantized::QTensor| q.dequantize(device).map_err(err);
-        let qmm = |q| QMatMul::from_qtensor(q).map_err(err);
+        let qmm = |q| QLinear::new(q).map_err(err);
         let embed_q = tensor("token_embd.weight")?;
         let embed = dense(&embed_q)?;
         let vocab = embed.dim(0).map_err(err)?;

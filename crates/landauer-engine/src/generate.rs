@@ -127,6 +127,20 @@ pub struct GenerateOptions {
     pub stop: Option<Arc<AtomicBool>>,
 }
 
+/// Which forward pass runs a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Forward {
+    /// On the CPU, landauer's own pass and kernels ([`crate::batched`], [`crate::kernels`])
+    /// for the families it supports; candle-transformers' quantized models otherwise (GPUs,
+    /// qwen3).
+    #[default]
+    Auto,
+    /// candle-transformers' quantized models.
+    Candle,
+    /// landauer's batched pass (llama, mistral, qwen2), which batches need.
+    Batched,
+}
+
 /// A loaded model with its tokenizer, ready to generate.
 pub struct Engine {
     model: Model,
@@ -140,9 +154,20 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Loads a GGUF model and its tokenizer (from the file unless `tokenizer_json` is given).
+    /// Loads a GGUF model and its tokenizer (from the file unless `tokenizer_json` is given),
+    /// into the forward pass [`Forward::Auto`] picks.
     pub fn load(path: &Path, tokenizer_json: Option<&Path>, device: &Device) -> Result<Self> {
         Self::from_gguf(GgufFile::open(path)?, tokenizer_json, device)
+    }
+
+    /// Like [`Self::load`], into the forward pass `forward` names.
+    pub fn load_with(
+        path: &Path,
+        tokenizer_json: Option<&Path>,
+        device: &Device,
+        forward: Forward,
+    ) -> Result<Self> {
+        Self::from_gguf_with(GgufFile::open(path)?, tokenizer_json, device, forward)
     }
 
     /// Builds a synthetic model (real shapes, random weights) on `device`; see
@@ -157,7 +182,7 @@ impl Engine {
         tokenizer_json: Option<&Path>,
         device: &Device,
     ) -> Result<Self> {
-        Self::from_gguf_with(gguf, tokenizer_json, device, false)
+        Self::from_gguf_with(gguf, tokenizer_json, device, Forward::Auto)
     }
 
     /// Like [`Self::load`], into landauer's own batched forward pass (llama, mistral, qwen2),
@@ -167,7 +192,12 @@ impl Engine {
         tokenizer_json: Option<&Path>,
         device: &Device,
     ) -> Result<Self> {
-        Self::from_gguf_with(GgufFile::open(path)?, tokenizer_json, device, true)
+        Self::from_gguf_with(
+            GgufFile::open(path)?,
+            tokenizer_json,
+            device,
+            Forward::Batched,
+        )
     }
 
     /// A synthetic model in the batched forward pass.
@@ -175,15 +205,15 @@ impl Engine {
         spec: &crate::synthetic::SyntheticSpec,
         device: &Device,
     ) -> Result<Self> {
-        Self::from_gguf_with(spec.open(), None, device, true)
+        Self::from_gguf_with(spec.open(), None, device, Forward::Batched)
     }
 
-    /// Loads a model; `batched` picks landauer's batched forward pass over candle's models.
+    /// Loads a model into the forward pass `forward` names.
     pub fn from_gguf_with<R: std::io::Read + std::io::Seek>(
         gguf: GgufFile<R>,
         tokenizer_json: Option<&Path>,
         device: &Device,
-        batched: bool,
+        forward: Forward,
     ) -> Result<Self> {
         let info = gguf.info();
         // Refuse an unsupported model before anything else is read from it.
@@ -207,6 +237,15 @@ impl Engine {
         let bos_token = token_id("tokenizer.ggml.bos_token_id");
         let chat_template = gguf.get_str("tokenizer.chat_template");
         let file_context = info.context_length.map(|c| c as usize).unwrap_or(2048);
+        let batched = match forward {
+            Forward::Batched => true,
+            Forward::Candle => false,
+            Forward::Auto => {
+                device.is_cpu()
+                    && crate::batched::Family::of(&gguf.architecture().unwrap_or_default())
+                        .is_some()
+            }
+        };
         let model = if batched {
             Model::load_batched(gguf, device)?
         } else {

@@ -37,6 +37,7 @@ mod error;
 pub mod fetch;
 mod generate;
 pub mod gguf;
+pub mod kernels;
 mod model;
 pub mod sampler;
 pub mod synthetic;
@@ -47,7 +48,8 @@ pub mod tokenizer;
 pub use candle_core::Device;
 pub use error::{EngineError, Result};
 pub use generate::{
-    Engine, GenerateOptions, Phase, RunEnd, RunStart, SinkError, StopReason, TokenEvent, TokenSink,
+    Engine, Forward, GenerateOptions, Phase, RunEnd, RunStart, SinkError, StopReason, TokenEvent,
+    TokenSink,
 };
 pub use gguf::ModelInfo;
 pub use model::{Model, SUPPORTED_ARCHITECTURES};

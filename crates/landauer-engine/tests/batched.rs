@@ -4,7 +4,7 @@
 
 use landauer_engine::tiny::{write_tiny_llama, TinyConfig};
 use landauer_engine::{
-    Device, Engine, GenerateOptions, SamplingParams, SinkError, TokenEvent, TokenSink,
+    Device, Engine, Forward, GenerateOptions, SamplingParams, SinkError, TokenEvent, TokenSink,
 };
 use std::path::{Path, PathBuf};
 
@@ -68,7 +68,7 @@ fn one_row_matches_candles_models() {
             ..Default::default()
         };
         let path = model(dir.path(), &cfg);
-        let mut candle = Engine::load(&path, None, &Device::Cpu).unwrap();
+        let mut candle = Engine::load_with(&path, None, &Device::Cpu, Forward::Candle).unwrap();
         let mut ours = Engine::load_batched(&path, None, &Device::Cpu).unwrap();
         assert!(ours.is_batched() && !candle.is_batched());
         let prompt = candle.encode(PROMPTS[2]).unwrap();
@@ -179,7 +179,13 @@ fn a_batch_too_large_for_memory_is_refused_up_front() {
         "{e}"
     );
     // Not batched: says how to get a batched engine.
-    let mut plain = Engine::load(&model(dir.path(), &cfg), None, &Device::Cpu).unwrap();
+    let mut plain = Engine::load_with(
+        &model(dir.path(), &cfg),
+        None,
+        &Device::Cpu,
+        Forward::Candle,
+    )
+    .unwrap();
     let e = plain
         .generate_batch(&[vec![1, 2]], &greedy(2, true), ())
         .unwrap_err()

@@ -1,0 +1,239 @@
+//! Every kernel against straightforward references, on random inputs of ragged sizes.
+
+use super::*;
+use candle_core::{Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const FORMATS: [Format; 3] = [Format::Q4_0, Format::Q4_1, Format::Q8_0];
+
+/// Random blocks: every nibble and byte value can occur (Q8_0's −128 included); scales are
+/// random f16 of either sign, minima too.
+fn random_weights(rng: &mut ChaCha8Rng, format: Format, n: usize, k: usize) -> QWeights {
+    let bb = format.block_bytes();
+    let mut data = vec![0u8; n * k / BLOCK * bb];
+    rng.fill(&mut data[..]);
+    for blk in data.chunks_exact_mut(bb) {
+        let d = f16::from_f32(rng.random_range(-0.05f32..0.05));
+        blk[..2].copy_from_slice(&d.to_le_bytes());
+        if format == Format::Q4_1 {
+            let m = f16::from_f32(rng.random_range(-0.5f32..0.5));
+            blk[2..4].copy_from_slice(&m.to_le_bytes());
+        }
+    }
+    QWeights::from_bytes(format, n, k, data).unwrap()
+}
+
+fn random_activations(rng: &mut ChaCha8Rng, m: usize, k: usize) -> Vec<f32> {
+    (0..m * k)
+        .map(|i| {
+            // Mostly normal-ish values, some large outliers and exact zeros (a zero block too).
+            if i / BLOCK == 1 {
+                0.0
+            } else if rng.random_bool(0.01) {
+                rng.random_range(-40.0f32..40.0)
+            } else {
+                rng.random_range(-2.0f32..2.0)
+            }
+        })
+        .collect()
+}
+
+/// Σ dequantized weight × dequantized activation, in f64.
+fn dequantized_dot(w: &QWeights, j: usize, a: &Q8Rows, i: usize) -> f64 {
+    let wr = w.dequantize_row(j);
+    (0..w.k)
+        .map(|c| {
+            let q = a.qs[i * w.k + c] as f64;
+            wr[c] as f64 * q * a.d[i * a.blocks + c / BLOCK] as f64
+        })
+        .sum()
+}
+
+fn sum_abs(w: &QWeights, j: usize, a: &Q8Rows, i: usize) -> f64 {
+    let wr = w.dequantize_row(j);
+    (0..w.k)
+        .map(|c| {
+            (wr[c] as f64 * a.qs[i * w.k + c] as f64 * a.d[i * a.blocks + c / BLOCK] as f64).abs()
+        })
+        .sum()
+}
+
+#[test]
+fn reference_dot_is_the_dequantized_dot() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for format in FORMATS {
+        for k in [32, 64, 96, 576] {
+            let w = random_weights(&mut rng, format, 3, k);
+            let x = random_activations(&mut rng, 2, k);
+            let mut a = Q8Rows::default();
+            a.quantize(&x, 2, k);
+            for j in 0..3 {
+                for i in 0..2 {
+                    let got = dot_reference(format, w.row(j), &a, i) as f64;
+                    let want = dequantized_dot(&w, j, &a, i);
+                    // Q4_1's minimum enters through s = d·Σq rounded to f16 (as ggml does).
+                    let tol = 1e-5 * sum_abs(&w, j, &a, i)
+                        + if format == Format::Q4_1 {
+                            2e-3 * (k / BLOCK) as f64
+                        } else {
+                            1e-6
+                        };
+                    assert!(
+                        (got - want).abs() <= tol,
+                        "{format:?} k={k}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn simd_and_threaded_matmul_equal_the_reference_at_every_size() {
+    if detected_isa() != Isa::Avx2 {
+        eprintln!("SKIPPED: this CPU has no AVX2 + FMA + F16C; only the reference runs here");
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    for format in FORMATS {
+        // Ragged everywhere: odd block counts, row counts that are not multiples of the
+        // 4-row tile or of the thread chunks, batches of 1 to 9 rows; 300 x 256 x 5 goes
+        // through the thread pool.
+        for (n, k, m) in [
+            (1, 32, 1),
+            (3, 96, 2),
+            (5, 64, 3),
+            (17, 160, 4),
+            (33, 32, 5),
+            (7, 576, 7),
+            (300, 256, 5),
+            (64, 1536, 9),
+        ] {
+            let w = random_weights(&mut rng, format, n, k);
+            let x = random_activations(&mut rng, m, k);
+            let mut a = Q8Rows::default();
+            a.quantize(&x, m, k);
+            let mut reference = vec![0f32; m * n];
+            matmul_quantized(&w, &a, &mut reference, Isa::Reference);
+            for i in 0..m {
+                for j in 0..n {
+                    assert_eq!(reference[i * n + j], dot_reference(format, w.row(j), &a, i));
+                }
+            }
+            let mut simd = vec![0f32; m * n];
+            matmul_quantized(&w, &a, &mut simd, detected_isa());
+            for i in 0..m {
+                for j in 0..n {
+                    let (g, r) = (simd[i * n + j] as f64, reference[i * n + j] as f64);
+                    let tol = 1e-5 * sum_abs(&w, j, &a, i) + 1e-6;
+                    assert!(
+                        (g - r).abs() <= tol,
+                        "{format:?} {n}x{k} m={m} ({i},{j}): {g} vs {r}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn quantizing_activations_follows_ggml() {
+    let x: Vec<f32> = (0..64).map(|i| (i as f32 - 20.5) * 0.37).collect();
+    let mut a = Q8Rows::default();
+    a.quantize(&x, 2, 32);
+    for r in 0..2 {
+        let xs = &x[r * 32..(r + 1) * 32];
+        let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = f16::from_f32(amax / 127.0).to_f32();
+        assert_eq!(a.d[r], d);
+        // The largest magnitude maps to ±127; every value is within half a step.
+        assert_eq!(
+            a.qs[r * 32..(r + 1) * 32]
+                .iter()
+                .map(|q| q.unsigned_abs())
+                .max(),
+            Some(127)
+        );
+        for (c, &v) in xs.iter().enumerate() {
+            assert!((a.qs[r * 32 + c] as f32 * d - v).abs() <= 0.5 * d + 1e-3 * amax);
+        }
+        let sum: i32 = a.qs[r * 32..(r + 1) * 32].iter().map(|&q| q as i32).sum();
+        assert!((a.s[r] - sum as f32 * d).abs() <= 1e-3 * (sum as f32 * d).abs() + 1e-6);
+    }
+    // An all-zero block quantizes to zeros with a zero scale, not NaN.
+    a.quantize(&[0.0; 32], 1, 32);
+    assert!(a.qs.iter().all(|&q| q == 0) && a.d[0] == 0.0 && a.s[0] == 0.0);
+}
+
+#[test]
+fn dequantization_and_matmul_agree_with_candle() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let dev = Device::Cpu;
+    for (dtype, format) in [
+        (GgmlDType::Q4_0, Format::Q4_0),
+        (GgmlDType::Q4_1, Format::Q4_1),
+        (GgmlDType::Q8_0, Format::Q8_0),
+    ] {
+        let (n, k, m) = (40, 192, 6);
+        let wf: Vec<f32> = (0..n * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let wt = Tensor::from_vec(wf, (n, k), &dev).unwrap();
+        let q = QTensor::quantize(&wt, dtype).unwrap();
+        let ours = QWeights::from_qtensor(&q)
+            .unwrap()
+            .expect("a kernel for this format");
+        assert_eq!(ours.format, format);
+        let theirs = q.dequantize(&dev).unwrap().to_vec2::<f32>().unwrap();
+        for (j, row) in theirs.iter().enumerate() {
+            assert_eq!(&ours.dequantize_row(j), row, "{format:?} row {j}");
+        }
+        let x = Tensor::from_vec(random_activations(&mut rng, m, k), (m, k), &dev).unwrap();
+        let candle = QMatMul::from_qtensor(QTensor::quantize(&wt, dtype).unwrap())
+            .unwrap()
+            .forward(&x)
+            .unwrap();
+        let linear = QLinear::new(q).unwrap();
+        assert!(linear.is_landauer());
+        let got = linear.forward(&x).unwrap();
+        let diff = (got - &candle)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let scale = candle
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            diff <= 1e-4 * scale,
+            "{format:?}: max |ours - candle| {diff} (scale {scale})"
+        );
+    }
+}
+
+#[test]
+fn other_formats_fall_back_to_candle_and_bad_inputs_are_errors() {
+    let dev = Device::Cpu;
+    let w = Tensor::randn(0f32, 1.0, (8, 256), &dev).unwrap();
+    let q = QTensor::quantize(&w, GgmlDType::Q4K).unwrap();
+    assert!(!QLinear::new(q).unwrap().is_landauer());
+    let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+    let linear = QLinear::new(q).unwrap();
+    let wrong = Tensor::zeros((2, 128), candle_core::DType::F32, &dev).unwrap();
+    let err = linear.forward(&wrong).unwrap_err().to_string();
+    assert!(err.contains("input width 128"), "{err}");
+    // Leading dimensions are kept; a transposed (non-contiguous) input is made contiguous.
+    let x = Tensor::randn(0f32, 1.0, (2, 3, 256), &dev).unwrap();
+    assert_eq!(linear.forward(&x).unwrap().dims(), &[2, 3, 8]);
+    let xt = Tensor::randn(0f32, 1.0, (256, 4), &dev)
+        .unwrap()
+        .t()
+        .unwrap();
+    assert_eq!(linear.forward(&xt).unwrap().dims(), &[4, 8]);
+    assert!(QWeights::from_bytes(Format::Q4_1, 2, 32, vec![0; 39]).is_err());
+}
