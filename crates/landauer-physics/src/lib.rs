@@ -17,6 +17,9 @@
 //! All sums are accumulated in `f64` with the log-sum-exp trick, so logits of any magnitude
 //! (including `-inf` for masked tokens) give finite, exact-as-possible results.
 
+mod fastexp;
+pub use fastexp::exp_le_zero;
+
 /// Boltzmann's constant in J/K (exact since the 2019 SI redefinition).
 pub const BOLTZMANN: f64 = 1.380649e-23;
 
@@ -36,14 +39,17 @@ pub fn landauer_joules_per_bit(kelvin: f64) -> f64 {
 
 /// The largest logit, in f64: `NaN` if any logit is `NaN`, `-inf` for an empty slice.
 fn max_logit(logits: &[f32]) -> f64 {
-    let mut max = f64::NEG_INFINITY;
+    // Branch-free (it vectorizes): f32::max ignores NaN, so NaN is tracked on the side.
+    let (mut max, mut nan) = (f32::NEG_INFINITY, false);
     for &x in logits {
-        if x.is_nan() {
-            return f64::NAN;
-        }
-        max = max.max(x as f64);
+        nan |= x.is_nan();
+        max = max.max(x);
     }
-    max
+    if nan {
+        f64::NAN
+    } else {
+        max as f64
+    }
 }
 
 /// Natural log of Σ exp(x_i), stable for any magnitudes. Returns `-inf` when every
@@ -108,20 +114,7 @@ pub fn softmax_stats(logits: &[f32]) -> SoftmaxStats {
 const PARALLEL_MIN: usize = 65_536;
 const PARALLEL_CHUNK: usize = 16_384;
 
-/// Σ e^{x−max} and Σ e^{x−max}·(x−max) over `xs`.
-fn shifted_sums(xs: &[f32], max: f64) -> (f64, f64) {
-    let (mut s, mut t) = (0.0f64, 0.0f64);
-    for &x in xs {
-        let d = x as f64 - max;
-        if d == f64::NEG_INFINITY {
-            continue;
-        }
-        let e = d.exp();
-        s += e;
-        t += e * d;
-    }
-    (s, t)
-}
+use fastexp::shifted_sums;
 
 /// Shannon entropy, in bits, of an explicit probability vector (need not be normalised:
 /// it is normalised here). Zero entries contribute nothing.
