@@ -11,8 +11,8 @@
 
 const LOG2E: f64 = std::f64::consts::LOG2_E;
 /// ln 2 split so that n·LN2_HI is exact for |n| < 2^20.
-const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
-const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000); // fdlibm's ln2_hi
+const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76); // ln 2 − LN2_HI
 /// 1.5·2^52: adding it rounds to an integer held in the low mantissa bits.
 const MAGIC: f64 = 6_755_399_441_055_744.0;
 /// Below this, e^d underflows to (sub)normals; such entries count as zero.
@@ -22,17 +22,17 @@ const MIN_D: f64 = -708.0;
 const INV_FACT: [f64; 13] = [
     1.0,
     1.0,
-    0.5,
-    1.666_666_666_666_666_6e-1,
-    4.166_666_666_666_666_4e-2,
-    8.333_333_333_333_333e-3,
-    1.388_888_888_888_889e-3,
-    1.984_126_984_126_984e-4,
-    2.480_158_730_158_730e-5,
-    2.755_731_922_398_589e-6,
-    2.755_731_922_398_589_3e-7,
-    2.505_210_838_544_172e-8,
-    2.087_675_698_786_81e-9,
+    1.0 / 2.0,
+    1.0 / 6.0,
+    1.0 / 24.0,
+    1.0 / 120.0,
+    1.0 / 720.0,
+    1.0 / 5_040.0,
+    1.0 / 40_320.0,
+    1.0 / 362_880.0,
+    1.0 / 3_628_800.0,
+    1.0 / 39_916_800.0,
+    1.0 / 479_001_600.0,
 ];
 
 /// e^d for d ≤ 0 (d ≥ MIN_D; larger negative values must be masked by the caller).
