@@ -260,11 +260,8 @@ impl BatchedModel {
         for (l, layer) in self.layers.iter().enumerate() {
             let residual = &x;
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.rms_eps as f32)?;
-            let (mut q, mut k, mut v) = (
-                layer.wq.forward(&h)?,
-                layer.wk.forward(&h)?,
-                layer.wv.forward(&h)?,
-            );
+            let [mut q, mut k, mut v] =
+                QLinear::forward_many([&layer.wq, &layer.wk, &layer.wv], &h)?;
             if let Some((bq, bk, bv)) = &layer.bias {
                 q = q.broadcast_add(bq)?;
                 k = k.broadcast_add(bk)?;
@@ -305,7 +302,8 @@ impl BatchedModel {
                 .reshape((b, t, c.hidden))?;
             let x1 = (layer.wo.forward(&y)? + residual)?;
             let h = candle_nn::ops::rms_norm(&x1, &layer.ffn_norm, c.rms_eps as f32)?;
-            let mlp = (candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?;
+            let [gate, up] = QLinear::forward_many([&layer.gate, &layer.up], &h)?;
+            let mlp = (candle_nn::ops::silu(&gate)? * up)?;
             x = (layer.down.forward(&mlp)? + x1)?;
         }
         let x = candle_nn::ops::rms_norm(&x, &self.norm, c.rms_eps as f32)?;

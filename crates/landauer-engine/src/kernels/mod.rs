@@ -197,11 +197,32 @@ pub struct Q8Rows {
     pub qs: Vec<i8>,
     pub d: Vec<f32>,
     pub s: Vec<f32>,
+    /// `d` and `s` block-major (`dt[b·m + r]` = `d[r·blocks + b]`), for the kernels.
+    pub dt: Vec<f32>,
+    pub st: Vec<f32>,
 }
 
 impl Q8Rows {
     /// Quantizes `m` rows of `k` values (row-major), reusing this buffer's memory.
     pub fn quantize(&mut self, x: &[f32], m: usize, k: usize) {
+        self.quantize_on(x, m, k, detected_isa())
+    }
+
+    /// [`Self::quantize`] on a given implementation (both give the same bytes).
+    pub fn quantize_on(&mut self, x: &[f32], m: usize, k: usize, isa: Isa) {
+        self.quantize_rows(x, m, k, isa);
+        let blocks = self.blocks;
+        self.dt.resize(m * blocks, 0.0);
+        self.st.resize(m * blocks, 0.0);
+        for r in 0..m {
+            for b in 0..blocks {
+                self.dt[b * m + r] = self.d[r * blocks + b];
+                self.st[b * m + r] = self.s[r * blocks + b];
+            }
+        }
+    }
+
+    fn quantize_rows(&mut self, x: &[f32], m: usize, k: usize, isa: Isa) {
         assert!(k % BLOCK == 0 && x.len() == m * k);
         let blocks = m * k / BLOCK;
         self.m = m;
@@ -209,22 +230,43 @@ impl Q8Rows {
         self.qs.resize(m * k, 0);
         self.d.resize(blocks, 0.0);
         self.s.resize(blocks, 0.0);
+        #[cfg(target_arch = "x86_64")]
+        if isa == Isa::Avx2 {
+            assert!(
+                detected_isa() == Isa::Avx2,
+                "AVX2 kernels on a CPU without AVX2"
+            );
+            for (i, xs) in x.chunks_exact(BLOCK).enumerate() {
+                // SAFETY: AVX2 is present (checked); xs and the output block hold 32 values.
+                let (d, sum) =
+                    unsafe { x86::quantize_block(xs, &mut self.qs[i * BLOCK..(i + 1) * BLOCK]) };
+                self.set_scales(i, d, sum);
+            }
+            return;
+        }
+        let _ = isa;
         for (i, xs) in x.chunks_exact(BLOCK).enumerate() {
             let amax = xs.iter().fold(0f32, |a, &x| a.max(x.abs()));
             let d = amax / 127.0;
             let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-            let d = f16::from_f32(d);
             let qs = &mut self.qs[i * BLOCK..(i + 1) * BLOCK];
             let mut sum = 0i32;
             for (q, &x) in qs.iter_mut().zip(xs) {
-                // f32::round (half away from zero) as ggml's roundf; `as` saturates.
-                *q = (x * id).round() as i8;
+                // Nearest, ties to even, as ggml's AVX2 quantizer (its scalar reference
+                // rounds ties away from zero); `as` saturates.
+                *q = (x * id).round_ties_even() as i8;
                 sum += *q as i32;
             }
-            self.d[i] = d.to_f32();
-            // As candle: f16 sum times f16 d, rounded to f16.
-            self.s[i] = (f16::from_f32(sum as f32) * d).to_f32();
+            self.set_scales(i, amax / 127.0, sum);
         }
+    }
+
+    /// Block i's scale d (stored rounded to f16) and s = d·Σq (as candle: f16 sum times f16
+    /// d, rounded to f16).
+    fn set_scales(&mut self, i: usize, d: f32, sum: i32) {
+        let d = f16::from_f32(d);
+        self.d[i] = d.to_f32();
+        self.s[i] = (f16::from_f32(sum as f32) * d).to_f32();
     }
 
     fn row_qs(&self, r: usize) -> &[i8] {
@@ -275,51 +317,49 @@ pub fn dot_reference(format: Format, w: &[u8], a: &Q8Rows, r: usize) -> f32 {
 /// `out[i·n + j]` = row j of `w` · activation row i, for the `m` quantized rows of `a` (all of
 /// them), on `isa`, split over the thread pool.
 pub fn matmul_quantized(w: &QWeights, a: &Q8Rows, out: &mut [f32], isa: Isa) {
-    let (m, n) = (a.m, w.n);
-    assert_eq!(a.blocks * BLOCK, w.k, "activation width != weight width");
-    assert_eq!(out.len(), m * n, "output is not m x n");
-    let out = SharedOut(out.as_mut_ptr());
+    matmul_quantized_many(&[w], a, &mut [out], isa)
+}
+
+/// [`matmul_quantized`] for several weight matrices of the same width at once (a layer's
+/// q, k and v; gate and up): one activation quantization, one hand-out of work to the threads.
+pub fn matmul_quantized_many(ws: &[&QWeights], a: &Q8Rows, outs: &mut [&mut [f32]], isa: Isa) {
+    assert_eq!(ws.len(), outs.len());
+    let m = a.m;
+    let mut targets = Vec::with_capacity(ws.len());
+    for (w, out) in ws.iter().zip(outs.iter_mut()) {
+        assert_eq!(a.blocks * BLOCK, w.k, "activation width != weight width");
+        assert_eq!(out.len(), m * w.n, "output is not m x n");
+        targets.push(SharedOut(out.as_mut_ptr()));
+    }
+    let total: usize = ws.iter().map(|w| w.n).sum();
+    // Work items are weight rows of all matrices, one after the other.
     let rows = |range: std::ops::Range<usize>| {
-        // Each call writes only the columns of its own weight rows: disjoint across threads.
-        let out = &out;
-        for j in range {
-            let wr = w.row(j);
-            let mut i = 0;
-            while i < m {
-                let r = (m - i).min(4);
-                let mut res = [0f32; 4];
-                dot_rows(w.format, wr, a, i, r, isa, &mut res);
-                for (t, &v) in res[..r].iter().enumerate() {
-                    // SAFETY: (i + t) < m and j < n, so the index is inside `out`, and no other
-                    // thread writes column j.
-                    unsafe { *out.0.add((i + t) * n + j) = v };
-                }
-                i += r;
+        let mut first = 0;
+        for (w, out) in ws.iter().zip(&targets) {
+            let (lo, hi) = (range.start.max(first), range.end.min(first + w.n));
+            if lo < hi {
+                rows_into(w, (lo - first)..(hi - first), a, out, isa);
             }
+            first += w.n;
         }
     };
     // Small matrices are not worth waking the pool for.
-    if n * a.blocks * m < 2048 {
-        rows(0..n);
+    if total * a.blocks * m < 2048 {
+        rows(0..total);
     } else {
-        candle_core::utils::barrier_pool().execute_chunked(n, rows);
+        candle_core::utils::barrier_pool().execute_chunked(total, rows);
     }
 }
 
 struct SharedOut(*mut f32);
-// SAFETY: the threads write disjoint elements (see `matmul_quantized`).
+// SAFETY: the threads write disjoint elements (see `rows_into`).
 unsafe impl Sync for SharedOut {}
 
-/// Dots of one weight row with activation rows `first..first + count` (count ≤ 4).
-fn dot_rows(
-    format: Format,
-    w: &[u8],
-    a: &Q8Rows,
-    first: usize,
-    count: usize,
-    isa: Isa,
-    out: &mut [f32; 4],
-) {
+/// Columns `range` of `out` (m × w.n): weight rows `range` against every activation row.
+/// Each call writes only the columns of its own weight rows, so calls on disjoint ranges may
+/// run on different threads.
+fn rows_into(w: &QWeights, range: std::ops::Range<usize>, a: &Q8Rows, out: &SharedOut, isa: Isa) {
+    assert!(range.end <= w.n && a.blocks * BLOCK == w.k);
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => {
@@ -327,13 +367,18 @@ fn dot_rows(
                 detected_isa() == Isa::Avx2,
                 "AVX2 kernels on a CPU without AVX2"
             );
-            // SAFETY: the CPU has AVX2, FMA and F16C (checked above); the slices' lengths
-            // match the row's blocks (checked by the caller's asserts).
-            unsafe { x86::dot_rows(format, w, a, first, count, out) }
+            // SAFETY: the CPU has AVX2, FMA and F16C (checked above); rows and widths are
+            // checked above; `out` holds a.m × w.n values and this call writes only
+            // columns in `range`.
+            unsafe { x86::rows(w, range, a, out.0) }
         }
         _ => {
-            for (t, o) in out[..count].iter_mut().enumerate() {
-                *o = dot_reference(format, w, a, first + t);
+            for j in range {
+                for i in 0..a.m {
+                    let v = dot_reference(w.format, w.row(j), a, i);
+                    // SAFETY: i < m and j < n: inside `out`; column j belongs to this call.
+                    unsafe { *out.0.add(i * w.n + j) = v };
+                }
             }
         }
     }
@@ -418,6 +463,57 @@ impl QLinear {
     /// True when landauer's kernels run this layer.
     pub fn is_landauer(&self) -> bool {
         matches!(self, QLinear::Landauer(_))
+    }
+
+    /// Several layers applied to the same input (a layer's q, k, v; gate and up): with
+    /// landauer's kernels the input is quantized once and the threads get one batch of work.
+    pub fn forward_many<const N: usize>(
+        layers: [&QLinear; N],
+        x: &Tensor,
+    ) -> candle_core::Result<[Tensor; N]> {
+        let ws: Vec<&QWeights> = layers
+            .iter()
+            .filter_map(|l| match l {
+                QLinear::Landauer(op) => Some(op.weights()),
+                QLinear::Candle(_) => None,
+            })
+            .collect();
+        let k = x.dims().last().copied().unwrap_or(0);
+        if ws.len() < N || ws.iter().any(|w| w.k != k) || x.dtype() != candle_core::DType::F32 {
+            let outs: Vec<Tensor> = layers
+                .iter()
+                .map(|l| l.forward(x))
+                .collect::<Result<_, _>>()?;
+            return Ok(outs.try_into().expect("N outputs"));
+        }
+        let x = x.contiguous()?;
+        let (storage, layout) = x.storage_and_layout();
+        let candle_core::Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
+            candle_core::bail!("landauer-qmatmul: input must be f32 on the CPU");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("landauer-qmatmul: input not contiguous");
+        };
+        let m = (end - start) / k;
+        let mut outs: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; m * w.n]).collect();
+        SCRATCH.with(|s| {
+            let mut a = s.borrow_mut();
+            a.quantize(&data[start..end], m, k);
+            let mut views: Vec<&mut [f32]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+            matmul_quantized_many(&ws, &a, &mut views, detected_isa());
+        });
+        drop(storage);
+        let lead = &x.dims()[..x.rank() - 1];
+        let tensors: Vec<Tensor> = outs
+            .into_iter()
+            .zip(&ws)
+            .map(|(o, w)| {
+                let mut shape = lead.to_vec();
+                shape.push(w.n);
+                Tensor::from_vec(o, shape, x.device())
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(tensors.try_into().expect("N outputs"))
     }
 
     /// x (…, k) → (…, n).

@@ -108,6 +108,8 @@ fn simd_and_threaded_matmul_equal_the_reference_at_every_size() {
             (7, 576, 7),
             (300, 256, 5),
             (64, 1536, 9),
+            (20, 64, 12),
+            (9, 96, 16),
         ] {
             let w = random_weights(&mut rng, format, n, k);
             let x = random_activations(&mut rng, m, k);
@@ -236,4 +238,83 @@ fn other_formats_fall_back_to_candle_and_bad_inputs_are_errors() {
         .unwrap();
     assert_eq!(linear.forward(&xt).unwrap().dims(), &[4, 8]);
     assert!(QWeights::from_bytes(Format::Q4_1, 2, 32, vec![0; 39]).is_err());
+}
+
+#[test]
+fn simd_quantization_gives_the_reference_bytes() {
+    if detected_isa() != Isa::Avx2 {
+        eprintln!("SKIPPED: this CPU has no AVX2 + FMA + F16C; only the reference runs here");
+        return;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let (m, k) = (5, 320);
+    let mut x = random_activations(&mut rng, m, k);
+    // Exact ties after scaling: a block of ±127 with values at q + 0.5.
+    for (c, v) in x[64..96].iter_mut().enumerate() {
+        *v = if c == 0 {
+            127.0
+        } else {
+            (c as f32 - 16.0) + 0.5
+        };
+    }
+    let (mut a, mut b) = (Q8Rows::default(), Q8Rows::default());
+    a.quantize_on(&x, m, k, Isa::Reference);
+    b.quantize_on(&x, m, k, Isa::Avx2);
+    assert_eq!(a.qs, b.qs);
+    assert_eq!(a.d, b.d);
+    assert_eq!(a.s, b.s);
+    // Ties went to even, as ggml's AVX2 quantizer does: 0.5 -> 0, 1.5 -> 2, -0.5 -> 0.
+    assert_eq!(&a.qs[64 + 16..64 + 19], &[0, 2, 2]);
+    assert_eq!(a.qs[64 + 15], 0);
+}
+
+#[test]
+fn several_matrices_at_once_equal_each_alone() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let (k, m) = (192, 3);
+    let ws = [
+        random_weights(&mut rng, Format::Q4_1, 70, k),
+        random_weights(&mut rng, Format::Q8_0, 9, k),
+        random_weights(&mut rng, Format::Q4_0, 33, k),
+    ];
+    let x = random_activations(&mut rng, m, k);
+    let mut a = Q8Rows::default();
+    a.quantize(&x, m, k);
+    for isa in [Isa::Reference, detected_isa()] {
+        let mut outs: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; m * w.n]).collect();
+        {
+            let mut views: Vec<&mut [f32]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+            matmul_quantized_many(&ws.iter().collect::<Vec<_>>(), &a, &mut views, isa);
+        }
+        for (w, got) in ws.iter().zip(&outs) {
+            let mut alone = vec![0f32; m * w.n];
+            matmul_quantized(w, &a, &mut alone, isa);
+            assert_eq!(got, &alone, "{:?} on {isa:?}", w.format);
+        }
+    }
+}
+
+#[test]
+fn forward_many_equals_each_forward_and_mixes_with_candle_layers() {
+    let dev = Device::Cpu;
+    let mk = |n: usize, dtype| {
+        let w = Tensor::randn(0f32, 1.0, (n, 256), &dev).unwrap();
+        QLinear::new(QTensor::quantize(&w, dtype).unwrap()).unwrap()
+    };
+    let (a, b, c) = (
+        mk(40, GgmlDType::Q4_1),
+        mk(8, GgmlDType::Q8_0),
+        mk(16, GgmlDType::Q4K),
+    );
+    let x = Tensor::randn(0f32, 1.0, (2, 3, 256), &dev).unwrap();
+    let [ya, yb] = QLinear::forward_many([&a, &b], &x).unwrap();
+    assert_eq!(ya.dims(), &[2, 3, 40]);
+    let same = |p: &Tensor, q: &Tensor| {
+        p.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+            == q.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    };
+    assert!(same(&ya, &a.forward(&x).unwrap()) && same(&yb, &b.forward(&x).unwrap()));
+    // A K-quant layer among them: each runs on its own implementation.
+    let [ya2, yc] = QLinear::forward_many([&a, &c], &x).unwrap();
+    assert!(same(&ya2, &ya) && same(&yc, &c.forward(&x).unwrap()));
 }

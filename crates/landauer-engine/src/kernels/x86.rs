@@ -6,47 +6,74 @@
 //! for one row. Signed formats (Q4_0 after subtracting 8, Q8_0) move the weight's sign onto the
 //! activation so that `maddubs` sees |w| as unsigned.
 
-use super::{Format, Q8Rows, BLOCK};
+use super::{Format, Q8Rows, QWeights, BLOCK};
 use std::arch::x86_64::*;
+use std::ops::Range;
 
 const Q4_0: u8 = 0;
 const Q4_1: u8 = 1;
 const Q8_0: u8 = 2;
 
-/// See `super::dot_rows`.
+/// Weight rows `range` of `w` against every activation row of `a`, into `out` (a.m × w.n).
 ///
 /// # Safety
-/// The CPU must support AVX2, FMA and F16C; `w` must hold `a.blocks` blocks of `format`;
-/// rows `first..first + count` must exist in `a`; `count` is 1 to 4.
-pub(super) unsafe fn dot_rows(
-    format: Format,
-    w: &[u8],
-    a: &Q8Rows,
-    first: usize,
-    count: usize,
-    out: &mut [f32; 4],
-) {
-    assert!(w.len() == a.blocks * format.block_bytes() && first + count <= a.m);
-    macro_rules! go {
-        ($f:expr) => {
-            match count {
-                1 => dot::<$f, 1>(w, a, first, out),
-                2 => dot::<$f, 2>(w, a, first, out),
-                3 => dot::<$f, 3>(w, a, first, out),
-                4 => dot::<$f, 4>(w, a, first, out),
-                _ => unreachable!("1 to 4 rows at a time"),
-            }
-        };
-    }
-    match format {
-        Format::Q4_0 => go!(Q4_0),
-        Format::Q4_1 => go!(Q4_1),
-        Format::Q8_0 => go!(Q8_0),
+/// The CPU must support AVX2, FMA and F16C; `range.end <= w.n`, `a.blocks · 32 == w.k`, and
+/// `out` must point to a.m × w.n writable values.
+pub(super) unsafe fn rows(w: &QWeights, range: Range<usize>, a: &Q8Rows, out: *mut f32) {
+    match w.format {
+        Format::Q4_0 => rows_q4_0(w, range, a, out),
+        Format::Q4_1 => rows_q4_1(w, range, a, out),
+        Format::Q8_0 => rows_q8_0(w, range, a, out),
     }
 }
 
+// One function per format, so that profiles name the format.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot<const F: u8, const R: usize>(w: &[u8], a: &Q8Rows, first: usize, out: &mut [f32; 4]) {
+unsafe fn rows_q4_0(w: &QWeights, range: Range<usize>, a: &Q8Rows, out: *mut f32) {
+    rows_f::<Q4_0>(w, range, a, out)
+}
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows_q4_1(w: &QWeights, range: Range<usize>, a: &Q8Rows, out: *mut f32) {
+    rows_f::<Q4_1>(w, range, a, out)
+}
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows_q8_0(w: &QWeights, range: Range<usize>, a: &Q8Rows, out: *mut f32) {
+    rows_f::<Q8_0>(w, range, a, out)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows_f<const F: u8>(w: &QWeights, range: Range<usize>, a: &Q8Rows, out: *mut f32) {
+    let (m, n) = (a.m, w.n);
+    let store = |j: usize, i: usize, v: &[f32]| {
+        for (t, &x) in v.iter().enumerate() {
+            *out.add((i + t) * n + j) = x;
+        }
+    };
+    for j in range {
+        let wr = w.row(j);
+        let mut i = 0;
+        while i + 8 <= m {
+            store(j, i, &dot::<F, 8>(wr, a, i));
+            i += 8;
+        }
+        while i + 4 <= m {
+            store(j, i, &dot::<F, 4>(wr, a, i));
+            i += 4;
+        }
+        match m - i {
+            1 => store(j, i, &dot::<F, 1>(wr, a, i)),
+            2 => store(j, i, &dot::<F, 2>(wr, a, i)),
+            3 => store(j, i, &dot::<F, 3>(wr, a, i)),
+            _ => {}
+        }
+    }
+}
+
+/// Dots of one weight row with activation rows `first..first + R`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot<const F: u8, const R: usize>(w: &[u8], a: &Q8Rows, first: usize) -> [f32; R] {
     let nb = a.blocks;
     let bb = match F {
         Q4_0 => 18,
@@ -55,8 +82,8 @@ unsafe fn dot<const F: u8, const R: usize>(w: &[u8], a: &Q8Rows, first: usize, o
     };
     let wp = w.as_ptr();
     let qp: [*const i8; R] = std::array::from_fn(|r| a.qs.as_ptr().add((first + r) * nb * BLOCK));
-    let dp: [*const f32; R] = std::array::from_fn(|r| a.d.as_ptr().add((first + r) * nb));
-    let sp: [*const f32; R] = std::array::from_fn(|r| a.s.as_ptr().add((first + r) * nb));
+    // Scales block-major (`dt[b·m + r]`), so that one block's R rows are adjacent.
+    let (dtp, stp, m) = (a.dt.as_ptr().add(first), a.st.as_ptr().add(first), a.m);
     let mut acc = [_mm256_setzero_ps(); R];
     let mut msum = [0f32; R];
     let ones = _mm256_set1_epi16(1);
@@ -84,6 +111,13 @@ unsafe fn dot<const F: u8, const R: usize>(w: &[u8], a: &Q8Rows, first: usize, o
         } else {
             _mm256_sign_epi8(qx, qx)
         };
+        // dw · d_a of each row, then (Q4_1) Σ m_w · s_a: R adjacent values each.
+        let dd: [f32; R] = std::array::from_fn(|r| dw * *dtp.add(b * m + r));
+        if F == Q4_1 {
+            for (r, ms) in msum.iter_mut().enumerate() {
+                *ms += mw * *stp.add(b * m + r);
+            }
+        }
         for r in 0..R {
             let y = _mm256_loadu_si256(qp[r].add(b * BLOCK) as *const __m256i);
             let sy = if F == Q4_1 {
@@ -92,16 +126,57 @@ unsafe fn dot<const F: u8, const R: usize>(w: &[u8], a: &Q8Rows, first: usize, o
                 _mm256_sign_epi8(y, qx)
             };
             let p = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), ones);
-            let d = _mm256_set1_ps(dw * *dp[r].add(b));
-            acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[r]);
-            if F == Q4_1 {
-                msum[r] += mw * *sp[r].add(b);
-            }
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dd[r]), _mm256_cvtepi32_ps(p), acc[r]);
         }
     }
-    for r in 0..R {
-        out[r] = hsum(acc[r]) + msum[r];
+    std::array::from_fn(|r| hsum(acc[r]) + msum[r])
+}
+
+/// Quantizes 32 values as `Q8Rows::quantize` does (max |x| / 127, nearest with ties to
+/// even); returns (max|x| / 127, Σq).
+///
+/// # Safety
+/// The CPU must support AVX2; `xs` and `qs` hold 32 values.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn quantize_block(xs: &[f32], qs: &mut [i8]) -> (f32, i32) {
+    assert!(xs.len() == BLOCK && qs.len() == BLOCK);
+    let p = xs.as_ptr();
+    let v = [
+        _mm256_loadu_ps(p),
+        _mm256_loadu_ps(p.add(8)),
+        _mm256_loadu_ps(p.add(16)),
+        _mm256_loadu_ps(p.add(24)),
+    ];
+    let sign = _mm256_set1_ps(-0.0);
+    let mut mx = _mm256_andnot_ps(sign, v[0]);
+    for x in &v[1..] {
+        mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, *x));
     }
+    let m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    let m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    let amax = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+    let d = amax / 127.0;
+    let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+    let q: [__m256i; 4] = std::array::from_fn(|i| {
+        let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm256_mul_ps(v[i], id),
+        );
+        _mm256_cvtps_epi32(r)
+    });
+    let sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    let s4 = _mm_add_epi32(
+        _mm256_castsi256_si128(sum),
+        _mm256_extracti128_si256(sum, 1),
+    );
+    let s4 = _mm_add_epi32(s4, _mm_shuffle_epi32::<0b01_00_11_10>(s4));
+    let s4 = _mm_add_epi32(s4, _mm_shuffle_epi32::<0b10_11_00_01>(s4));
+    // i32 -> i16 -> i8 (saturating), then undo the packs' lane interleaving.
+    let w01 = _mm256_packs_epi32(q[0], q[1]);
+    let w23 = _mm256_packs_epi32(q[2], q[3]);
+    let b = _mm256_packs_epi16(w01, w23);
+    let b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(qs.as_mut_ptr() as *mut __m256i, b);
+    (d, _mm_cvtsi128_si32(s4))
 }
 
 #[inline]
