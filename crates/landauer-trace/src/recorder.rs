@@ -37,6 +37,9 @@ pub struct Recorder {
     parts_start: Vec<MeterPart>,
     parts_end: Vec<MeterPart>,
     telemetry: Vec<TelemetrySample>,
+    /// Each token id's text, decoded once (top-n alternatives repeat from step to step, and
+    /// the tokenizer's decoder chain costs microseconds a call).
+    texts: std::collections::HashMap<u32, String>,
 }
 
 #[derive(Default)]
@@ -73,6 +76,7 @@ impl Recorder {
             pending: VecDeque::new(),
             acc: Totals::default(),
             summary: None,
+            texts: std::collections::HashMap::new(),
         }
     }
 
@@ -162,19 +166,31 @@ impl Recorder {
     }
 }
 
-/// The `n` most likely entries of `logits` as (id, logit), most likely first, in one pass.
+/// The `n` most likely entries of `logits` as (id, logit), most likely first, in one pass
+/// (ties: the lower id first).
 fn top_n(logits: &[f32], n: usize) -> Vec<(u32, f32)> {
     let mut best: Vec<(u32, f32)> = Vec::with_capacity(n + 1);
     if n == 0 {
         return best;
     }
-    for (i, &x) in logits.iter().enumerate() {
-        if x.is_nan() || (best.len() == n && x <= best[n - 1].1) {
-            continue;
+    // Most chunks hold nothing above the current n-th best: their maximum (a loop the
+    // compiler vectorizes) says so without looking at each entry.
+    const CHUNK: usize = 64;
+    for (c, chunk) in logits.chunks(CHUNK).enumerate() {
+        if best.len() == n {
+            let cut = best[n - 1].1;
+            if chunk.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) <= cut {
+                continue;
+            }
         }
-        let at = best.partition_point(|&(_, y)| y >= x);
-        best.insert(at, (i as u32, x));
-        best.truncate(n);
+        for (k, &x) in chunk.iter().enumerate() {
+            if x.is_nan() || (best.len() == n && x <= best[n - 1].1) {
+                continue;
+            }
+            let at = best.partition_point(|&(_, y)| y >= x);
+            best.insert(at, ((c * CHUNK + k) as u32, x));
+            best.truncate(n);
+        }
     }
     best
 }
@@ -195,11 +211,15 @@ impl TokenSink for Recorder {
         let stats = physics::softmax_stats(ev.logits);
         let (lse, entropy_bits) = (stats.log_sum_exp, stats.entropy_bits);
         let prob = (ev.logits[ev.token_id as usize] as f64 - lse).exp();
+        let texts = &mut self.texts;
         let top = top_n(ev.logits, self.run.top_n)
             .into_iter()
             .map(|(id, x)| Alternative {
                 token_id: id,
-                text: ev.tokenizer.decode(&[id], false).unwrap_or_default(),
+                text: texts
+                    .entry(id)
+                    .or_insert_with(|| ev.tokenizer.decode(&[id], false).unwrap_or_default())
+                    .clone(),
                 prob: (x as f64 - lse).exp(),
             })
             .collect();
@@ -467,5 +487,27 @@ mod tests {
         );
         assert_eq!(top_n(&logits, 10).len(), 6);
         assert!(top_n(&logits, 0).is_empty());
+    }
+
+    #[test]
+    fn top_n_of_a_large_vocabulary_equals_a_full_sort() {
+        // Many chunks, repeated values (ties across chunks), NaN and -inf entries.
+        let logits: Vec<f32> = (0..49_155u32)
+            .map(|i| match i % 1009 {
+                7 => f32::NAN,
+                8 => f32::NEG_INFINITY,
+                _ => ((i.wrapping_mul(2_654_435_761) >> 16) % 5000) as f32 * 0.01,
+            })
+            .collect();
+        let mut sorted: Vec<(u32, f32)> = logits
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| !x.is_nan())
+            .map(|(i, &x)| (i as u32, x))
+            .collect();
+        sorted.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        for n in [1, 5, 20] {
+            assert_eq!(top_n(&logits, n), sorted[..n].to_vec(), "n={n}");
+        }
     }
 }
