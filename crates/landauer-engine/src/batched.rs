@@ -69,10 +69,12 @@ struct Layer {
     down: QLinear,
 }
 
-/// The preallocated KV cache of one batch.
+/// The preallocated KV cache of one batch: tensors on a GPU, plain buffers on the CPU (where
+/// attention runs in [`crate::cpu_attention`]).
 struct Cache {
     k: Vec<Tensor>,
     v: Vec<Tensor>,
+    host: Vec<crate::cpu_attention::LayerCache>,
     batch: usize,
     capacity: usize,
 }
@@ -216,13 +218,24 @@ impl BatchedModel {
         let shape = (batch, c.kv_heads, capacity, c.head_dim);
         let mut k = Vec::with_capacity(c.layers);
         let mut v = Vec::with_capacity(c.layers);
+        let mut host = Vec::new();
         for _ in 0..c.layers {
-            k.push(Tensor::zeros(shape, DType::F32, &self.device)?);
-            v.push(Tensor::zeros(shape, DType::F32, &self.device)?);
+            if self.device.is_cpu() {
+                // Zeroed pages are mapped lazily: only the slots a run reaches cost memory.
+                let n = batch * c.kv_heads * capacity * c.head_dim;
+                host.push(crate::cpu_attention::LayerCache {
+                    k: vec![0f32; n],
+                    v: vec![0f32; n],
+                });
+            } else {
+                k.push(Tensor::zeros(shape, DType::F32, &self.device)?);
+                v.push(Tensor::zeros(shape, DType::F32, &self.device)?);
+            }
         }
         self.cache = Some(Cache {
             k,
             v,
+            host,
             batch,
             capacity,
         });
@@ -252,10 +265,16 @@ impl BatchedModel {
                 cache.capacity
             ))));
         }
+        let capacity = cache.capacity;
         let c = self.config.clone();
         let half = c.head_dim / 2;
         let cos = self.cos.index_select(positions, 0)?.reshape((b, t, half))?;
         let sin = self.sin.index_select(positions, 0)?.reshape((b, t, half))?;
+        let (cos_v, sin_v) = if self.device.is_cpu() {
+            (cpu_f32(&cos)?, cpu_f32(&sin)?)
+        } else {
+            (Vec::new(), Vec::new())
+        };
         let mut x = self.embed.forward(tokens)?;
         for (l, layer) in self.layers.iter().enumerate() {
             let residual = &x;
@@ -266,6 +285,43 @@ impl BatchedModel {
                 q = q.broadcast_add(bq)?;
                 k = k.broadcast_add(bk)?;
                 v = v.broadcast_add(bv)?;
+            }
+            if self.device.is_cpu() {
+                let step = crate::cpu_attention::Step {
+                    batch: b,
+                    t,
+                    heads: c.heads,
+                    kv_heads: c.kv_heads,
+                    head_dim: c.head_dim,
+                    capacity,
+                    slot,
+                    family: c.family,
+                };
+                let y = {
+                    let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
+                    let mask_v = match mask {
+                        Some(m) => Some(m.flatten_all()?.to_vec1::<f32>()?),
+                        None => None,
+                    };
+                    let cache = self.cache.as_mut().expect("checked above");
+                    crate::cpu_attention::attend(
+                        &step,
+                        &mut cache.host[l],
+                        &cpu_f32(&q)?,
+                        &cpu_f32(&k)?,
+                        &cpu_f32(&v)?,
+                        &cos_v,
+                        &sin_v,
+                        mask_v.as_deref(),
+                    )
+                };
+                let y = Tensor::from_vec(y, (b, t, c.hidden), &self.device)?;
+                let x1 = (layer.wo.forward(&y)? + residual)?;
+                let h = candle_nn::ops::rms_norm(&x1, &layer.ffn_norm, c.rms_eps as f32)?;
+                let [gate, up] = QLinear::forward_many([&layer.gate, &layer.up], &h)?;
+                let mlp = (candle_nn::ops::silu(&gate)? * up)?;
+                x = (layer.down.forward(&mlp)? + x1)?;
+                continue;
             }
             let split = |x: Tensor, n: usize| -> candle_core::Result<Tensor> {
                 x.reshape((b, t, n, c.head_dim))?
@@ -310,6 +366,11 @@ impl BatchedModel {
         let x = x.i((.., t - 1, ..))?.contiguous()?;
         Ok(self.output.forward(&x)?)
     }
+}
+
+/// A tensor's values in row-major order.
+fn cpu_f32(t: &Tensor) -> candle_core::Result<Vec<f32>> {
+    t.flatten_all()?.to_vec1::<f32>()
 }
 
 /// cos and sin of position × θ_i, θ_i = base^(−2i/d): candle's llama tables, computed the
