@@ -960,3 +960,64 @@ fn sweep_refuses_a_batch_that_cannot_fit() {
         "cannot read --prompts",
     );
 }
+
+#[test]
+fn a_batch_from_a_prompts_file_traces_each_row_and_matches_each_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), &long_context());
+    let prompts = ["The cat sat on", "A dog", "Once upon a time there was"];
+    let file = dir.path().join("prompts.txt");
+    std::fs::write(
+        &file,
+        format!("{}\n\n{}\n{}\n", prompts[0], prompts[1], prompts[2]),
+    )
+    .unwrap();
+    let trace = dir.path().join("batch.jsonl");
+    let common = ["--greedy", "--max-tokens", "5", "--ignore-eos"];
+    let o = run(landauer()
+        .args(["generate", "--prompts"])
+        .arg(&file)
+        .arg("--model")
+        .arg(&model)
+        .arg("--trace")
+        .arg(&trace)
+        .args(common));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    for (r, p) in prompts.iter().enumerate() {
+        assert!(stdout.contains(&format!("--- row {r}: {p}")), "{stdout}");
+    }
+    let t = read_jsonl(&trace);
+    assert_eq!(t[0]["type"], "run");
+    assert_eq!(t[0]["batch"], 3);
+    let summary = t.iter().find(|r| r["type"] == "summary").unwrap();
+    assert_eq!(summary["tokens"], 15, "{summary}");
+    for (r, p) in prompts.iter().enumerate() {
+        let rows: Vec<&Value> = t
+            .iter()
+            .filter(|x| x["type"] == "token" && x["seq"] == r)
+            .collect();
+        assert_eq!(rows.len(), 5, "row {r}");
+        let ids: Vec<u64> = rows
+            .iter()
+            .map(|x| x["token_id"].as_u64().unwrap())
+            .collect();
+        // The same prompt decoded alone gives the same greedy tokens.
+        let alone = dir.path().join(format!("alone{r}.jsonl"));
+        let o = run(landauer()
+            .args(["generate", p, "--model"])
+            .arg(&model)
+            .arg("--trace")
+            .arg(&alone)
+            .args(common));
+        assert!(o.status.success());
+        assert_eq!(ids, token_ids(&read_jsonl(&alone)), "row {r}");
+    }
+    // --prompts and a prompt together are refused.
+    let o = run(landauer()
+        .args(["generate", "x", "--prompts"])
+        .arg(&file)
+        .arg("--model")
+        .arg(&model));
+    assert!(!o.status.success());
+}

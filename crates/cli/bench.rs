@@ -356,6 +356,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             prompt: args.prompt.clone(),
             prompt_text: args.prompt.clone(),
             prompt_tokens: 0,
+            batch: 1,
             top_n: 5,
             started_unix_s: 0.0,
         };

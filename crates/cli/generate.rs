@@ -5,14 +5,40 @@ use anyhow::Context;
 use landauer_engine::device::{device_info, open_device, DeviceInfo};
 use landauer_engine::fetch::{self, ModelSpec};
 use landauer_engine::synthetic::SyntheticSpec;
-use landauer_engine::{Engine, GenerateOptions, SamplingParams};
+use landauer_engine::{
+    Engine, GenerateOptions, RunEnd, RunStart, SamplingParams, SinkError, TokenEvent, TokenSink,
+};
 use landauer_meter::sampler::MeterSampler;
 use landauer_meter::{open_meter, MeterChoice, MeterRequest, OpenedMeter};
 use landauer_trace::{CsvTrace, JsonlTrace, Recorder, RunRecord, SamplingRecord, TerminalPrinter};
 use std::io::IsTerminal;
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+/// Passes a batch's events on and keeps each row's text.
+struct RowTexts<'a, S> {
+    inner: &'a mut S,
+    texts: Vec<String>,
+}
+
+impl<S: TokenSink> TokenSink for RowTexts<'_, S> {
+    fn begin(&mut self, s: &RunStart) -> Result<(), SinkError> {
+        self.inner.begin(s)
+    }
+    fn token(&mut self, e: &TokenEvent<'_>) -> Result<(), SinkError> {
+        if !e.is_eos {
+            if let Some(t) = self.texts.get_mut(e.seq) {
+                t.push_str(e.text);
+            }
+        }
+        self.inner.token(e)
+    }
+    fn end(&mut self, e: &RunEnd) -> Result<(), SinkError> {
+        self.inner.end(e)
+    }
+}
 
 /// A loaded model and where it came from.
 pub struct Loaded {
@@ -152,11 +178,19 @@ fn rand_seed() -> u64 {
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let threads = crate::set_threads(args.model.threads)?;
-    let prompt = args
-        .prompt_arg
-        .clone()
-        .or(args.prompt.clone())
-        .context("no prompt given; run e.g. `landauer generate \"Once upon a time\"`")?;
+    // A batch: every line of --prompts, decoded together.
+    let batch: Option<Vec<String>> = match &args.prompts {
+        Some(p) => Some(crate::sweep::read_prompts(&Some(p.clone()))?),
+        None => None,
+    };
+    let prompt = match &batch {
+        Some(rows) => rows.join("\n"),
+        None => args
+            .prompt_arg
+            .clone()
+            .or(args.prompt.clone())
+            .context("no prompt given; run e.g. `landauer generate \"Once upon a time\"`")?,
+    };
     if args.max_tokens == 0 {
         anyhow::bail!("--max-tokens must be at least 1");
     }
@@ -184,7 +218,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         model_path,
         sha256,
         device,
-    } = load_engine(&args.model)?;
+    } = load_engine_with(&args.model, batch.is_some())?;
     let on_gpu = device.label.starts_with("cuda");
     let idle_seconds = args.idle_seconds.unwrap_or(if on_gpu { 2.0 } else { 0.0 });
     let mut opened = open_meter(&meter_request(
@@ -194,12 +228,22 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         &device,
     ))?;
 
-    let prompt_text = if args.chat {
-        engine.chat_prompt(args.system.as_deref(), &prompt, args.jinja)?
-    } else {
-        prompt.clone()
-    };
-    let tokens = engine.encode(&prompt_text)?;
+    let row_prompts = batch.clone().unwrap_or_else(|| vec![prompt.clone()]);
+    let row_texts: Vec<String> = row_prompts
+        .iter()
+        .map(|p| {
+            if args.chat {
+                engine.chat_prompt(args.system.as_deref(), p, args.jinja)
+            } else {
+                Ok(p.clone())
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    let prompt_text = row_texts.join("\n");
+    let rows: Vec<Vec<u32>> = row_texts
+        .iter()
+        .map(|t| engine.encode(t))
+        .collect::<Result<_, _>>()?;
     let info = engine.info().clone();
     let (sampler, meter_resolution_s) = start_sampler(&mut opened, args.gpu.interval()?);
     let (meter_name, meter_description, estimated) = meter_info(&sampler);
@@ -250,7 +294,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         chat: args.chat,
         prompt,
         prompt_text,
-        prompt_tokens: tokens.len(),
+        prompt_tokens: rows.iter().map(Vec::len).sum(),
+        batch: rows.len(),
         top_n: args.top_n,
         started_unix_s: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -258,7 +303,10 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or(0.0),
     };
 
-    let text_out: Box<dyn std::io::Write> = if args.json {
+    let text_out: Box<dyn std::io::Write> = if batch.is_some() {
+        // Rows' tokens interleave step by step: each row's text is printed at the end.
+        Box::new(std::io::sink())
+    } else if args.json {
         Box::new(std::io::stderr())
     } else {
         Box::new(std::io::stdout())
@@ -292,7 +340,24 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         ignore_eos: args.ignore_eos,
         stop: Some(stop.clone()),
     };
-    let end = engine.generate(&tokens, &opts, &mut recorder)?;
+    let end = if batch.is_some() {
+        let mut rows_sink = RowTexts {
+            inner: &mut recorder,
+            texts: vec![String::new(); rows.len()],
+        };
+        let end = engine.generate_batch(&rows, &opts, &mut rows_sink)?;
+        let mut out: Box<dyn std::io::Write> = if args.json {
+            Box::new(std::io::stderr())
+        } else {
+            Box::new(std::io::stdout())
+        };
+        for (r, text) in rows_sink.texts.iter().enumerate() {
+            writeln!(out, "--- row {r}: {}\n{text}", row_prompts[r])?;
+        }
+        end
+    } else {
+        engine.generate(&rows[0], &opts, &mut recorder)?
+    };
     if args.json {
         if let Some(s) = recorder.summary() {
             println!("{}", serde_json::to_string_pretty(s)?);

@@ -119,6 +119,11 @@ pub struct GenerateArgs {
     /// The prompt (alternative to the positional argument).
     #[arg(long, short = 'p', conflicts_with = "prompt_arg")]
     pub prompt: Option<String>,
+    /// Decode several prompts together as one batch, one prompt per line of FILE: row r
+    /// samples with seed + r, the trace's token records carry their row in `seq`, and each
+    /// row's text is printed when the batch ends.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt_arg", "prompt"])]
+    pub prompts: Option<PathBuf>,
     #[command(flatten)]
     pub model: ModelArgs,
     /// Wrap the prompt in the model's chat template (ChatML for SmolLM2).

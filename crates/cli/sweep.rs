@@ -172,7 +172,7 @@ fn median(v: &[f64]) -> f64 {
     crate::bench::median(v)
 }
 
-fn read_prompts(path: &Option<PathBuf>) -> anyhow::Result<Vec<String>> {
+pub fn read_prompts(path: &Option<PathBuf>) -> anyhow::Result<Vec<String>> {
     match path {
         None => Ok(BUILTIN_PROMPTS.iter().map(|s| s.to_string()).collect()),
         Some(p) => {

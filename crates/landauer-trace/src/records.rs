@@ -70,10 +70,14 @@ pub struct RunRecord {
     pub max_tokens: usize,
     pub chat: bool,
     /// The prompt as given by the user.
+    /// The prompt; for a batch, every row's prompt, one per line.
     pub prompt: String,
     /// The text actually tokenized (after the chat template).
     pub prompt_text: String,
     pub prompt_tokens: usize,
+    /// Sequences decoded together (token records carry their row in `seq`).
+    #[serde(default = "one")]
+    pub batch: usize,
     pub top_n: usize,
     /// Seconds since the Unix epoch when the run started.
     pub started_unix_s: f64,
