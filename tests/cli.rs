@@ -763,6 +763,21 @@ fn bench_reports_consistent_medians() {
     ));
     let j = f(e, "decode_joules_per_token_median");
     assert!(close(f(e, "decode_tokens_per_wh_median"), 3600.0 / j, 1e-9));
+    // The CPU roofline: measured bandwidth over the bytes a decode token reads.
+    let rl = &r["roofline"];
+    let (bw, bytes) = (
+        f(rl, "read_bandwidth_bytes_per_s"),
+        f(rl, "bytes_per_token"),
+    );
+    assert!(bw > 1e8, "{rl}");
+    assert!(close(
+        bytes,
+        f(&r, "weight_bytes_per_token") + f(rl, "kv_bytes_per_token_mean"),
+        1e-9
+    ));
+    assert!(f(rl, "kv_bytes_per_token_mean") > 0.0);
+    assert!(close(f(rl, "roofline_tokens_per_s"), bw / bytes, 1e-9));
+    assert!(close(f(rl, "fraction_tracing_off"), off * bytes / bw, 1e-9));
 }
 
 #[test]

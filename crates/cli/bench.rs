@@ -150,6 +150,59 @@ struct BenchReport {
     tracing_cost_fraction: f64,
     /// Energy of the traced runs (null with no meter).
     energy: Option<EnergyStats>,
+    /// The memory-bandwidth roofline of a CPU run (null on a GPU: scripts/copy-bandwidth.py).
+    roofline: Option<Roofline>,
+}
+
+/// How fast decode could go if it did nothing but read what it must from memory.
+#[derive(Serialize)]
+struct Roofline {
+    /// Sustained read bandwidth of main memory with the run's threads (a 512 MiB buffer summed
+    /// by every thread, median of 5 passes), bytes per second.
+    read_bandwidth_bytes_per_s: f64,
+    /// Weights plus the mean KV cache one decode step reads.
+    bytes_per_token: f64,
+    kv_bytes_per_token_mean: f64,
+    /// read_bandwidth / bytes_per_token.
+    roofline_tokens_per_s: f64,
+    /// Untraced decode tokens/s over the roofline.
+    fraction_tracing_off: f64,
+}
+
+/// Bytes per second `threads` threads read from a buffer far larger than any cache.
+fn read_bandwidth(threads: usize) -> f64 {
+    const BYTES: usize = 512 << 20;
+    let data: Vec<u64> = (0..(BYTES / 8) as u64).collect();
+    let per = data.len().div_ceil(threads.max(1));
+    let mut rates: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            let total = std::thread::scope(|s| {
+                let hs: Vec<_> = data
+                    .chunks(per)
+                    .map(|c| {
+                        s.spawn(move || {
+                            // Eight independent sums: the loop streams loads, not additions.
+                            let mut acc = [0u64; 8];
+                            for x in c.chunks_exact(8) {
+                                for l in 0..8 {
+                                    acc[l] = acc[l].wrapping_add(x[l]);
+                                }
+                            }
+                            acc.iter().fold(0u64, |a, b| a.wrapping_add(*b))
+                        })
+                    })
+                    .collect();
+                hs.into_iter()
+                    .map(|h| h.join().unwrap_or(0))
+                    .fold(0u64, u64::wrapping_add)
+            });
+            std::hint::black_box(total);
+            BYTES as f64 / t.elapsed().as_secs_f64()
+        })
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    rates[2]
 }
 
 /// A meter started for one run.
@@ -430,6 +483,20 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let off = config(off_d, off_p);
     let on = config(on_d, on_p);
     let tracing_ms_per_token = median(&sink_ms);
+    let roofline = (!on_gpu).then(|| {
+        let bw = read_bandwidth(threads);
+        // The cache holds prompt + i positions at decode step i: on average prompt + n/2.
+        let per_position = engine.batch_memory(1, 1, 0).0 as f64;
+        let kv = per_position * (tokens.len() as f64 + generated as f64 / 2.0);
+        let bytes = info.weight_bytes_per_token as f64 + kv;
+        Roofline {
+            read_bandwidth_bytes_per_s: bw,
+            bytes_per_token: bytes,
+            kv_bytes_per_token_mean: kv,
+            roofline_tokens_per_s: bw / bytes,
+            fraction_tracing_off: off.decode_tokens_per_s_median * bytes / bw,
+        }
+    });
     let report = BenchReport {
         engine: "landauer",
         landauer_version: env!("CARGO_PKG_VERSION"),
@@ -452,6 +519,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         tracing_cost_fraction: tracing_ms_per_token * 1e-3 * off.decode_tokens_per_s_median,
         tracing_off: off,
         tracing_on: on,
+        roofline,
     };
     let json = serde_json::to_string_pretty(&report)?;
     if let Some(p) = &args.out {
@@ -488,6 +556,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             report.tracing_cost_fraction * 100.0,
             report.tracing_overhead * 100.0
         );
+        if let Some(r) = &report.roofline {
+            println!(
+                "roofline: {:.1} GB/s read ({threads} threads); a decode token reads {:.1} MB (weights {:.1}, KV cache {:.1}) -> {:.0} tokens/s; untraced decode is at {:.0}% of it",
+                r.read_bandwidth_bytes_per_s / 1e9,
+                r.bytes_per_token / 1e6,
+                report.weight_bytes_per_token as f64 / 1e6,
+                r.kv_bytes_per_token_mean / 1e6,
+                r.roofline_tokens_per_s,
+                r.fraction_tracing_off * 100.0
+            );
+        }
         if let Some(e) = &report.energy {
             let est = if e.estimated { " ESTIMATED" } else { "" };
             println!(

@@ -240,6 +240,10 @@ impl Engine {
         let batched = match forward {
             Forward::Batched => true,
             Forward::Candle => false,
+            // LANDAUER_FORWARD=candle: candle-transformers' models, to compare in benchmarks.
+            Forward::Auto if std::env::var("LANDAUER_FORWARD").is_ok_and(|v| v == "candle") => {
+                false
+            }
             Forward::Auto => {
                 device.is_cpu()
                     && crate::batched::Family::of(&gguf.architecture().unwrap_or_default())
