@@ -730,6 +730,21 @@ fn bench_reports_consistent_medians() {
     let off = f(&r["tracing_off"], "decode_tokens_per_s_median");
     let on = f(&r["tracing_on"], "decode_tokens_per_s_median");
     assert!(close(f(&r, "tracing_overhead"), off / on - 1.0, 1e-9));
+    let per_round = |cfg: &str| -> Vec<f64> {
+        r[cfg]["decode_tokens_per_s"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let mut paired: Vec<f64> = per_round("tracing_off")
+        .iter()
+        .zip(per_round("tracing_on"))
+        .map(|(a, b)| a / b - 1.0)
+        .collect();
+    paired.sort_by(f64::total_cmp);
+    assert!(close(f(&r, "tracing_overhead_paired"), paired[1], 1e-9));
     assert!(close(
         f(&r, "tracing_cost_fraction"),
         f(&r, "tracing_ms_per_token") * 1e-3 * off,

@@ -141,6 +141,10 @@ struct BenchReport {
     /// (decode time per token with tracing) / (without) − 1, from the medians: end to end,
     /// and as noisy as the machine.
     tracing_overhead: f64,
+    /// The median over rounds (each round runs once traced and once not, order alternating) of
+    /// (decode time per token traced / untraced) − 1: less sensitive to the machine drifting
+    /// during the benchmark than the ratio of medians.
+    tracing_overhead_paired: f64,
     /// Wall time spent inside the trace sinks per decode token, milliseconds (median over
     /// runs). It includes waiting for a core: candle's idle workers spin ~1 ms before parking.
     tracing_ms_per_token: f64,
@@ -514,6 +518,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         generated_tokens: generated,
         runs: args.runs,
         tracing_overhead: off.decode_tokens_per_s_median / on.decode_tokens_per_s_median - 1.0,
+        tracing_overhead_paired: median(
+            &off.decode_tokens_per_s
+                .iter()
+                .zip(&on.decode_tokens_per_s)
+                .map(|(a, b)| a / b - 1.0)
+                .collect::<Vec<_>>(),
+        ),
         tracing_ms_per_token,
         tracing_cpu_ms_per_token: median(&sink_cpu_ms),
         tracing_cost_fraction: tracing_ms_per_token * 1e-3 * off.decode_tokens_per_s_median,
@@ -550,11 +561,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             report.tracing_on.prefill_tokens_per_s_median
         );
         println!(
-            "tracing: {:.3} ms per token inside the sinks ({:.3} ms of CPU) = {:.2}% of untraced decode time; end-to-end difference of medians {:+.2}%",
+            "tracing: {:.3} ms per token inside the sinks ({:.3} ms of CPU) = {:.2}% of untraced decode time; end to end {:+.2}% (ratio of medians), {:+.2}% (median of run pairs)",
             report.tracing_ms_per_token,
             report.tracing_cpu_ms_per_token,
             report.tracing_cost_fraction * 100.0,
-            report.tracing_overhead * 100.0
+            report.tracing_overhead * 100.0,
+            report.tracing_overhead_paired * 100.0
         );
         if let Some(r) = &report.roofline {
             println!(
