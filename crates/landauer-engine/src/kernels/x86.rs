@@ -50,23 +50,32 @@ unsafe fn rows_f<const F: u8>(w: &QWeights, range: Range<usize>, a: &Q8Rows, out
             *out.add((i + t) * n + j) = x;
         }
     };
-    for j in range {
-        let wr = w.row(j);
-        let mut i = 0;
-        while i + 8 <= m {
-            store(j, i, &dot::<F, 8>(wr, a, i));
-            i += 8;
+    // Activation rows in tiles that stay in cache while this call's weight rows stream past
+    // (prefill and large batches: hundreds of rows would otherwise be re-read from L2 or
+    // memory for every weight row).
+    const TILE: usize = 64;
+    let mut i0 = 0;
+    while i0 < m {
+        let i1 = (i0 + TILE).min(m);
+        for j in range.clone() {
+            let wr = w.row(j);
+            let mut i = i0;
+            while i + 8 <= i1 {
+                store(j, i, &dot::<F, 8>(wr, a, i));
+                i += 8;
+            }
+            while i + 4 <= i1 {
+                store(j, i, &dot::<F, 4>(wr, a, i));
+                i += 4;
+            }
+            match i1 - i {
+                1 => store(j, i, &dot::<F, 1>(wr, a, i)),
+                2 => store(j, i, &dot::<F, 2>(wr, a, i)),
+                3 => store(j, i, &dot::<F, 3>(wr, a, i)),
+                _ => {}
+            }
         }
-        while i + 4 <= m {
-            store(j, i, &dot::<F, 4>(wr, a, i));
-            i += 4;
-        }
-        match m - i {
-            1 => store(j, i, &dot::<F, 1>(wr, a, i)),
-            2 => store(j, i, &dot::<F, 2>(wr, a, i)),
-            3 => store(j, i, &dot::<F, 3>(wr, a, i)),
-            _ => {}
-        }
+        i0 = i1;
     }
 }
 
