@@ -270,10 +270,14 @@ impl BatchedModel {
         let half = c.head_dim / 2;
         let cos = self.cos.index_select(positions, 0)?.reshape((b, t, half))?;
         let sin = self.sin.index_select(positions, 0)?.reshape((b, t, half))?;
-        let (cos_v, sin_v) = if self.device.is_cpu() {
-            (cpu_f32(&cos)?, cpu_f32(&sin)?)
-        } else {
-            (Vec::new(), Vec::new())
+        // On the CPU, attention reads plain slices: RoPE tables and mask once per step.
+        let host = match self.device.is_cpu() {
+            true => Some((
+                cpu_f32(&cos)?,
+                cpu_f32(&sin)?,
+                mask.map(cpu_f32).transpose()?,
+            )),
+            false => None,
         };
         let mut x = self.embed.forward(tokens)?;
         for (l, layer) in self.layers.iter().enumerate() {
@@ -286,7 +290,7 @@ impl BatchedModel {
                 k = k.broadcast_add(bk)?;
                 v = v.broadcast_add(bv)?;
             }
-            if self.device.is_cpu() {
+            let y = if let Some((cos_v, sin_v, mask_v)) = &host {
                 let step = crate::cpu_attention::Step {
                     batch: b,
                     t,
@@ -297,65 +301,52 @@ impl BatchedModel {
                     slot,
                     family: c.family,
                 };
-                let y = {
-                    let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
-                    let mask_v = match mask {
-                        Some(m) => Some(m.flatten_all()?.to_vec1::<f32>()?),
-                        None => None,
-                    };
-                    let cache = self.cache.as_mut().expect("checked above");
-                    crate::cpu_attention::attend(
-                        &step,
-                        &mut cache.host[l],
-                        &cpu_f32(&q)?,
-                        &cpu_f32(&k)?,
-                        &cpu_f32(&v)?,
-                        &cos_v,
-                        &sin_v,
-                        mask_v.as_deref(),
-                    )
+                let cache = self.cache.as_mut().expect("checked above");
+                let y = crate::cpu_attention::attend(
+                    &step,
+                    &mut cache.host[l],
+                    &cpu_f32(&q)?,
+                    &cpu_f32(&k)?,
+                    &cpu_f32(&v)?,
+                    cos_v,
+                    sin_v,
+                    mask_v.as_deref(),
+                );
+                Tensor::from_vec(y, (b, t, c.hidden), &self.device)?
+            } else {
+                let split = |x: Tensor, n: usize| -> candle_core::Result<Tensor> {
+                    x.reshape((b, t, n, c.head_dim))?
+                        .transpose(1, 2)?
+                        .contiguous()
                 };
-                let y = Tensor::from_vec(y, (b, t, c.hidden), &self.device)?;
-                let x1 = (layer.wo.forward(&y)? + residual)?;
-                let h = candle_nn::ops::rms_norm(&x1, &layer.ffn_norm, c.rms_eps as f32)?;
-                let [gate, up] = QLinear::forward_many([&layer.gate, &layer.up], &h)?;
-                let mlp = (candle_nn::ops::silu(&gate)? * up)?;
-                x = (layer.down.forward(&mlp)? + x1)?;
-                continue;
-            }
-            let split = |x: Tensor, n: usize| -> candle_core::Result<Tensor> {
-                x.reshape((b, t, n, c.head_dim))?
+                let rope = |x: &Tensor| match c.family {
+                    Family::Llama => candle_nn::rotary_emb::rope_i(x, &cos, &sin),
+                    Family::Qwen2 => candle_nn::rotary_emb::rope(x, &cos, &sin),
+                };
+                let q = rope(&split(q, c.heads)?)?;
+                let k = rope(&split(k, c.kv_heads)?)?;
+                let v = split(v, c.kv_heads)?;
+                let cache = self.cache.as_ref().expect("checked above");
+                cache.k[l].slice_set(&k, 2, slot)?;
+                cache.v[l].slice_set(&v, 2, slot)?;
+                let keys = cache.k[l].narrow(2, 0, slot + t)?;
+                let values = cache.v[l].narrow(2, 0, slot + t)?;
+                // Each KV head with its group of query heads: (B, kv, g·T, D) x (B, kv, D, S).
+                let g = c.heads / c.kv_heads;
+                let q = q.reshape((b, c.kv_heads, g * t, c.head_dim))?;
+                let att = (q.matmul(&keys.t()?)? / (c.head_dim as f64).sqrt())?;
+                let att = att.reshape((b, c.heads, t, slot + t))?;
+                let att = match mask {
+                    Some(m) => att.broadcast_add(m)?,
+                    None => att,
+                };
+                let att = candle_nn::ops::softmax_last_dim(&att)?;
+                let att = att.reshape((b, c.kv_heads, g * t, slot + t))?;
+                att.matmul(&values)?
+                    .reshape((b, c.heads, t, c.head_dim))?
                     .transpose(1, 2)?
-                    .contiguous()
+                    .reshape((b, t, c.hidden))?
             };
-            let rope = |x: &Tensor| match c.family {
-                Family::Llama => candle_nn::rotary_emb::rope_i(x, &cos, &sin),
-                Family::Qwen2 => candle_nn::rotary_emb::rope(x, &cos, &sin),
-            };
-            let q = rope(&split(q, c.heads)?)?;
-            let k = rope(&split(k, c.kv_heads)?)?;
-            let v = split(v, c.kv_heads)?;
-            let cache = self.cache.as_ref().expect("checked above");
-            cache.k[l].slice_set(&k, 2, slot)?;
-            cache.v[l].slice_set(&v, 2, slot)?;
-            let keys = cache.k[l].narrow(2, 0, slot + t)?;
-            let values = cache.v[l].narrow(2, 0, slot + t)?;
-            // Each KV head with its group of query heads: (B, kv, g·T, D) x (B, kv, D, S).
-            let g = c.heads / c.kv_heads;
-            let q = q.reshape((b, c.kv_heads, g * t, c.head_dim))?;
-            let att = (q.matmul(&keys.t()?)? / (c.head_dim as f64).sqrt())?;
-            let att = att.reshape((b, c.heads, t, slot + t))?;
-            let att = match mask {
-                Some(m) => att.broadcast_add(m)?,
-                None => att,
-            };
-            let att = candle_nn::ops::softmax_last_dim(&att)?;
-            let att = att.reshape((b, c.kv_heads, g * t, slot + t))?;
-            let y = att
-                .matmul(&values)?
-                .reshape((b, c.heads, t, c.head_dim))?
-                .transpose(1, 2)?
-                .reshape((b, t, c.hidden))?;
             let x1 = (layer.wo.forward(&y)? + residual)?;
             let h = candle_nn::ops::rms_norm(&x1, &layer.ffn_norm, c.rms_eps as f32)?;
             let [gate, up] = QLinear::forward_many([&layer.gate, &layer.up], &h)?;

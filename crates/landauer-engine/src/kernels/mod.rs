@@ -194,12 +194,12 @@ fn f16_at(b: &[u8], at: usize) -> f32 {
 pub struct Q8Rows {
     pub m: usize,
     pub blocks: usize,
+    /// Row-major: row r's block b is `qs[(r·blocks + b)·32..][..32]`.
     pub qs: Vec<i8>,
+    /// Block-major (`d[b·m + r]`), so that one block's scales for adjacent rows are adjacent,
+    /// as the kernels read them; [`Self::scale`] and [`Self::sum_scale`] index by row.
     pub d: Vec<f32>,
     pub s: Vec<f32>,
-    /// `d` and `s` block-major (`dt[b·m + r]` = `d[r·blocks + b]`), for the kernels.
-    pub dt: Vec<f32>,
-    pub st: Vec<f32>,
 }
 
 impl Q8Rows {
@@ -210,19 +210,6 @@ impl Q8Rows {
 
     /// [`Self::quantize`] on a given implementation (both give the same bytes).
     pub fn quantize_on(&mut self, x: &[f32], m: usize, k: usize, isa: Isa) {
-        self.quantize_rows(x, m, k, isa);
-        let blocks = self.blocks;
-        self.dt.resize(m * blocks, 0.0);
-        self.st.resize(m * blocks, 0.0);
-        for r in 0..m {
-            for b in 0..blocks {
-                self.dt[b * m + r] = self.d[r * blocks + b];
-                self.st[b * m + r] = self.s[r * blocks + b];
-            }
-        }
-    }
-
-    fn quantize_rows(&mut self, x: &[f32], m: usize, k: usize, isa: Isa) {
         assert!(k % BLOCK == 0 && x.len() == m * k);
         let blocks = m * k / BLOCK;
         self.m = m;
@@ -261,22 +248,27 @@ impl Q8Rows {
         }
     }
 
-    /// Block i's scale d (stored rounded to f16) and s = d·Σq (as candle: f16 sum times f16
-    /// d, rounded to f16).
+    /// Scales of the i-th block in row-major order: d (stored rounded to f16) and
+    /// s = d·Σq (as candle: f16 sum times f16 d, rounded to f16).
     fn set_scales(&mut self, i: usize, d: f32, sum: i32) {
+        let at = (i % self.blocks) * self.m + i / self.blocks;
         let d = f16::from_f32(d);
-        self.d[i] = d.to_f32();
-        self.s[i] = (f16::from_f32(sum as f32) * d).to_f32();
+        self.d[at] = d.to_f32();
+        self.s[at] = (f16::from_f32(sum as f32) * d).to_f32();
+    }
+
+    /// Row r's block b: its scale d.
+    pub fn scale(&self, r: usize, b: usize) -> f32 {
+        self.d[b * self.m + r]
+    }
+
+    /// Row r's block b: d·Σq.
+    pub fn sum_scale(&self, r: usize, b: usize) -> f32 {
+        self.s[b * self.m + r]
     }
 
     fn row_qs(&self, r: usize) -> &[i8] {
         &self.qs[r * self.blocks * BLOCK..(r + 1) * self.blocks * BLOCK]
-    }
-    fn row_d(&self, r: usize) -> &[f32] {
-        &self.d[r * self.blocks..(r + 1) * self.blocks]
-    }
-    fn row_s(&self, r: usize) -> &[f32] {
-        &self.s[r * self.blocks..(r + 1) * self.blocks]
     }
 }
 
@@ -284,7 +276,7 @@ impl Q8Rows {
 /// plain Rust: integer sums per block, then Σ sumi·d_w·d_a (+ m_w·s_a for Q4_1), as ggml's
 /// reference `vec_dot` functions.
 pub fn dot_reference(format: Format, w: &[u8], a: &Q8Rows, r: usize) -> f32 {
-    let (qs, ds, ss) = (a.row_qs(r), a.row_d(r), a.row_s(r));
+    let qs = a.row_qs(r);
     let bb = format.block_bytes();
     let mut sum = 0f32;
     for (b, blk) in w.chunks_exact(bb).enumerate() {
@@ -306,9 +298,9 @@ pub fn dot_reference(format: Format, w: &[u8], a: &Q8Rows, r: usize) -> f32 {
                 .map(|j| blk[2 + j] as i8 as i32 * y[j] as i32)
                 .sum(),
         };
-        sum += sumi as f32 * (dw * ds[b]);
+        sum += sumi as f32 * (dw * a.scale(r, b));
         if format == Format::Q4_1 {
-            sum += f16_at(blk, 2) * ss[b];
+            sum += f16_at(blk, 2) * a.sum_scale(r, b);
         }
     }
     sum

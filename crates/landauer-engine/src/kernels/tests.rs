@@ -45,7 +45,7 @@ fn dequantized_dot(w: &QWeights, j: usize, a: &Q8Rows, i: usize) -> f64 {
     (0..w.k)
         .map(|c| {
             let q = a.qs[i * w.k + c] as f64;
-            wr[c] as f64 * q * a.d[i * a.blocks + c / BLOCK] as f64
+            wr[c] as f64 * q * a.scale(i, c / BLOCK) as f64
         })
         .sum()
 }
@@ -53,9 +53,7 @@ fn dequantized_dot(w: &QWeights, j: usize, a: &Q8Rows, i: usize) -> f64 {
 fn sum_abs(w: &QWeights, j: usize, a: &Q8Rows, i: usize) -> f64 {
     let wr = w.dequantize_row(j);
     (0..w.k)
-        .map(|c| {
-            (wr[c] as f64 * a.qs[i * w.k + c] as f64 * a.d[i * a.blocks + c / BLOCK] as f64).abs()
-        })
+        .map(|c| (wr[c] as f64 * a.qs[i * w.k + c] as f64 * a.scale(i, c / BLOCK) as f64).abs())
         .sum()
 }
 
@@ -148,7 +146,7 @@ fn quantizing_activations_follows_ggml() {
         let xs = &x[r * 32..(r + 1) * 32];
         let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
         let d = f16::from_f32(amax / 127.0).to_f32();
-        assert_eq!(a.d[r], d);
+        assert_eq!(a.scale(r, 0), d);
         // The largest magnitude maps to ±127; every value is within half a step.
         assert_eq!(
             a.qs[r * 32..(r + 1) * 32]
@@ -161,11 +159,11 @@ fn quantizing_activations_follows_ggml() {
             assert!((a.qs[r * 32 + c] as f32 * d - v).abs() <= 0.5 * d + 1e-3 * amax);
         }
         let sum: i32 = a.qs[r * 32..(r + 1) * 32].iter().map(|&q| q as i32).sum();
-        assert!((a.s[r] - sum as f32 * d).abs() <= 1e-3 * (sum as f32 * d).abs() + 1e-6);
+        assert!((a.sum_scale(r, 0) - sum as f32 * d).abs() <= 1e-3 * (sum as f32 * d).abs() + 1e-6);
     }
     // An all-zero block quantizes to zeros with a zero scale, not NaN.
     a.quantize(&[0.0; 32], 1, 32);
-    assert!(a.qs.iter().all(|&q| q == 0) && a.d[0] == 0.0 && a.s[0] == 0.0);
+    assert!(a.qs.iter().all(|&q| q == 0) && a.scale(0, 0) == 0.0 && a.sum_scale(0, 0) == 0.0);
 }
 
 #[test]

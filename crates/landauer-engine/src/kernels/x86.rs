@@ -91,8 +91,8 @@ unsafe fn dot<const F: u8, const R: usize>(w: &[u8], a: &Q8Rows, first: usize) -
     };
     let wp = w.as_ptr();
     let qp: [*const i8; R] = std::array::from_fn(|r| a.qs.as_ptr().add((first + r) * nb * BLOCK));
-    // Scales block-major (`dt[b·m + r]`), so that one block's R rows are adjacent.
-    let (dtp, stp, m) = (a.dt.as_ptr().add(first), a.st.as_ptr().add(first), a.m);
+    // Scales are block-major (`d[b·m + r]`): one block's R rows are adjacent.
+    let (dtp, stp, m) = (a.d.as_ptr().add(first), a.s.as_ptr().add(first), a.m);
     let mut acc = [_mm256_setzero_ps(); R];
     let mut msum = [0f32; R];
     let ones = _mm256_set1_epi16(1);
