@@ -380,15 +380,20 @@ thread_local! {
     static SCRATCH: RefCell<Q8Rows> = RefCell::new(Q8Rows::default());
 }
 
-/// x (m × k, row-major f32) times wᵀ → m × n, quantizing x into a reused buffer.
-pub fn matmul_f32(w: &QWeights, x: &[f32], m: usize, isa: Isa) -> Vec<f32> {
-    let mut out = vec![0f32; m * w.n];
+/// x (m × k, row-major f32) times each wᵀ → m × n per matrix, quantizing x once into a
+/// reused buffer. Every matrix must be k wide.
+pub fn matmul_f32(ws: &[&QWeights], x: &[f32], m: usize, isa: Isa) -> Vec<Vec<f32>> {
+    let mut outs: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; m * w.n]).collect();
+    let Some(k) = ws.first().map(|w| w.k) else {
+        return outs;
+    };
     SCRATCH.with(|s| {
         let mut a = s.borrow_mut();
-        a.quantize(x, m, w.k);
-        matmul_quantized(w, &a, &mut out, isa);
+        a.quantize(x, m, k);
+        let mut views: Vec<&mut [f32]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+        matmul_quantized_many(ws, &a, &mut views, isa);
     });
-    out
+    outs
 }
 
 /// The candle op that runs [`matmul_f32`] on a tensor's last dimension.
@@ -424,7 +429,9 @@ impl CustomOp1 for CpuMatMul {
             _ => candle_core::bail!("landauer-qmatmul: input must be f32"),
         };
         let m: usize = lead.iter().product();
-        let out = matmul_f32(w, x, m, detected_isa());
+        let out = matmul_f32(&[w], x, m, detected_isa())
+            .pop()
+            .expect("one output");
         let mut shape = lead.to_vec();
         shape.push(w.n);
         Ok((CpuStorage::F32(out), Shape::from(shape)))
@@ -487,13 +494,7 @@ impl QLinear {
             candle_core::bail!("landauer-qmatmul: input not contiguous");
         };
         let m = (end - start) / k;
-        let mut outs: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; m * w.n]).collect();
-        SCRATCH.with(|s| {
-            let mut a = s.borrow_mut();
-            a.quantize(&data[start..end], m, k);
-            let mut views: Vec<&mut [f32]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
-            matmul_quantized_many(&ws, &a, &mut views, detected_isa());
-        });
+        let outs = matmul_f32(&ws, &data[start..end], m, detected_isa());
         drop(storage);
         let lead = &x.dims()[..x.rank() - 1];
         let tensors: Vec<Tensor> = outs
