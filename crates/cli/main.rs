@@ -1,9 +1,13 @@
 //! `landauer`: generate text with a per-token entropy and energy trace.
 
 mod bench;
+#[allow(dead_code)]
+mod charts;
+mod gap;
 mod generate;
 mod meters;
 mod plot;
+mod report;
 mod sweep;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};

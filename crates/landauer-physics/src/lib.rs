@@ -18,6 +18,8 @@
 //! (including `-inf` for masked tokens) give finite, exact-as-possible results.
 
 mod fastexp;
+pub mod floor;
+pub mod footprint;
 pub use fastexp::exp_le_zero;
 
 /// Boltzmann's constant in J/K (exact since the 2019 SI redefinition).

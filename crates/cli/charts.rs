@@ -1,0 +1,1 @@
+//! The report's figures, drawn with plotters into SVG strings (and rasterized for --png).

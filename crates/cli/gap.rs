@@ -1,0 +1,1 @@
+//! `landauer gap`: the ladder from measured energy down to the roofline floor and Landauer.

@@ -1,0 +1,1 @@
+//! `landauer report`: one self-contained HTML file for a trace or a sweep.

@@ -1,0 +1,1 @@
+//! Money and carbon: what energy per token costs at a grid's carbon intensity and price.
