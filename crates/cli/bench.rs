@@ -415,6 +415,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             prompt_tokens: 0,
             batch: 1,
             top_n: 5,
+            footprint: Default::default(),
             started_unix_s: 0.0,
         };
         Ok(Recorder::new(run, sampler)

@@ -200,6 +200,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
             args.kelvin
         );
     }
+    let footprint = args.footprint.over(Default::default())?;
     if let Some(idle) = args.idle_seconds.filter(|s| !(s.is_finite() && *s >= 0.0)) {
         anyhow::bail!("--idle-seconds must be 0 or more, got {idle}");
     }
@@ -297,6 +298,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         prompt_tokens: rows.iter().map(Vec::len).sum(),
         batch: rows.len(),
         top_n: args.top_n,
+        footprint,
         started_unix_s: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs_f64())

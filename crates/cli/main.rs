@@ -95,6 +95,33 @@ pub struct GpuArgs {
     pub gpus: Vec<String>,
 }
 
+/// The grid behind the money and carbon figures (generate, sweep, gap, report).
+#[derive(Args, Clone, Default)]
+pub struct FootprintArgs {
+    /// Grid carbon intensity in grams of CO2 per kWh, for the grams of CO2 per million
+    /// tokens [default: 436, the world average of 2022, Ember Global Electricity Review 2023]
+    #[arg(long = "grid-gco2-per-kwh", value_name = "GRAMS")]
+    pub grid_gco2_per_kwh: Option<f64>,
+    /// Electricity price per kWh, for the cost per million tokens (any currency; the figures
+    /// come out in it) [default: 0.13 US dollars, the US commercial average of 2023, EIA]
+    #[arg(long = "price-per-kwh", value_name = "PRICE")]
+    pub price_per_kwh: Option<f64>,
+}
+
+impl FootprintArgs {
+    /// The flags over `base` (the defaults, or what a trace recorded), checked.
+    pub fn over(
+        &self,
+        base: landauer_physics::footprint::Footprint,
+    ) -> anyhow::Result<landauer_physics::footprint::Footprint> {
+        landauer_physics::footprint::Footprint::new(
+            self.grid_gco2_per_kwh.unwrap_or(base.grid_gco2_per_kwh),
+            self.price_per_kwh.unwrap_or(base.price_per_kwh),
+        )
+        .map_err(anyhow::Error::msg)
+    }
+}
+
 /// Sampling settings, shared by generate and bench.
 #[derive(Args, Clone)]
 pub struct SamplingArgs {
@@ -163,6 +190,8 @@ pub struct GenerateArgs {
     /// energy (total minus idle power x time). Default: 2 on a GPU, 0 on the CPU.
     #[arg(long)]
     pub idle_seconds: Option<f64>,
+    #[command(flatten)]
+    pub footprint: FootprintArgs,
     /// Write a JSONL trace (run record, one record per token, summary), flushed as it goes.
     #[arg(long, value_name = "FILE.jsonl")]
     pub trace: Option<PathBuf>,

@@ -43,6 +43,8 @@ pub struct SweepArgs {
     /// Temperature of the Landauer yardstick, kelvin.
     #[arg(long, default_value_t = landauer_physics::DEFAULT_KELVIN)]
     pub kelvin: f64,
+    #[command(flatten)]
+    pub footprint: crate::FootprintArgs,
     /// Measure nothing: redraw --out's sweep.svg from its sweep.json.
     #[arg(long)]
     pub replot: bool,
@@ -118,6 +120,14 @@ pub struct SweepRow {
     pub landauer_gap: Option<f64>,
     /// False when the decode window is shorter than 2 s or than a few counter updates.
     pub steady: bool,
+    /// kWh, grams of CO2 and cost of a million tokens at `joules_per_token` and the
+    /// sweep's `footprint` (flat fields, so that sweep.csv has a column for each).
+    #[serde(default)]
+    pub kwh_per_million_tokens: Option<f64>,
+    #[serde(default)]
+    pub gco2_per_million_tokens: Option<f64>,
+    #[serde(default)]
+    pub cost_per_million_tokens: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -209,6 +219,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
             args.kelvin
         );
     }
+    let footprint = args.footprint.over(Default::default())?;
     let prompts = read_prompts(&args.prompts)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create --out {}", args.out.display()))?;
@@ -291,6 +302,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         idle_power_w,
         max_tokens: args.max_tokens,
         kelvin: args.kelvin,
+        footprint,
     };
     let mut rows = Vec::new();
     let mut caveats = Vec::new();
@@ -324,7 +336,16 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
             });
             bar.inc(1);
         }
-        rows.push(summarize(b, &m, idle_power_w, j_per_bit));
+        let mut row = summarize(b, &m, idle_power_w, j_per_bit);
+        if let Some(pm) = row
+            .joules_per_token
+            .map(|j| footprint.per_million_tokens(j))
+        {
+            row.kwh_per_million_tokens = Some(pm.kwh);
+            row.gco2_per_million_tokens = Some(pm.gco2);
+            row.cost_per_million_tokens = Some(pm.cost);
+        }
+        rows.push(row);
         caveats = write_files(&args.out, &header, &rows)?;
     }
     bar.finish_and_clear();
@@ -358,6 +379,15 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
             r.steady
         );
     }
+    if let Some(j) = rows.last().and_then(|r| r.joules_per_token) {
+        println!(
+            "batch {}: {}{}",
+            rows.last().map_or(0, |r| r.batch),
+            footprint.line(j),
+            if estimated { " (ESTIMATED energy)" } else { "" }
+        );
+        println!("  at {}", footprint.describe());
+    }
     for c in &caveats {
         println!("note: {c}");
     }
@@ -387,6 +417,8 @@ struct Header {
     idle_power_w: Option<f64>,
     max_tokens: usize,
     kelvin: f64,
+    /// The grid behind `per_million_tokens`.
+    footprint: landauer_physics::footprint::Footprint,
 }
 
 /// Writes sweep.json, sweep.csv and sweep.svg for the rows so far (after every batch size,
@@ -489,6 +521,9 @@ fn summarize(b: usize, m: &[Measured], idle: Option<f64>, j_per_bit: f64) -> Swe
         landauer_gap: jpt
             .filter(|_| mean_bits > 0.0)
             .map(|j| j / (mean_bits * j_per_bit)),
+        kwh_per_million_tokens: None,
+        gco2_per_million_tokens: None,
+        cost_per_million_tokens: None,
         steady: m.iter().all(|x| {
             window(x) >= landauer_trace::MIN_STEADY_WINDOW_S
                 && x.energy.as_ref().is_none_or(|(_, w)| w.resolved)

@@ -369,6 +369,7 @@ impl Recorder {
             ));
         }
         SummaryRecord {
+            per_million_tokens: joules_per_token.map(|j| self.run.footprint.per_million_tokens(j)),
             energy_by_part: part_energies(&self.parts_start, &self.parts_end, energy),
             temperature_c_mean: mean(&|t| t.telemetry.temperature_c),
             temperature_c_max: tel

@@ -79,6 +79,10 @@ pub struct RunRecord {
     #[serde(default = "one")]
     pub batch: usize,
     pub top_n: usize,
+    /// The grid's carbon intensity and price the money and carbon figures use (the
+    /// documented defaults when the trace predates them or no flag was given).
+    #[serde(default)]
+    pub footprint: landauer_physics::footprint::Footprint,
     /// Seconds since the Unix epoch when the run started.
     pub started_unix_s: f64,
 }
@@ -223,6 +227,10 @@ pub struct SummaryRecord {
     pub sm_clock_mhz_mean: Option<f64>,
     #[serde(default)]
     pub power_instant_w_mean: Option<f64>,
+    /// Energy, grams of CO2 and cost of a million tokens at `joules_per_token` (the whole
+    /// run's energy over its tokens) and the run record's `footprint`.
+    #[serde(default)]
+    pub per_million_tokens: Option<landauer_physics::footprint::PerMillion>,
     /// What the reader must know before trusting the figures (estimated meter, synthetic
     /// model, short run).
     #[serde(default)]

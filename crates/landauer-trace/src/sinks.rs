@@ -272,6 +272,10 @@ pub fn format_summary(run: &RunRecord, s: &SummaryRecord) -> String {
         }
         None => line("energy", "not measured (--meter none)".into()),
     }
+    if let Some(j) = s.joules_per_token {
+        line("footprint", format!("{}{est}", run.footprint.line(j)));
+        line("", format!("at {}", run.footprint.describe()));
+    }
     for p in &s.energy_by_part {
         line(
             "",
