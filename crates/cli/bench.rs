@@ -385,6 +385,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             architecture: info.architecture.clone(),
             quantization: info.quantization.clone(),
             parameters: info.parameters,
+            shape: info.shape.clone(),
             synthetic: info.synthetic,
             context_length: 0,
             device: device.label.clone(),

@@ -1,1 +1,530 @@
 //! `landauer gap`: the ladder from measured energy down to the roofline floor and Landauer.
+//!
+//! Reads a trace (`generate --trace`) or a sweep (`sweep --out DIR`), picks a hardware
+//! profile (named with `--hardware`, else recognized from the GPU's name), and sets the
+//! run's J/token beside the roofline floor of its model on that hardware and the Landauer
+//! yardstick of its bits.
+
+use crate::sweep::SweepRow;
+use crate::FootprintArgs;
+use anyhow::Context;
+use clap::Args;
+use landauer_physics::floor::{self, HardwareProfile, Ladder, LadderInput, ModelShape};
+use landauer_physics::footprint::Footprint;
+use landauer_trace::{Record, RunRecord, SummaryRecord, TokenRecord};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct GapArgs {
+    /// A JSONL trace (generate --trace) or a sweep: its sweep.json or its directory.
+    #[arg(value_name = "TRACE|SWEEP", required_unless_present = "list_hardware")]
+    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub hardware: HardwareArgs,
+    /// Print the ladder as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// List the hardware profiles (each constant with its range and source) and exit.
+    #[arg(long)]
+    pub list_hardware: bool,
+    #[command(flatten)]
+    pub footprint: FootprintArgs,
+}
+
+/// How the floor's hardware and model shapes are chosen (gap and report).
+#[derive(Args, Clone, Default)]
+pub struct HardwareArgs {
+    /// Hardware profile for the roofline floor: h100-sxm, h200, a100-sxm, rtx-3090,
+    /// rtx-4090, ddr5-server-cpu, build-vm (see --list-hardware). Default: recognized from
+    /// the GPU's name for CUDA runs; a generic DDR5 server CPU for CPU runs.
+    #[arg(long, value_name = "ID")]
+    pub hardware: Option<String>,
+    /// Where to read the model's shapes when the input predates them: a .gguf file or
+    /// synthetic:ARCH[:QUANT] (default: the model path the input records, if it exists).
+    #[arg(long = "shapes-from", value_name = "MODEL")]
+    pub shapes_from: Option<String>,
+}
+
+/// A trace, read back.
+pub struct Trace {
+    pub path: PathBuf,
+    pub run: RunRecord,
+    pub tokens: Vec<TokenRecord>,
+    /// None for an interrupted run (no summary line).
+    pub summary: Option<SummaryRecord>,
+}
+
+/// A sweep, read back: its header fields and rows.
+pub struct Sweep {
+    pub path: PathBuf,
+    pub header: serde_json::Value,
+    pub rows: Vec<SweepRow>,
+}
+
+impl Sweep {
+    pub fn str(&self, key: &str) -> String {
+        self.header[key].as_str().unwrap_or("").to_string()
+    }
+    pub fn device_name(&self) -> Option<String> {
+        self.header["device_name"].as_str().map(String::from)
+    }
+    pub fn estimated(&self) -> bool {
+        self.header["estimated"] == true
+    }
+    pub fn kelvin(&self) -> f64 {
+        self.header["kelvin"]
+            .as_f64()
+            .unwrap_or(landauer_physics::DEFAULT_KELVIN)
+    }
+    pub fn footprint(&self) -> Footprint {
+        serde_json::from_value(self.header["footprint"].clone()).unwrap_or_default()
+    }
+    pub fn caveats(&self) -> Vec<String> {
+        serde_json::from_value(self.header["caveats"].clone()).unwrap_or_default()
+    }
+}
+
+pub enum Input {
+    Trace(Box<Trace>),
+    Sweep(Sweep),
+}
+
+/// Reads a trace or a sweep; a directory means its sweep.json. Errors say what the file
+/// should have been.
+pub fn read_input(path: &Path) -> anyhow::Result<Input> {
+    let path = if path.is_dir() {
+        path.join("sweep.json")
+    } else {
+        path.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read {}; give a trace (generate --trace FILE.jsonl) or a sweep (sweep --out DIR)",
+            path.display()
+        )
+    })?;
+    let trimmed = text.trim_start();
+    if trimmed.is_empty() {
+        anyhow::bail!("{} is empty; give a trace or a sweep.json", path.display());
+    }
+    // A sweep.json is one pretty-printed object with rows; a trace is one record a line.
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+        if let Some(rows) = v.get("rows") {
+            let rows: Vec<SweepRow> = serde_json::from_value(rows.clone())
+                .with_context(|| format!("{} has malformed sweep rows", path.display()))?;
+            if rows.is_empty() {
+                anyhow::bail!("{} has no measured batch sizes", path.display());
+            }
+            return Ok(Input::Sweep(Sweep {
+                path,
+                header: v,
+                rows,
+            }));
+        }
+    }
+    let mut run = None;
+    let mut tokens = Vec::new();
+    let mut summary = None;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let rec: Record = match serde_json::from_str(line) {
+            Ok(r) => r,
+            // An interrupted writer can leave a torn last line: keep what came before.
+            Err(_) if i + 1 == text.lines().count() && run.is_some() => break,
+            Err(e) => anyhow::bail!(
+                "{} line {} is not a landauer trace record ({e}); give a trace written by generate --trace, or a sweep.json",
+                path.display(),
+                i + 1
+            ),
+        };
+        match rec {
+            Record::Run(r) => run = Some(*r),
+            Record::Token(t) => tokens.push(*t),
+            Record::Summary(s) => summary = Some(*s),
+        }
+    }
+    let run = run.with_context(|| {
+        format!(
+            "{} has no run record (its first line); is it a landauer trace?",
+            path.display()
+        )
+    })?;
+    Ok(Input::Trace(Box::new(Trace {
+        path,
+        run,
+        tokens,
+        summary,
+    })))
+}
+
+/// The model's shapes: recorded in the input, else read from `--shapes-from` or the
+/// recorded model path.
+pub fn shapes(
+    recorded: Option<ModelShape>,
+    model_path: &str,
+    args: &HardwareArgs,
+) -> anyhow::Result<ModelShape> {
+    if let (Some(s), None) = (&recorded, &args.shapes_from) {
+        return Ok(s.clone());
+    }
+    let source = args.shapes_from.as_deref().unwrap_or(model_path);
+    let info = if landauer_engine::synthetic::SyntheticSpec::is_synthetic(source) {
+        landauer_engine::synthetic::SyntheticSpec::parse(source)?
+            .open()
+            .info()
+    } else if Path::new(source).is_file() {
+        landauer_engine::gguf::GgufFile::open(source)?.info()
+    } else {
+        anyhow::bail!(
+            "the input does not record its model's shapes and its model {source:?} is not here; pass --shapes-from FILE.gguf or synthetic:ARCH:QUANT"
+        );
+    };
+    info.shape.with_context(|| {
+        format!("{source} lacks the attention metadata (block_count, head_count) the floor needs")
+    })
+}
+
+/// The hardware profile: named, else recognized from a GPU's name, else (CPU runs) the
+/// generic DDR5 server CPU. Returns how it was chosen, in words.
+pub fn choose_hardware(
+    named: Option<&str>,
+    device: &str,
+    device_name: Option<&str>,
+) -> anyhow::Result<(&'static HardwareProfile, String)> {
+    if let Some(id) = named {
+        let p = floor::hardware_profile(id).map_err(anyhow::Error::msg)?;
+        return Ok((p, "chosen with --hardware".into()));
+    }
+    if let Some(p) = device_name.and_then(floor::recognize_hardware) {
+        return Ok((
+            p,
+            format!(
+                "recognized from the device name {:?}",
+                device_name.unwrap_or("")
+            ),
+        ));
+    }
+    if device.starts_with("cuda") {
+        let known: Vec<&str> = floor::hardware_profiles()
+            .iter()
+            .map(|p| p.id.as_str())
+            .collect();
+        anyhow::bail!(
+            "the GPU {:?} matches no hardware profile; pick the nearest with --hardware ({})",
+            device_name.unwrap_or("unknown"),
+            known.join(", ")
+        );
+    }
+    let p = floor::hardware_profile("ddr5-server-cpu").map_err(anyhow::Error::msg)?;
+    Ok((
+        p,
+        "assumed for a CPU run (CPUs are not recognized by name; --hardware build-vm is this project's build machine)".into(),
+    ))
+}
+
+/// One ladder with what it was computed from.
+#[derive(Serialize)]
+pub struct LadderRow {
+    /// Sequences decoded together.
+    pub batch: usize,
+    /// Which measured figure the top rung is, in words.
+    pub measured_from: String,
+    pub ladder: Ladder,
+}
+
+/// Everything `gap` says about an input.
+#[derive(Serialize)]
+pub struct GapReport {
+    pub input: String,
+    pub model: String,
+    pub quantization: String,
+    pub device: String,
+    pub hardware: &'static HardwareProfile,
+    pub hardware_chosen: String,
+    pub shape: ModelShape,
+    pub estimated: bool,
+    pub synthetic: bool,
+    pub kelvin: f64,
+    pub footprint: Footprint,
+    pub ladders: Vec<LadderRow>,
+}
+
+/// Computes the ladder(s) of an input: one for a trace, one per batch size for a sweep.
+pub fn gap_report(
+    input: &Input,
+    hw: &HardwareArgs,
+    footprint: &FootprintArgs,
+) -> anyhow::Result<GapReport> {
+    match input {
+        Input::Trace(t) => trace_gap(t, hw, footprint),
+        Input::Sweep(s) => sweep_gap(s, hw, footprint),
+    }
+}
+
+fn trace_gap(t: &Trace, hw: &HardwareArgs, fp: &FootprintArgs) -> anyhow::Result<GapReport> {
+    let run = &t.run;
+    let shape = shapes(run.shape.clone(), &run.model_path, hw)?;
+    let (profile, chosen) = choose_hardware(
+        hw.hardware.as_deref(),
+        &run.device,
+        run.device_name.as_deref(),
+    )?;
+    let batch = run.batch.max(1);
+    let n = t.tokens.len();
+    if n == 0 {
+        anyhow::bail!(
+            "{} has no token records: nothing was generated",
+            t.path.display()
+        );
+    }
+    // Decode context: each row's prompt plus, on average, half of its generated tokens.
+    let context = run.prompt_tokens as f64 / batch as f64 + (n as f64 / batch as f64) / 2.0;
+    let (measured, active, from, bits, die) = match &t.summary {
+        Some(s) => {
+            let (m, a, from) = match s.steady_joules_per_token {
+                Some(j) => (
+                    Some(j),
+                    s.steady_active_joules_per_token,
+                    "steady-state decode J/token".to_string(),
+                ),
+                None => (
+                    s.decode_joules_per_token.or(s.joules_per_token),
+                    s.active_energy_j.map(|e| e / s.tokens.max(1) as f64),
+                    "decode J/token (the run was too short for a steady-state window)".into(),
+                ),
+            };
+            (m, a, from, s.mean_entropy_bits, s.temperature_c_mean)
+        }
+        None => {
+            let e: Vec<f64> = t.tokens.iter().filter_map(|t| t.energy_j).collect();
+            let m = (!e.is_empty()).then(|| e.iter().sum::<f64>() / e.len() as f64);
+            let bits = t.tokens.iter().map(|t| t.entropy_bits).sum::<f64>() / n as f64;
+            let temps: Vec<f64> = t.tokens.iter().filter_map(|t| t.temperature_c).collect();
+            let die = (!temps.is_empty()).then(|| temps.iter().sum::<f64>() / temps.len() as f64);
+            (
+                m,
+                None,
+                "mean of the token records (the trace has no summary: interrupted run)".into(),
+                bits,
+                die,
+            )
+        }
+    };
+    let floor = floor::roofline_floor(&shape, profile, batch, context);
+    let ladder = floor::ladder(
+        &LadderInput {
+            measured_j_per_token: measured,
+            active_j_per_token: active,
+            estimated: run.estimated,
+            bits_per_token: bits,
+            kelvin: run.kelvin,
+            die_temperature_c: die,
+        },
+        floor,
+    );
+    Ok(GapReport {
+        input: t.path.display().to_string(),
+        model: run.model.clone(),
+        quantization: run.quantization.clone(),
+        device: run
+            .device_name
+            .clone()
+            .unwrap_or_else(|| run.device.clone()),
+        hardware: profile,
+        hardware_chosen: chosen,
+        shape,
+        estimated: run.estimated,
+        synthetic: run.synthetic,
+        kelvin: run.kelvin,
+        footprint: fp.over(run.footprint)?,
+        ladders: vec![LadderRow {
+            batch,
+            measured_from: from,
+            ladder,
+        }],
+    })
+}
+
+fn sweep_gap(s: &Sweep, hw: &HardwareArgs, fp: &FootprintArgs) -> anyhow::Result<GapReport> {
+    let recorded: Option<ModelShape> = serde_json::from_value(s.header["shape"].clone()).ok();
+    let shape = shapes(recorded, &s.str("model"), hw)?;
+    let device = s.str("device");
+    let device_name = s.device_name();
+    let (profile, chosen) =
+        choose_hardware(hw.hardware.as_deref(), &device, device_name.as_deref())?;
+    let ladders = s
+        .rows
+        .iter()
+        .map(|r| {
+            let b = r.batch.max(1) as f64;
+            let context = r.prompt_tokens as f64 / b + r.generated_tokens as f64 / b / 2.0;
+            let floor = floor::roofline_floor(&shape, profile, r.batch.max(1), context);
+            LadderRow {
+                batch: r.batch,
+                measured_from: "decode-window J/token (median of the runs)".into(),
+                ladder: floor::ladder(
+                    &LadderInput {
+                        measured_j_per_token: r.joules_per_token,
+                        active_j_per_token: r.active_joules_per_token,
+                        estimated: s.estimated(),
+                        bits_per_token: r.mean_entropy_bits,
+                        kelvin: s.kelvin(),
+                        die_temperature_c: None,
+                    },
+                    floor,
+                ),
+            }
+        })
+        .collect();
+    Ok(GapReport {
+        input: s.path.display().to_string(),
+        model: s.str("model"),
+        quantization: s.str("quantization"),
+        device: device_name.unwrap_or(device),
+        hardware: profile,
+        hardware_chosen: chosen,
+        shape,
+        estimated: s.estimated(),
+        synthetic: s.header["synthetic"] == true,
+        kelvin: s.kelvin(),
+        footprint: fp.over(s.footprint())?,
+        ladders,
+    })
+}
+
+/// A joule figure in engineering notation.
+pub fn joules(j: f64) -> String {
+    if j == 0.0 {
+        "0 J".into()
+    } else {
+        format!("{j:.3e} J")
+    }
+}
+
+/// The ladder as text: a table of rungs with their ratios, for the terminal.
+pub fn format_gap(g: &GapReport) -> String {
+    let mut out = String::new();
+    let mut say = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    say(format!(
+        "landauer gap: {} {} on {}",
+        g.model, g.quantization, g.device
+    ));
+    say(format!(
+        "hardware: {} ({}), {}",
+        g.hardware.name, g.hardware.id, g.hardware_chosen
+    ));
+    say(format!(
+        "  memory {} at {} GB/s, {} pJ/bit [{}-{}] ({}); compute {} pJ/FLOP [{}-{}] ({})",
+        g.hardware.memory,
+        g.hardware.memory_bandwidth_gb_s.value,
+        g.hardware.memory_pj_per_bit.value,
+        g.hardware.memory_pj_per_bit.low,
+        g.hardware.memory_pj_per_bit.high,
+        g.hardware.memory_pj_per_bit.source,
+        g.hardware.compute_pj_per_flop.value,
+        g.hardware.compute_pj_per_flop.low,
+        g.hardware.compute_pj_per_flop.high,
+        g.hardware.compute_pj_per_flop.source,
+    ));
+    say(format!(
+        "model: {:.1} MB of weights per decode step, {:.1} kB of KV cache per position (f16), {:.3e} FLOPs per token + attention",
+        g.shape.weight_bytes_per_step as f64 / 1e6,
+        g.shape.kv_bytes_per_position() / 1e3,
+        2.0 * g.shape.matmul_params as f64
+    ));
+    for row in &g.ladders {
+        let l = &row.ladder;
+        say(String::new());
+        say(format!(
+            "batch {} (mean context {:.0} positions per row); measured: {}",
+            row.batch, l.floor.context, row.measured_from
+        ));
+        for r in &l.rungs {
+            let range = match (r.low, r.high) {
+                (Some(lo), Some(hi)) => format!("  [{} .. {}]", joules(lo), joules(hi)),
+                _ => String::new(),
+            };
+            say(format!(
+                "  {:<40} {:>12}/token{range}  {}",
+                r.name,
+                joules(r.j_per_token),
+                r.note
+            ));
+        }
+        for q in &l.ratios {
+            say(format!("  {} / {} = {:.3e}", q.upper, q.lower, q.ratio));
+        }
+        say(format!(
+            "  theoretical minimum: {:.3e} J/token = {:.4e} tokens/Wh at the floor{}",
+            l.floor.j_per_token,
+            l.min_tokens_per_wh,
+            match l.measured_tokens_per_wh {
+                Some(t) => format!(" (measured: {t:.1} tokens/Wh)"),
+                None => String::new(),
+            }
+        ));
+        if let Some(rung) = l.rungs.first().filter(|_| l.measured_over_floor.is_some()) {
+            say(format!(
+                "  {} at the measured rate; {} at the floor",
+                g.footprint.line(rung.j_per_token),
+                g.footprint
+                    .line(l.floor.j_per_token)
+                    .replace("per million tokens: ", ""),
+            ));
+        }
+    }
+    say(String::new());
+    say(format!("money and carbon at {}", g.footprint.describe()));
+    if g.estimated {
+        say("note: the measured energy is ESTIMATED (CPU-time model), not metered".into());
+    }
+    if g.synthetic {
+        say("note: synthetic model (random weights): its bits, and so the Landauer rungs, are meaningless; the floor and the energy are real".into());
+    }
+    if let Some(l) = g.ladders.first() {
+        for c in &l.ladder.caveats {
+            say(format!("note: {c}"));
+        }
+    }
+    out
+}
+
+pub fn run(args: GapArgs) -> anyhow::Result<ExitCode> {
+    if args.list_hardware {
+        for p in floor::hardware_profiles() {
+            println!("{} — {} ({})", p.id, p.name, p.kind);
+            let c = |name: &str, k: &floor::Constant, unit: &str| {
+                println!(
+                    "  {name:<18} {} {unit} [{} .. {}]  source: {}",
+                    k.value, k.low, k.high, k.source
+                )
+            };
+            c("memory bandwidth", &p.memory_bandwidth_gb_s, "GB/s");
+            c("memory energy", &p.memory_pj_per_bit, "pJ/bit");
+            c("compute energy", &p.compute_pj_per_flop, "pJ/FLOP");
+            if let Some(w) = &p.board_power_w {
+                c("board power", w, "W");
+            }
+            if !p.match_names.is_empty() {
+                println!("  recognized from    {}", p.match_names.join(", "));
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let path = args.input.as_deref().context("give a trace or a sweep")?;
+    let input = read_input(path)?;
+    let report = gap_report(&input, &args.hardware, &args.footprint)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", format_gap(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -268,6 +268,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         architecture: info.architecture.clone(),
         quantization: info.quantization.clone(),
         parameters: info.parameters,
+        shape: info.shape.clone(),
         synthetic: info.synthetic,
         context_length: engine.context_length(),
         device: device.label.clone(),

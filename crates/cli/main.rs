@@ -37,6 +37,11 @@ enum Command {
     Meters(meters::MetersArgs),
     /// Measure decode speed and energy per token against batch size (JSON, CSV and SVG).
     Sweep(sweep::SweepArgs),
+    /// The ladder: measured J/token, the roofline energy floor of the model on its
+    /// hardware, and the Landauer yardstick of its bits, with the ratios between them.
+    Gap(gap::GapArgs),
+    /// Write one self-contained HTML report (inline SVG figures) for a trace or a sweep.
+    Report(report::ReportArgs),
 }
 
 impl MeterArg {
@@ -252,6 +257,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Meters(args) => meters::run(args),
         Command::Sweep(args) => sweep::run(args),
+        Command::Gap(args) => gap::run(args),
+        Command::Report(args) => report::run(args),
     };
     match result {
         Ok(code) => code,

@@ -12,15 +12,35 @@ const DATACENTER_A100: f64 = 1500.0;
 const MLENERGY_H100_8B: &[(f64, f64)] =
     &[(8.0, 0.455), (64.0, 0.119), (256.0, 0.077), (512.0, 0.070)];
 
-/// tokens/Wh and decode tokens/s against batch size (log2 axes), with reference lines.
+/// tokens/Wh and decode tokens/s against batch size (log2 axes), with reference lines,
+/// written to `path` (1200 x 520 px).
 pub fn sweep_svg(path: &Path, title: &str, rows: &[SweepRow]) -> anyhow::Result<()> {
-    let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("cannot draw {}: {e}", path.display());
-    let root = SVGBackend::new(path, (1200, 520)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let root = root
-        .titled(title, ("sans-serif", 20))
-        .map_err(|e| err(&e))?;
-    let (left, right) = root.split_horizontally(600);
+    let svg = sweep_svg_string(title, rows, (1200, 520))
+        .map_err(|e| anyhow::anyhow!("cannot draw {}: {e}", path.display()))?;
+    std::fs::write(path, svg).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+}
+
+/// The figure of [`sweep_svg`] as an SVG document in a String, `size` pixels (width, height).
+pub fn sweep_svg_string(
+    title: &str,
+    rows: &[SweepRow],
+    size: (u32, u32),
+) -> anyhow::Result<String> {
+    let mut svg = String::new();
+    draw_sweep(&mut svg, size, title, rows).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(svg)
+}
+
+fn draw_sweep(
+    svg: &mut String,
+    size: (u32, u32),
+    title: &str,
+    rows: &[SweepRow],
+) -> Result<(), DrawingAreaErrorKind<std::io::Error>> {
+    let root = SVGBackend::with_string(svg, size).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(title, ("sans-serif", 22))?;
+    let (left, right) = root.split_horizontally(size.0 / 2);
 
     // The x axis is log2(batch), labelled with the batch sizes themselves.
     let published: Vec<(f64, f64)> = MLENERGY_H100_8B
@@ -29,11 +49,18 @@ pub fn sweep_svg(path: &Path, title: &str, rows: &[SweepRow]) -> anyhow::Result<
         .collect();
     let ours_wh: Vec<(f64, f64)> = rows
         .iter()
-        .filter_map(|r| r.tokens_per_wh.map(|t| ((r.batch as f64).log2(), t)))
+        .filter_map(|r| r.tokens_per_wh.map(|t| ((r.batch.max(1) as f64).log2(), t)))
+        .filter(|p| p.1.is_finite() && p.1 > 0.0)
         .collect();
     let ours_tps: Vec<(f64, f64)> = rows
         .iter()
-        .map(|r| ((r.batch as f64).log2(), r.decode_tokens_per_s.max(1e-3)))
+        .map(|r| {
+            (
+                (r.batch.max(1) as f64).log2(),
+                r.decode_tokens_per_s.max(1e-3),
+            )
+        })
+        .filter(|p| p.1.is_finite())
         .collect();
     let max_batch = rows.iter().map(|r| r.batch).max().unwrap_or(1) as f64;
     let x = -0.4..(max_batch.max(512.0).log2() + 0.4);
@@ -51,8 +78,7 @@ pub fn sweep_svg(path: &Path, title: &str, rows: &[SweepRow]) -> anyhow::Result<
         x.clone(),
         lo / 2.0..hi * 2.0,
         "tokens/Wh",
-    )
-    .map_err(|e| err(&e))?;
+    )?;
     for (y, color, label) in [
         (DESK_RTX3090, RED, "desk RTX 3090: ~160 tokens/Wh"),
         (DATACENTER_A100, MAGENTA, "A100 cluster: ~1,500 tokens/Wh"),
@@ -61,8 +87,7 @@ pub fn sweep_svg(path: &Path, title: &str, rows: &[SweepRow]) -> anyhow::Result<
             .draw_series(LineSeries::new(
                 vec![(x.start, y), (x.end, y)],
                 color.stroke_width(1),
-            ))
-            .map_err(|e| err(&e))?
+            ))?
             .label(label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
     }
@@ -71,45 +96,40 @@ pub fn sweep_svg(path: &Path, title: &str, rows: &[SweepRow]) -> anyhow::Result<
             published
                 .iter()
                 .map(|&p| TriangleMarker::new(p, 6, GREEN.filled())),
-        )
-        .map_err(|e| err(&e))?
+        )?
         .label("ML.ENERGY v3: Llama-3.1-8B bf16, 1xH100, vLLM")
         .legend(|(x, y)| TriangleMarker::new((x + 10, y), 6, GREEN.filled()));
     chart
-        .draw_series(LineSeries::new(ours_wh.clone(), BLUE.stroke_width(2)))
-        .map_err(|e| err(&e))?
+        .draw_series(LineSeries::new(ours_wh.clone(), BLUE.stroke_width(2)))?
         .label("this sweep")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-    chart
-        .draw_series(ours_wh.iter().map(|&p| Circle::new(p, 4, BLUE.filled())))
-        .map_err(|e| err(&e))?;
+    chart.draw_series(ours_wh.iter().map(|&p| Circle::new(p, 4, BLUE.filled())))?;
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
+        .label_font(("sans-serif", 14))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(&e))?;
+        .draw()?;
 
     // Right: decode throughput.
-    let (lo, hi) = ours_tps
+    let (lo, hi) = match ours_tps
         .iter()
-        .fold((f64::MAX, 0f64), |(a, b), p| (a.min(p.1), b.max(p.1)));
+        .fold((f64::MAX, 0f64), |(a, b), p| (a.min(p.1), b.max(p.1)))
+    {
+        (lo, hi) if lo <= hi => (lo, hi),
+        _ => (1.0, 10.0),
+    };
     let mut chart = batch_chart(
         &right,
         "decode tokens per second",
         x,
         lo / 2.0..hi * 2.0,
         "tokens/s",
-    )
-    .map_err(|e| err(&e))?;
-    chart
-        .draw_series(LineSeries::new(ours_tps.clone(), BLUE.stroke_width(2)))
-        .map_err(|e| err(&e))?;
-    chart
-        .draw_series(ours_tps.iter().map(|&p| Circle::new(p, 4, BLUE.filled())))
-        .map_err(|e| err(&e))?;
-    root.present().map_err(|e| err(&e))?;
+    )?;
+    chart.draw_series(LineSeries::new(ours_tps.clone(), BLUE.stroke_width(2)))?;
+    chart.draw_series(ours_tps.iter().map(|&p| Circle::new(p, 4, BLUE.filled())))?;
+    root.present()?;
     Ok(())
 }
 
@@ -129,7 +149,7 @@ fn batch_chart<'a, 'b>(
 ) -> Result<BatchChart<'a, 'b>, DrawingAreaErrorKind<std::io::Error>> {
     let x_ticks = x.end.floor() as usize + 1;
     let mut chart = ChartBuilder::on(area)
-        .caption(caption, ("sans-serif", 16))
+        .caption(caption, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
@@ -140,6 +160,8 @@ fn batch_chart<'a, 'b>(
         .x_label_formatter(&|v| format!("{}", 2f64.powf(*v).round()))
         .y_label_formatter(&|v| format!("{v:.0}"))
         .max_light_lines(1)
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 16))
         .x_desc("batch size (log2)")
         .y_desc(y_desc)
         .draw()?;

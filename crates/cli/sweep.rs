@@ -291,6 +291,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         model: info.name.clone().unwrap_or(model_path),
         quantization: info.quantization.clone(),
         parameters: info.parameters,
+        shape: info.shape.clone(),
         synthetic: info.synthetic,
         device: device.label.clone(),
         device_name: device.name.clone(),
@@ -406,6 +407,8 @@ struct Header {
     model: String,
     quantization: String,
     parameters: u64,
+    /// The model's shapes, for `landauer gap`'s roofline floor.
+    shape: Option<landauer_physics::floor::ModelShape>,
     synthetic: bool,
     device: String,
     device_name: Option<String>,

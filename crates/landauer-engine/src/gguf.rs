@@ -32,6 +32,9 @@ pub struct ModelInfo {
     pub vocab_size: Option<usize>,
     /// A synthetic model (real shapes, random weights): its entropy means nothing.
     pub synthetic: bool,
+    /// What a decode step moves and computes, for the roofline energy floor; null when
+    /// the header lacks the attention metadata.
+    pub shape: Option<landauer_physics::floor::ModelShape>,
 }
 
 /// An opened GGUF file: its header and a reader positioned anywhere. The reader is a
@@ -147,6 +150,32 @@ impl<R> GgufFile<R> {
             .or_else(|| v.to_i32().ok().map(|x| x as u32))
     }
 
+    /// The shapes behind the roofline floor, from `{arch}.block_count`,
+    /// `.attention.head_count(_kv)`, `.attention.key_length` (else embedding / heads).
+    fn shape(
+        &self,
+        arch: &str,
+        weight_bytes_per_step: u64,
+        matmul_params: u64,
+    ) -> Option<landauer_physics::floor::ModelShape> {
+        let get = |k: &str| self.get_u32(&format!("{arch}.{k}"));
+        let layers = get("block_count")?;
+        let heads = get("attention.head_count").filter(|&h| h > 0)?;
+        let kv_heads = get("attention.head_count_kv").unwrap_or(heads);
+        let head_dim = get("attention.key_length")
+            .or_else(|| get("embedding_length").map(|e| e / heads))
+            .filter(|&d| d > 0)?;
+        Some(landauer_physics::floor::ModelShape {
+            weight_bytes_per_step,
+            matmul_params,
+            layers,
+            q_dim: heads * head_dim,
+            kv_dim: kv_heads * head_dim,
+            // The floor assumes an f16 cache, as llama.cpp and vLLM keep it.
+            kv_bytes_per_elem: 2,
+        })
+    }
+
     /// Summarises the header.
     pub fn info(&self) -> ModelInfo {
         let arch = self.architecture().unwrap_or_else(|| "unknown".into());
@@ -173,6 +202,16 @@ impl<R> GgufFile<R> {
             .get("token_embd.weight")
             .map_or(0, tensor_bytes);
         let weight_bytes_per_token = if tied { bytes } else { bytes - embedding };
+        // Matrices multiplied per token: every weight of rank 2 or more except a gathered
+        // embedding (1-d norms and biases are too small to count).
+        let matmul_params = self
+            .content
+            .tensor_infos
+            .iter()
+            .filter(|(name, t)| t.shape.rank() >= 2 && (tied || *name != "token_embd.weight"))
+            .map(|(_, t)| t.shape.elem_count() as u64)
+            .sum::<u64>();
+        let shape = self.shape(&arch, weight_bytes_per_token, matmul_params);
         let vocab_size = self
             .content
             .metadata
@@ -190,6 +229,7 @@ impl<R> GgufFile<R> {
             context_length: self.get_u32(&format!("{arch}.context_length")),
             vocab_size,
             synthetic: self.content.metadata.contains_key("landauer.synthetic"),
+            shape,
             architecture: arch,
         }
     }

@@ -32,6 +32,10 @@ pub struct RunRecord {
     pub architecture: String,
     pub quantization: String,
     pub parameters: u64,
+    /// What a decode step moves and computes (weights, KV cache, FLOPs), for the roofline
+    /// floor of `landauer gap`; null in traces that predate it.
+    #[serde(default)]
+    pub shape: Option<landauer_physics::floor::ModelShape>,
     /// A synthetic model (`synthetic:ARCH:QUANT`): real shapes, random weights. Energy and
     /// speed are real; entropy and surprisal are meaningless.
     #[serde(default)]
