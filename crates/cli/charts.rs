@@ -8,7 +8,8 @@
 use crate::sweep::SweepRow;
 use anyhow::{anyhow, Result};
 use landauer_trace::TokenRecord;
-use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
+use plotters::chart::MeshStyle;
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged, ValueFormatter};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -48,6 +49,8 @@ const PATH: RGBColor = RGBColor(214, 39, 40);
 const BAR: RGBColor = RGBColor(70, 130, 180);
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+/// A figure's plot: both axes with the ticks given.
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<Ticked, Ticked>>;
 
 /// One rung of the energy ladder: joules per token, with an optional range.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,26 +111,11 @@ pub fn sequence_svg(tokens: &[TokenRecord]) -> Result<String> {
         // Top: bits.
         let y_max = ent.iter().chain(&sur).map(|p| p.1).fold(0.0, f64::max);
         let y_hi = if y_max > 0.0 { y_max * 1.06 } else { 1.0 };
-        let mut chart = ChartBuilder::on(&top)
-            .margin_left(10)
-            .margin_right(25)
-            .margin_top(34)
-            .x_label_area_size(30)
-            .y_label_area_size(Y_AREA)
-            .build_cartesian_2d(
-                Ticked::linear(x_lo..x_hi, x_ticks.clone()),
-                Ticked::linear(0.0..y_hi, nice_ticks(0.0, y_hi, 7)),
-            )?;
-        chart
-            .configure_mesh()
-            .bold_line_style(GRID_BOLD)
-            .light_line_style(GRID_LIGHT)
-            .label_style(label_style())
-            .axis_desc_style(desc_style())
-            .x_label_formatter(&|v| fmt_num(*v))
-            .y_label_formatter(&|v| fmt_num(*v))
-            .y_desc("bits")
-            .draw()?;
+        let mut chart = frame(&top, 34, 0, 30).build_cartesian_2d(
+            Ticked::linear(x_lo..x_hi, x_ticks.clone()),
+            Ticked::linear(0.0..y_hi, nice_ticks(0.0, y_hi, 7)),
+        )?;
+        styled_mesh(&mut chart).y_desc("bits").draw()?;
         chart.draw_series(LineSeries::new(sur.clone(), SURPRISAL.stroke_width(1)))?;
         chart.draw_series(LineSeries::new(ent.clone(), ENTROPY.stroke_width(2)))?;
         if markers {
@@ -160,32 +148,16 @@ pub fn sequence_svg(tokens: &[TokenRecord]) -> Result<String> {
         // Bottom: energy.
         let e_max = energy.iter().map(|p| p.1).fold(0.0, f64::max);
         let e_hi = if e_max > 0.0 { e_max * 1.06 } else { 1.0 };
-        let mut chart = ChartBuilder::on(&bottom)
-            .margin_left(10)
-            .margin_right(25)
-            .margin_top(34)
-            .margin_bottom(6)
-            .x_label_area_size(52)
-            .y_label_area_size(Y_AREA)
-            .build_cartesian_2d(
-                Ticked::linear(x_lo..x_hi, x_ticks.clone()),
-                Ticked::linear(
-                    0.0..e_hi,
-                    if energy.is_empty() {
-                        Vec::new()
-                    } else {
-                        nice_ticks(0.0, e_hi, 6)
-                    },
-                ),
-            )?;
-        chart
-            .configure_mesh()
-            .bold_line_style(GRID_BOLD)
-            .light_line_style(GRID_LIGHT)
-            .label_style(label_style())
-            .axis_desc_style(desc_style())
-            .x_label_formatter(&|v| fmt_num(*v))
-            .y_label_formatter(&|v| fmt_num(*v))
+        let e_ticks = if energy.is_empty() {
+            Vec::new()
+        } else {
+            nice_ticks(0.0, e_hi, 6)
+        };
+        let mut chart = frame(&bottom, 34, 6, 52).build_cartesian_2d(
+            Ticked::linear(x_lo..x_hi, x_ticks.clone()),
+            Ticked::linear(0.0..e_hi, e_ticks),
+        )?;
+        styled_mesh(&mut chart)
             .x_desc("token index")
             .y_desc("mJ")
             .draw()?;
@@ -279,26 +251,12 @@ pub fn bits_histogram_svg(tokens: &[TokenRecord]) -> Result<String> {
 
     render((WIDTH, 480), |root| {
         let area = header(root, TITLE, Some(&subtitle))?;
-        let mut chart = ChartBuilder::on(&area)
-            .margin_left(10)
-            .margin_right(25)
-            .margin_top(34)
-            .margin_bottom(6)
-            .x_label_area_size(52)
-            .y_label_area_size(Y_AREA)
-            .build_cartesian_2d(
-                Ticked::linear(0.0..x_hi, nice_ticks(0.0, x_hi, 12)),
-                Ticked::linear(0.0..y_hi, y_ticks),
-            )?;
-        chart
-            .configure_mesh()
+        let mut chart = frame(&area, 34, 6, 52).build_cartesian_2d(
+            Ticked::linear(0.0..x_hi, nice_ticks(0.0, x_hi, 12)),
+            Ticked::linear(0.0..y_hi, y_ticks),
+        )?;
+        styled_mesh(&mut chart)
             .disable_x_mesh()
-            .bold_line_style(GRID_BOLD)
-            .light_line_style(GRID_LIGHT)
-            .label_style(label_style())
-            .axis_desc_style(desc_style())
-            .x_label_formatter(&|v| fmt_num(*v))
-            .y_label_formatter(&|v| fmt_num(*v))
             .x_desc("bits per token")
             .y_desc("tokens")
             .draw()?;
@@ -429,44 +387,20 @@ pub fn cumulative_svg(tokens: &[TokenRecord], landauer_j_per_bit: f64) -> Result
 
     render((WIDTH, 520), |root| {
         let area = header(root, TITLE, Some(&subtitle))?;
-        let mut chart = ChartBuilder::on(&area)
-            .margin_left(10)
-            .margin_right(25)
-            .margin_top(14)
-            .margin_bottom(6)
-            .x_label_area_size(52)
-            .y_label_area_size(Y_AREA)
-            .build_cartesian_2d(
-                Ticked::linear(0.0..x_hi, nice_ticks(0.0, x_hi, 12)),
-                Ticked::log(lo..hi, bold, light),
-            )?;
-        chart
-            .configure_mesh()
-            .bold_line_style(GRID_BOLD)
-            .light_line_style(GRID_LIGHT)
-            .label_style(label_style())
-            .axis_desc_style(desc_style())
-            .x_label_formatter(&|v| fmt_num(*v))
-            .y_label_formatter(&|v| pow10(v.log10().round() as i32))
+        let mut chart = frame(&area, 14, 6, 52).build_cartesian_2d(
+            Ticked::linear(0.0..x_hi, nice_ticks(0.0, x_hi, 12)),
+            Ticked::log(lo..hi, bold, light),
+        )?;
+        styled_mesh(&mut chart)
+            .y_label_formatter(&decade_label)
             .x_desc("cumulative entropy (bits)")
             .y_desc("cumulative energy (J)")
             .draw()?;
-        chart.draw_series(LineSeries::new(landauer.clone(), LANDAUER.stroke_width(2)))?;
-        // End markers (with one token, a curve is a single point).
-        chart.draw_series(
-            landauer
-                .last()
-                .map(|&p| Circle::new(p, 4, LANDAUER.filled())),
-        )?;
+        curve_with_end(&mut chart, &landauer, LANDAUER)?;
         let (px, py) = chart.plotting_area().get_pixel_range();
         let mut keys = Vec::new();
         if !measured.is_empty() {
-            chart.draw_series(LineSeries::new(measured.clone(), MEASURED.stroke_width(2)))?;
-            chart.draw_series(
-                measured
-                    .last()
-                    .map(|&p| Circle::new(p, 4, MEASURED.filled())),
-            )?;
+            curve_with_end(&mut chart, &measured, MEASURED)?;
             keys.push((
                 Key::Line(MEASURED),
                 if estimated {
@@ -589,24 +523,14 @@ pub fn galton_svg(tokens: &[TokenRecord], max_steps: usize) -> Result<String> {
 
     render((WIDTH, height), |root| {
         let area = header(root, TITLE, Some(&subtitle))?;
-        let mut chart = ChartBuilder::on(&area)
-            .margin_left(10)
-            .margin_right(25)
-            .margin_top(strip)
-            .margin_bottom(6)
-            .x_label_area_size(50)
-            .y_label_area_size(Y_AREA)
-            .build_cartesian_2d(
-                Ticked::linear(x_lo..x_hi, x_ticks),
-                Ticked::linear(-(n_ranks as f64) + 0.5..0.5, y_ticks),
-            )?;
-        chart
-            .configure_mesh()
+        let mut chart = frame(&area, strip, 6, 50).build_cartesian_2d(
+            Ticked::linear(x_lo..x_hi, x_ticks),
+            Ticked::linear(-(n_ranks as f64) + 0.5..0.5, y_ticks),
+        )?;
+        // Light rank lines only: the pegs sit on them.
+        styled_mesh(&mut chart)
             .disable_x_mesh()
             .bold_line_style(GRID_LIGHT)
-            .label_style(label_style())
-            .axis_desc_style(desc_style())
-            .x_label_formatter(&|v| fmt_num(*v))
             .y_label_formatter(&rank_label)
             .x_desc("step (token index)")
             .y_desc("rank")
@@ -753,25 +677,16 @@ pub fn ladder_svg(title: &str, bars: &[LadderBar]) -> Result<String> {
             title,
             Some("joules per token, log scale; whiskers: the range where one is known"),
         )?;
-        let mut chart = ChartBuilder::on(&area)
-            .margin_left(10)
-            .margin_right(25)
-            .margin_top(6)
-            .margin_bottom(6)
-            .x_label_area_size(54)
+        // The rungs' labels and notes are drawn by hand, in the wider label area.
+        let mut chart = frame(&area, 6, 6, 54)
             .y_label_area_size(y_area)
             .build_cartesian_2d(
                 Ticked::log(lo..hi, bold, light),
                 Ticked::linear(-(n as f64) + 0.5..0.5, y_ticks),
             )?;
-        chart
-            .configure_mesh()
+        styled_mesh(&mut chart)
             .disable_y_mesh()
-            .bold_line_style(GRID_BOLD)
-            .light_line_style(GRID_LIGHT)
-            .label_style(label_style())
-            .axis_desc_style(desc_style())
-            .x_label_formatter(&|v| pow10(v.log10().round() as i32))
+            .x_label_formatter(&decade_label)
             .y_label_formatter(&|_| String::new())
             .x_desc("joules per token (log scale)")
             .draw()?;
@@ -995,11 +910,7 @@ fn header<'a>(root: &Area<'a>, title: &str, subtitle: Option<&str>) -> Result<Ar
         root.draw(&Text::new(
             line,
             (mid, y),
-            (FONT, TITLE_PT)
-                .into_font()
-                .style(FontStyle::Bold)
-                .color(&INK)
-                .pos(Pos::new(HPos::Center, VPos::Top)),
+            bold_style(TITLE_PT).pos(Pos::new(HPos::Center, VPos::Top)),
         ))?;
         y += TITLE_LINE;
     }
@@ -1075,11 +986,7 @@ fn panel_caption(root: &Area<'_>, text: &str, x: i32, y: i32) -> Result<()> {
     root.draw(&Text::new(
         clean(text),
         (x, y),
-        (FONT, CAPTION_PT)
-            .into_font()
-            .style(FontStyle::Bold)
-            .color(&INK)
-            .pos(Pos::new(HPos::Left, VPos::Center)),
+        bold_style(CAPTION_PT).pos(Pos::new(HPos::Left, VPos::Center)),
     ))?;
     Ok(())
 }
@@ -1167,6 +1074,11 @@ fn text_style(size: f64, color: RGBColor) -> TextStyle<'static> {
     (FONT, size).into_font().color(&color)
 }
 
+/// Titles and captions: bold, in ink.
+fn bold_style(size: f64) -> TextStyle<'static> {
+    (FONT, size).into_font().style(FontStyle::Bold).color(&INK)
+}
+
 fn label_style() -> TextStyle<'static> {
     text_style(LABEL_PT, INK)
 }
@@ -1175,9 +1087,67 @@ fn desc_style() -> TextStyle<'static> {
     text_style(DESC_PT, INK)
 }
 
+/// A chart on `area` in the figures' frame: margins of 10 px on the left, 25 on the right and
+/// `top` and `bottom` as given; `x_labels` px below the plot for the x tick labels and axis
+/// title, [`Y_AREA`] px left of it for the y ones.
+fn frame<'a, 'b, 'c>(
+    area: &'a Area<'c>,
+    top: u32,
+    bottom: u32,
+    x_labels: u32,
+) -> ChartBuilder<'a, 'b, SVGBackend<'c>> {
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .margin_left(10)
+        .margin_right(25)
+        .margin_top(top)
+        .margin_bottom(bottom)
+        .x_label_area_size(x_labels)
+        .y_label_area_size(Y_AREA);
+    builder
+}
+
+/// The figures' mesh on `chart`: bold and light grid lines, tick labels and axis titles in the
+/// figures' type, and both axes' ticks written by [`fmt_num`]. The caller adds the axis titles,
+/// any other formatter or style, and draws it.
+fn styled_mesh<'a, 'b, X, Y, DB>(
+    chart: &'b mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+) -> MeshStyle<'a, 'b, X, Y, DB>
+where
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    DB: DrawingBackend,
+{
+    let mut mesh = chart.configure_mesh();
+    mesh.bold_line_style(GRID_BOLD)
+        .light_line_style(GRID_LIGHT)
+        .label_style(label_style())
+        .axis_desc_style(desc_style())
+        .x_label_formatter(&tick_label)
+        .y_label_formatter(&tick_label);
+    mesh
+}
+
+/// A curve 2 px wide with a dot at its end (a curve of one point is just the dot).
+fn curve_with_end(chart: &mut Chart<'_, '_>, points: &[(f64, f64)], color: RGBColor) -> Result<()> {
+    chart.draw_series(LineSeries::new(points.to_vec(), color.stroke_width(2)))?;
+    chart.draw_series(points.last().map(|&p| Circle::new(p, 4, color.filled())))?;
+    Ok(())
+}
+
+/// A linear axis' tick label.
+fn tick_label(v: &f64) -> String {
+    fmt_num(*v)
+}
+
+/// A log axis' tick label: its decade, "10⁻²⁰".
+fn decade_label(v: &f64) -> String {
+    pow10(v.log10().round() as i32)
+}
+
 /// A rough width of `text` in pixels at plotters size `size` (DejaVu Sans averages ~0.55 em;
 /// a little more, so that estimates err on the side of room).
-fn text_px(text: &str, size: f64) -> f64 {
+pub(crate) fn text_px(text: &str, size: f64) -> f64 {
     text.chars().count() as f64 * size / 1.24 * 0.57
 }
 

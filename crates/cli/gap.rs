@@ -420,18 +420,17 @@ pub fn format_gap(g: &GapReport) -> String {
         "hardware: {} ({}), {}",
         g.hardware.name, g.hardware.id, g.hardware_chosen
     ));
+    let hw = g.hardware;
     say(format!(
-        "  memory {} at {} GB/s, {} pJ/bit [{}-{}] ({}); compute {} pJ/FLOP [{}-{}] ({})",
-        g.hardware.memory,
-        g.hardware.memory_bandwidth_gb_s.value,
-        g.hardware.memory_pj_per_bit.value,
-        g.hardware.memory_pj_per_bit.low,
-        g.hardware.memory_pj_per_bit.high,
-        g.hardware.memory_pj_per_bit.source,
-        g.hardware.compute_pj_per_flop.value,
-        g.hardware.compute_pj_per_flop.low,
-        g.hardware.compute_pj_per_flop.high,
-        g.hardware.compute_pj_per_flop.source,
+        "  memory {} at {} GB/s, {} pJ/bit [{} .. {}]; compute {} pJ/FLOP [{} .. {}] (sources: landauer gap --list-hardware)",
+        hw.memory,
+        hw.memory_bandwidth_gb_s.value,
+        hw.memory_pj_per_bit.value,
+        hw.memory_pj_per_bit.low,
+        hw.memory_pj_per_bit.high,
+        hw.compute_pj_per_flop.value,
+        hw.compute_pj_per_flop.low,
+        hw.compute_pj_per_flop.high,
     ));
     say(format!(
         "model: {:.1} MB of weights per decode step, {:.1} kB of KV cache per position (f16), {:.3e} FLOPs per token + attention",
@@ -460,6 +459,13 @@ pub fn format_gap(g: &GapReport) -> String {
         }
         for q in &l.ratios {
             say(format!("  {} / {} = {:.3e}", q.upper, q.lower, q.ratio));
+        }
+        let said = l
+            .ratios
+            .iter()
+            .any(|q| q.upper == floor::RUNG_MEASURED && q.lower == floor::RUNG_FLOOR);
+        if let Some(x) = l.measured_over_floor.filter(|_| !said) {
+            say(format!("  measured / roofline floor = {x:.3e}"));
         }
         say(format!(
             "  theoretical minimum: {:.3e} J/token = {:.4e} tokens/Wh at the floor{}",

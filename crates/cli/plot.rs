@@ -2,6 +2,7 @@
 
 use crate::sweep::SweepRow;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
 
 /// The founding figures (../shared/reference/energy-anchors.md).
@@ -40,7 +41,25 @@ fn draw_sweep(
     let root = SVGBackend::with_string(svg, size).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled(title, ("sans-serif", 22))?;
-    let (left, right) = root.split_horizontally(size.0 / 2);
+    let references = [
+        (DESK_RTX3090, RED, "desk RTX 3090: ~160 tokens/Wh"),
+        (DATACENTER_A100, MAGENTA, "A100 cluster: ~1,500 tokens/Wh"),
+    ];
+    let mut keys: Vec<(Key, &str)> = references
+        .iter()
+        .map(|&(_, color, label)| (Key::Line(color), label))
+        .collect();
+    keys.push((
+        Key::Triangle(GREEN),
+        "ML.ENERGY v3: Llama-3.1-8B bf16, 1xH100, vLLM",
+    ));
+    keys.push((Key::Line(BLUE), "this sweep"));
+    // The legend goes in a strip below both panels, where it covers no data (the reference
+    // lines cross the whole panel, and the legend is nearly as wide as one).
+    let (width, height) = root.dim_in_pixel();
+    let legend = legend_rows(&keys, width as i32 - 24);
+    let (panels, strip) = root.split_vertically(height - legend_height(legend.len()));
+    let (left, right) = panels.split_horizontally(size.0 / 2);
 
     // The x axis is log2(batch), labelled with the batch sizes themselves.
     let published: Vec<(f64, f64)> = MLENERGY_H100_8B
@@ -79,38 +98,19 @@ fn draw_sweep(
         lo / 2.0..hi * 2.0,
         "tokens/Wh",
     )?;
-    for (y, color, label) in [
-        (DESK_RTX3090, RED, "desk RTX 3090: ~160 tokens/Wh"),
-        (DATACENTER_A100, MAGENTA, "A100 cluster: ~1,500 tokens/Wh"),
-    ] {
-        chart
-            .draw_series(LineSeries::new(
-                vec![(x.start, y), (x.end, y)],
-                color.stroke_width(1),
-            ))?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    for (y, color, _) in references {
+        chart.draw_series(LineSeries::new(
+            vec![(x.start, y), (x.end, y)],
+            color.stroke_width(1),
+        ))?;
     }
-    chart
-        .draw_series(
-            published
-                .iter()
-                .map(|&p| TriangleMarker::new(p, 6, GREEN.filled())),
-        )?
-        .label("ML.ENERGY v3: Llama-3.1-8B bf16, 1xH100, vLLM")
-        .legend(|(x, y)| TriangleMarker::new((x + 10, y), 6, GREEN.filled()));
-    chart
-        .draw_series(LineSeries::new(ours_wh.clone(), BLUE.stroke_width(2)))?
-        .label("this sweep")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+    chart.draw_series(
+        published
+            .iter()
+            .map(|&p| TriangleMarker::new(p, 6, GREEN.filled())),
+    )?;
+    chart.draw_series(LineSeries::new(ours_wh.clone(), BLUE.stroke_width(2)))?;
     chart.draw_series(ours_wh.iter().map(|&p| Circle::new(p, 4, BLUE.filled())))?;
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .label_font(("sans-serif", 14))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
 
     // Right: decode throughput.
     let (lo, hi) = match ours_tps
@@ -129,7 +129,87 @@ fn draw_sweep(
     )?;
     chart.draw_series(LineSeries::new(ours_tps.clone(), BLUE.stroke_width(2)))?;
     chart.draw_series(ours_tps.iter().map(|&p| Circle::new(p, 4, BLUE.filled())))?;
+    draw_legend(&strip, &keys, &legend)?;
     root.present()?;
+    Ok(())
+}
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+type DrawResult<T> = Result<T, DrawingAreaErrorKind<std::io::Error>>;
+
+/// What a legend entry shows before its text.
+#[derive(Clone, Copy)]
+enum Key {
+    Line(RGBColor),
+    Triangle(RGBColor),
+}
+
+/// The legend's type size and row height, pixels.
+const LEGEND_FONT: f64 = 14.0;
+const LEGEND_ROW: u32 = 22;
+/// Pixels from the start of an entry's key to its text.
+const KEY_W: i32 = 26;
+/// Pixels between one entry's text and the next entry's key.
+const GAP: i32 = 28;
+
+/// An entry's width, key and text, pixels.
+fn entry_width(text: &str) -> i32 {
+    KEY_W + crate::charts::text_px(text, LEGEND_FONT) as i32
+}
+
+/// The legend's entries (indices into `keys`) in rows at most `width` pixels wide.
+fn legend_rows(keys: &[(Key, &str)], width: i32) -> Vec<Vec<usize>> {
+    let mut rows: Vec<Vec<usize>> = Vec::new();
+    let mut used = 0;
+    for (i, (_, text)) in keys.iter().enumerate() {
+        let w = entry_width(text);
+        match rows.last_mut() {
+            Some(row) if used + GAP + w <= width => {
+                row.push(i);
+                used += GAP + w;
+            }
+            _ => {
+                rows.push(vec![i]);
+                used = w;
+            }
+        }
+    }
+    rows
+}
+
+/// The strip's height for `rows` rows of the legend.
+fn legend_height(rows: usize) -> u32 {
+    rows as u32 * LEGEND_ROW + 14
+}
+
+/// The legend in `area`: its rows centred, in one frame.
+fn draw_legend(area: &Area<'_>, keys: &[(Key, &str)], rows: &[Vec<usize>]) -> DrawResult<()> {
+    let row_width = |row: &[usize]| {
+        row.iter().map(|&i| entry_width(keys[i].1)).sum::<i32>() + GAP * (row.len() as i32 - 1)
+    };
+    let (width, _) = area.dim_in_pixel();
+    let widest = rows.iter().map(|r| row_width(r)).max().unwrap_or(0);
+    let (x0, y0) = ((width as i32 - widest) / 2, 4);
+    let bottom = y0 + (rows.len() as u32 * LEGEND_ROW) as i32;
+    area.draw(&Rectangle::new(
+        [(x0 - 12, y0), (x0 + widest + 12, bottom)],
+        BLACK.stroke_width(1),
+    ))?;
+    let font = ("sans-serif", LEGEND_FONT).into_font().color(&BLACK);
+    let font = font.pos(Pos::new(HPos::Left, VPos::Center));
+    for (r, row) in rows.iter().enumerate() {
+        let y = y0 + (LEGEND_ROW * r as u32 + LEGEND_ROW / 2) as i32;
+        let mut x = (width as i32 - row_width(row)) / 2;
+        for &i in row {
+            let (key, text) = keys[i];
+            match key {
+                Key::Line(c) => area.draw(&PathElement::new(vec![(x, y), (x + 20, y)], c))?,
+                Key::Triangle(c) => area.draw(&TriangleMarker::new((x + 10, y), 6, c.filled()))?,
+            }
+            area.draw(&Text::new(text, (x + KEY_W, y), font.clone()))?;
+            x += entry_width(text) + GAP;
+        }
+    }
     Ok(())
 }
 

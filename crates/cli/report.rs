@@ -220,15 +220,31 @@ fn figure(out: &mut String, id: &str, title: &str, lead: &str, svg: &str, captio
     );
 }
 
+/// The ladder's main rungs as bars: the floor's memory and compute parts are said in the
+/// floor's note instead of bars of their own, so that the ratios between consecutive bars
+/// are the ratios between rungs.
 fn ladder_bars(l: &landauer_physics::floor::Ladder) -> Vec<LadderBar> {
+    use landauer_physics::floor::{RUNG_FLOOR, RUNG_FLOOR_COMPUTE, RUNG_FLOOR_MEMORY};
+    let part = |name: &str| {
+        l.rungs
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.j_per_token)
+    };
     l.rungs
         .iter()
+        .filter(|r| r.name != RUNG_FLOOR_MEMORY && r.name != RUNG_FLOOR_COMPUTE)
         .map(|r| LadderBar {
             label: r.name.clone(),
             j_per_token: r.j_per_token,
             low: r.low,
             high: r.high,
-            note: r.note.clone(),
+            note: match (r.name == RUNG_FLOOR, part(RUNG_FLOOR_MEMORY), part(RUNG_FLOOR_COMPUTE)) {
+                (true, Some(m), Some(c)) => {
+                    format!("memory {m:.2e} J + compute {c:.2e} J (bytes and FLOPs of a decode step at the profile's pJ/bit and pJ/FLOP)")
+                }
+                _ => r.note.clone(),
+            },
         })
         .collect()
 }
@@ -328,6 +344,25 @@ fn card(out: &mut String, value: String, label: &str) {
         r#"<div class="card"><b>{}</b><span>{}</span></div>"#,
         esc(&value),
         esc(label)
+    );
+}
+
+/// How far above the floor and above Landauer, and the floor's tokens/Wh.
+fn ladder_cards(out: &mut String, l: &landauer_physics::floor::Ladder) {
+    card(
+        out,
+        fmt_opt(l.measured_over_floor, |v| format!("{v:.1}×")),
+        "above the roofline floor",
+    );
+    card(
+        out,
+        format!("{:.3e}", l.min_tokens_per_wh),
+        "tokens/Wh at the floor (theoretical minimum energy)",
+    );
+    card(
+        out,
+        fmt_opt(l.measured_over_landauer, |v| format!("{v:.2e}×")),
+        "above k_B·T·ln 2 per bit",
     );
 }
 
@@ -487,16 +522,7 @@ fn trace_report(
         "bits/token (mean surprisal)",
     );
     let l = &g.ladders[0].ladder;
-    card(
-        &mut out,
-        fmt_opt(l.measured_over_floor, |v| format!("{v:.1}×")),
-        "above the roofline floor",
-    );
-    card(
-        &mut out,
-        fmt_opt(l.measured_over_landauer, |v| format!("{v:.2e}×")),
-        "above k_B·T·ln 2 per bit",
-    );
+    ladder_cards(&mut out, l);
     footprint_cards(&mut out, g, jpt, est);
     let _ = writeln!(
         out,
@@ -726,16 +752,7 @@ fn sweep_report(s: &Sweep, g: &GapReport, figs: &mut Figures) -> anyhow::Result<
         .find(|r| r.batch == best.batch)
         .unwrap_or(&g.ladders[0])
         .ladder;
-    card(
-        &mut out,
-        fmt_opt(l.measured_over_floor, |v| format!("{v:.1}×")),
-        "above the roofline floor",
-    );
-    card(
-        &mut out,
-        format!("{:.3e}", l.min_tokens_per_wh),
-        "tokens/Wh at the floor",
-    );
+    ladder_cards(&mut out, l);
     footprint_cards(&mut out, g, best.joules_per_token, est);
     let _ = writeln!(
         out,
