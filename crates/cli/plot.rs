@@ -238,6 +238,7 @@ fn batch_chart<'a, 'b>(
         .configure_mesh()
         .x_labels(x_ticks)
         .x_label_formatter(&|v| format!("{}", 2f64.powf(*v).round()))
+        .y_labels(6)
         .y_label_formatter(&|v| format!("{v:.0}"))
         .max_light_lines(1)
         .label_style(("sans-serif", 15))
