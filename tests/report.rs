@@ -162,6 +162,10 @@ fn the_floor_falls_with_batch_and_gpus_are_recognized_by_name() {
     let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     v["device"] = "cuda:0".into();
     v["device_name"] = "NVIDIA H100 80GB HBM3".into();
+    // A GPU meter reports the die's temperature: the ladder gains a rung at it.
+    for r in v["rows"].as_array_mut().unwrap() {
+        r["die_temperature_c"] = 66.85.into();
+    }
     std::fs::write(&json, v.to_string()).unwrap();
     let g = gap_json(&out, &[]);
     assert_eq!(g["hardware"]["id"], "h100-sxm");
@@ -169,6 +173,15 @@ fn the_floor_falls_with_batch_and_gpus_are_recognized_by_name() {
         .as_str()
         .unwrap()
         .contains("recognized"));
+    let ladder = &g["ladders"][0]["ladder"];
+    let bits = f(&v["rows"][0], "mean_entropy_bits");
+    let at_die = bits * 1.380649e-23 * 340.0 * std::f64::consts::LN_2;
+    assert!(close(f(ladder, "landauer_die_j_per_token"), at_die, 1e-9));
+    assert!(ladder["rungs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["name"].as_str().unwrap().contains("die temperature")));
     // An unknown GPU is refused with the list of profiles to pick from.
     v["device_name"] = "Imaginary GPU 9000".into();
     std::fs::write(&json, v.to_string()).unwrap();

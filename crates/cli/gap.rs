@@ -373,7 +373,7 @@ fn sweep_gap(s: &Sweep, hw: &HardwareArgs, fp: &FootprintArgs) -> anyhow::Result
                         estimated: s.estimated(),
                         bits_per_token: r.mean_entropy_bits,
                         kelvin: s.kelvin(),
-                        die_temperature_c: None,
+                        die_temperature_c: r.die_temperature_c,
                     },
                     floor,
                 ),

@@ -128,6 +128,10 @@ pub struct SweepRow {
     pub gco2_per_million_tokens: Option<f64>,
     #[serde(default)]
     pub cost_per_million_tokens: Option<f64>,
+    /// GPU die temperature at the end of the decode window (median over the runs; null
+    /// without a GPU meter), for the ladder's Landauer rung at the die's temperature.
+    #[serde(default)]
+    pub die_temperature_c: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -334,6 +338,10 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
                 decode_bits: per(steps.decode_bits, steps.decode_counted) * decode_tokens as f64,
                 end,
                 energy,
+                die_c: sampler
+                    .as_ref()
+                    .and_then(|s| s.latest_telemetry())
+                    .and_then(|t| t.telemetry.temperature_c),
             });
             bar.inc(1);
         }
@@ -481,6 +489,8 @@ struct Measured {
     decode_bits: f64,
     /// (prefill joules, decode window).
     energy: Option<(f64, landauer_meter::attribution::WindowEnergy)>,
+    /// Die temperature at the window's end, °C.
+    die_c: Option<f64>,
 }
 
 fn summarize(b: usize, m: &[Measured], idle: Option<f64>, j_per_bit: f64) -> SweepRow {
@@ -527,6 +537,7 @@ fn summarize(b: usize, m: &[Measured], idle: Option<f64>, j_per_bit: f64) -> Swe
         kwh_per_million_tokens: None,
         gco2_per_million_tokens: None,
         cost_per_million_tokens: None,
+        die_temperature_c: med(&|x| x.die_c),
         steady: m.iter().all(|x| {
             window(x) >= landauer_trace::MIN_STEADY_WINDOW_S
                 && x.energy.as_ref().is_none_or(|(_, w)| w.resolved)
