@@ -314,6 +314,11 @@ fn trace_gap(t: &Trace, hw: &HardwareArgs, fp: &FootprintArgs) -> anyhow::Result
             )
         }
     };
+    let from = if measured.is_some() {
+        from
+    } else {
+        "nothing: the run had no energy meter (--meter none)".to_string()
+    };
     let floor = floor::roofline_floor(&shape, profile, batch, context);
     let ladder = floor::ladder(
         &LadderInput {

@@ -494,7 +494,12 @@ fn trace_report(
     card(&mut out, format!("{}", t.tokens.len()), "tokens generated");
     let jpt = s
         .and_then(|s| s.joules_per_token)
-        .or(g.ladders[0].ladder.rungs.first().map(|r| r.j_per_token))
+        .or(g.ladders[0]
+            .ladder
+            .rungs
+            .iter()
+            .find(|r| r.name == landauer_physics::floor::RUNG_MEASURED)
+            .map(|r| r.j_per_token))
         .filter(|_| t.tokens.iter().any(|x| x.energy_j.is_some()));
     card(
         &mut out,
