@@ -492,3 +492,22 @@ fn money_and_carbon_follow_the_flags() {
         "kept from the trace"
     );
 }
+
+#[test]
+fn a_trace_metered_by_nvml_is_recognized_from_nvml_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), &tiny_f32());
+    let t = trace(dir.path(), &model, "t.jsonl", &["-n", "3"]);
+    // As if NVML had metered the run: its description names the GPUs it counted.
+    let text = std::fs::read_to_string(&t).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let mut run_rec: Value = serde_json::from_str(&lines[0]).unwrap();
+    run_rec["meter"] = "nvml".into();
+    run_rec["meter_description"] =
+        "NVML total energy counter of GPU 0 NVIDIA H200 (00000000:19:00.0)".into();
+    lines[0] = run_rec.to_string();
+    std::fs::write(&t, lines.join("\n") + "\n").unwrap();
+    let g = gap_json(&t, &[]);
+    assert_eq!(g["hardware"]["id"], "h200");
+    assert!(g["hardware_chosen"].as_str().unwrap().contains("NVML"));
+}

@@ -194,6 +194,7 @@ pub fn choose_hardware(
     named: Option<&str>,
     device: &str,
     device_name: Option<&str>,
+    nvml_names: Option<&str>,
 ) -> anyhow::Result<(&'static HardwareProfile, String)> {
     if let Some(id) = named {
         let p = floor::hardware_profile(id).map_err(anyhow::Error::msg)?;
@@ -205,6 +206,16 @@ pub fn choose_hardware(
             format!(
                 "recognized from the device name {:?}",
                 device_name.unwrap_or("")
+            ),
+        ));
+    }
+    // A CPU-side run metered by NVML: the GPUs' names as NVML reported them.
+    if let Some(p) = nvml_names.and_then(floor::recognize_hardware) {
+        return Ok((
+            p,
+            format!(
+                "recognized from NVML's GPU names ({})",
+                nvml_names.unwrap_or("")
             ),
         ));
     }
@@ -268,10 +279,12 @@ pub fn gap_report(
 fn trace_gap(t: &Trace, hw: &HardwareArgs, fp: &FootprintArgs) -> anyhow::Result<GapReport> {
     let run = &t.run;
     let shape = shapes(run.shape.clone(), &run.model_path, hw)?;
+    let nvml = (run.meter == "nvml").then_some(run.meter_description.as_str());
     let (profile, chosen) = choose_hardware(
         hw.hardware.as_deref(),
         &run.device,
         run.device_name.as_deref(),
+        nvml,
     )?;
     let batch = run.batch.max(1);
     let n = t.tokens.len();
@@ -359,8 +372,12 @@ fn sweep_gap(s: &Sweep, hw: &HardwareArgs, fp: &FootprintArgs) -> anyhow::Result
     let shape = shapes(recorded, &s.str("model"), hw)?;
     let device = s.str("device");
     let device_name = s.device_name();
-    let (profile, chosen) =
-        choose_hardware(hw.hardware.as_deref(), &device, device_name.as_deref())?;
+    let (profile, chosen) = choose_hardware(
+        hw.hardware.as_deref(),
+        &device,
+        device_name.as_deref(),
+        None,
+    )?;
     let ladders = s
         .rows
         .iter()
