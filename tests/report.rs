@@ -511,3 +511,44 @@ fn a_trace_metered_by_nvml_is_recognized_from_nvml_names() {
     assert_eq!(g["hardware"]["id"], "h200");
     assert!(g["hardware_chosen"].as_str().unwrap().contains("NVML"));
 }
+
+#[test]
+fn a_report_of_a_batch_shows_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), &tiny_f32());
+    let prompts = dir.path().join("prompts.txt");
+    std::fs::write(&prompts, "The cat sat\nOnce upon a time\nHello world\n").unwrap();
+    let t = dir.path().join("batch.jsonl");
+    let o = run(landauer()
+        .args(["generate", "-n", "5", "--seed", "2", "--model"])
+        .arg(&model)
+        .arg("--prompts")
+        .arg(&prompts)
+        .arg("--trace")
+        .arg(&t));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = report(&t, &dir.path().join("batch.html"), &[]);
+    check_balanced(&html).unwrap_or_else(|e| panic!("malformed HTML: {e}"));
+    for row in 0..3 {
+        assert!(
+            html.contains(&format!("row {row}</div>")),
+            "row {row} missing"
+        );
+    }
+    assert!(
+        html.contains("Once upon a time"),
+        "each row's prompt is shown"
+    );
+    let tokens = read_jsonl(&t)
+        .iter()
+        .filter(|r| r["type"] == "token")
+        .count();
+    assert_eq!(html.matches("class=\"tok\"").count(), tokens);
+    assert!(
+        html.contains("(row 0 of 3)"),
+        "the per-token figures say which row"
+    );
+    // The floor of a batch of 3 shares the weights among the rows.
+    let g = gap_json(&t, &["--hardware", "build-vm"]);
+    assert_eq!(g["ladders"][0]["batch"], 3);
+}
