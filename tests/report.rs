@@ -386,6 +386,18 @@ fn a_report_of_a_sweep_holds_the_curves_and_the_ladder() {
         assert!(close(f(r, "cost_per_million_tokens"), kwh * 0.25, 1e-12));
         assert!(close(f(r, "gco2_per_million_tokens"), kwh * 436.0, 1e-12));
     }
+    // --replot redraws the figure from sweep.json alone, with the title sweep gave it.
+    let svg = out.join("sweep.svg");
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    std::fs::remove_file(&svg).unwrap();
+    let o = run(landauer().args(["sweep", "--replot", "--out"]).arg(&out));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let redrawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        redrawn.contains("(energy ESTIMATED)"),
+        "the title marks the estimate"
+    );
+    assert_eq!(redrawn, drawn, "the same figure from the same rows");
     let html = report(&out, &dir.path().join("sweep.html"), &[]);
     check_balanced(&html).unwrap_or_else(|e| panic!("malformed HTML: {e}"));
     assert_self_contained(&html);

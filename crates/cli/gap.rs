@@ -81,6 +81,14 @@ impl Sweep {
     pub fn footprint(&self) -> Footprint {
         serde_json::from_value(self.header["footprint"].clone()).unwrap_or_default()
     }
+    /// The sweep figure's title, as `sweep` wrote it.
+    pub fn title(&self) -> String {
+        crate::sweep::sweep_title(
+            &self.str("model"),
+            &self.device_name().unwrap_or_else(|| self.str("device")),
+            self.estimated(),
+        )
+    }
     pub fn caveats(&self) -> Vec<String> {
         serde_json::from_value(self.header["caveats"].clone()).unwrap_or_default()
     }

@@ -1,7 +1,6 @@
 //! `landauer`: generate text with a per-token entropy and energy trace.
 
 mod bench;
-#[allow(dead_code)]
 mod charts;
 mod gap;
 mod generate;

@@ -190,21 +190,12 @@ fn text_section(t: &Trace, out: &mut String) {
     out.push_str("</section>\n");
 }
 
-/// An SVG document ready to sit inside HTML (no XML declaration).
-fn inline_svg(svg: &str) -> &str {
-    let s = svg.trim_start();
-    match (s.starts_with("<?xml"), s.find("?>")) {
-        (true, Some(i)) => s[i + 2..].trim_start(),
-        _ => s,
-    }
-}
-
 /// The figures a report holds, by name, for the HTML and for --png.
 struct Figures(Vec<(&'static str, String)>);
 
 impl Figures {
     fn add(&mut self, name: &'static str, svg: String) -> String {
-        let html = inline_svg(&svg).to_string();
+        let html = charts::trim_svg_header(&svg).to_string();
         self.0.push((name, svg));
         html
     }
@@ -764,8 +755,7 @@ fn sweep_report(s: &Sweep, g: &GapReport, figs: &mut Figures) -> anyhow::Result<
         r#"</div><p class="lead">Money and carbon at {}.</p></section>"#,
         esc(&g.footprint.describe())
     );
-    let title = format!("{} on {device}{}", s.str("model"), est);
-    let svg = figs.add("sweep", charts::sweep_curves_svg(&title, &s.rows)?);
+    let svg = figs.add("sweep", charts::sweep_curves_svg(&s.title(), &s.rows)?);
     let _ = write!(
         out,
         r#"<section id="sweep"><h2>Tokens per watt-hour and speed against batch size</h2><p class="lead">With the founding figures (a desk RTX 3090 at ~160 tokens/Wh, an A100 cluster at ~1,500) and the ML.ENERGY leaderboard's Llama-3.1-8B on one H100 (vLLM) for reference.</p><figure>{svg}</figure>

@@ -52,25 +52,11 @@ pub struct SweepArgs {
 
 /// Redraws DIR/sweep.svg from DIR/sweep.json.
 fn replot(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let path = dir.join("sweep.json");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a sweep.json", path.display()))?;
-    let rows: Vec<SweepRow> = serde_json::from_value(v["rows"].clone())
-        .with_context(|| format!("{} has no sweep rows", path.display()))?;
-    let name = |k: &str| v[k].as_str().unwrap_or("").to_string();
-    let device = v["device_name"]
-        .as_str()
-        .map(String::from)
-        .unwrap_or_else(|| name("device"));
-    let est = if v["estimated"] == true {
-        " (energy ESTIMATED)"
-    } else {
-        ""
+    let crate::gap::Input::Sweep(sweep) = crate::gap::read_input(dir)? else {
+        anyhow::bail!("{} is a trace, not a sweep directory", dir.display());
     };
     let svg = dir.join("sweep.svg");
-    crate::plot::sweep_svg(&svg, &format!("{} on {device}{est}", name("model")), &rows)?;
+    crate::plot::sweep_svg(&svg, &sweep.title(), &sweep.rows)?;
     println!("wrote {}", svg.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -468,18 +454,19 @@ fn write_files(
         csv.serialize(r)?;
     }
     csv.flush()?;
-    let title = format!(
-        "{} on {}{}",
-        h.model,
+    let title = sweep_title(
+        &h.model,
         h.device_name.as_deref().unwrap_or(&h.device),
-        if h.estimated {
-            " (energy ESTIMATED)"
-        } else {
-            ""
-        }
+        h.estimated,
     );
     crate::plot::sweep_svg(&out("sweep.svg"), &title, rows)?;
     Ok(caveats)
+}
+
+/// The sweep figure's title: "MODEL on DEVICE", marked when the energy is estimated.
+pub fn sweep_title(model: &str, device: &str, estimated: bool) -> String {
+    let est = if estimated { " (energy ESTIMATED)" } else { "" };
+    format!("{model} on {device}{est}")
 }
 
 /// One measured batch.
