@@ -324,6 +324,20 @@ fn a_report_of_a_trace_holds_every_section() {
     assert!(html.contains("alternatives:") && html.contains("surprisal"));
     // The flags the run was given reach the money and carbon figures.
     assert!(html.contains("100 g CO2/kWh"), "grid intensity said");
+    // The figures on the page are the run's: its CO2 per million tokens at the run's grid,
+    // and the floor `gap` computes for the same trace.
+    let summary = read_jsonl(&t).pop().unwrap();
+    let gco2 = f(&summary["per_million_tokens"], "gco2");
+    assert!(
+        html.contains(&format!("<b>{gco2:.1} g CO2</b>")),
+        "{gco2:.1} g CO2 missing"
+    );
+    let g = gap_json(&t, &[]);
+    let floor = f(&g["ladders"][0]["ladder"]["floor"], "j_per_token");
+    assert!(
+        html.contains(&format!("<b>{floor:.3e} J/token</b>")),
+        "floor {floor:.3e} missing"
+    );
     assert!(html.contains("ESTIMATED"), "the estimated meter is said");
     assert!(html.contains("not erased"), "Landauer's caveat is said");
     for name in ["sequence", "bits", "cumulative", "galton", "ladder"] {
