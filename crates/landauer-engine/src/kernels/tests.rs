@@ -68,7 +68,7 @@ fn reference_dot_is_the_dequantized_dot() {
             a.quantize(&x, 2, k);
             for j in 0..3 {
                 for i in 0..2 {
-                    let got = dot_reference(format, w.row(j), &a, i) as f64;
+                    let got = dot_reference(format, &w.row(j), &a, i) as f64;
                     let want = dequantized_dot(&w, j, &a, i);
                     // Q4_1's minimum enters through s = d·Σq rounded to f16 (as ggml does).
                     let tol = 1e-5 * sum_abs(&w, j, &a, i)
@@ -109,8 +109,17 @@ fn simd_and_threaded_matmul_equal_the_reference_at_every_size() {
             (20, 64, 12),
             (9, 96, 16),
             (7, 96, 70),
+            // Multiples of 8 rows: Q4_1 and Q8_0 in tiles, 1 to 4 activation rows a pass.
+            (8, 32, 1),
+            (16, 96, 2),
+            (24, 64, 3),
+            (40, 576, 8),
+            (296, 256, 5),
+            (64, 1536, 9),
+            (8, 96, 70),
         ] {
             let w = random_weights(&mut rng, format, n, k);
+            assert_eq!(w.is_tiled(), format != Format::Q4_0 && n % TILE_ROWS == 0);
             let x = random_activations(&mut rng, m, k);
             let mut a = Q8Rows::default();
             a.quantize(&x, m, k);
@@ -118,7 +127,10 @@ fn simd_and_threaded_matmul_equal_the_reference_at_every_size() {
             matmul_quantized(&w, &a, &mut reference, Isa::Reference);
             for i in 0..m {
                 for j in 0..n {
-                    assert_eq!(reference[i * n + j], dot_reference(format, w.row(j), &a, i));
+                    assert_eq!(
+                        reference[i * n + j],
+                        dot_reference(format, &w.row(j), &a, i)
+                    );
                 }
             }
             let mut simd = vec![0f32; m * n];
@@ -310,4 +322,45 @@ fn forward_many_equals_each_forward_and_mixes_with_candle_layers() {
     // A K-quant layer among them: each runs on its own implementation.
     let [ya2, yc] = QLinear::forward_many([&a, &c], &x).unwrap();
     assert!(same(&ya2, &ya) && same(&yc, &c.forward(&x).unwrap()));
+}
+
+#[test]
+fn the_tiled_layout_holds_the_same_rows() {
+    for format in [Format::Q4_1, Format::Q8_0] {
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        let (n, k) = (24, 160);
+        let w = random_weights(&mut rng, format, n, k);
+        assert!(w.is_tiled());
+        let rows = w.rowwise();
+        assert!(!rows.is_tiled());
+        // The row layout is the GGUF bytes as given; the tiles are a permutation of them.
+        let mut gguf = Vec::new();
+        for j in 0..n {
+            assert_eq!(w.row(j), rows.row(j), "row {j}");
+            assert_eq!(w.dequantize_row(j), rows.dequantize_row(j));
+            gguf.extend_from_slice(&rows.row(j));
+        }
+        let (mut a, mut b) = (gguf.clone(), w.data.clone());
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b);
+        assert_ne!(gguf, w.data);
+        assert_eq!(
+            QWeights::from_bytes(format, n, k, gguf).unwrap().data,
+            w.data
+        );
+        // Each row of a batch is computed alone: the same bits whatever the batch around it.
+        let x = random_activations(&mut rng, 7, k);
+        let mut all = Q8Rows::default();
+        all.quantize(&x, 7, k);
+        let mut batch = vec![0f32; 7 * n];
+        matmul_quantized(&w, &all, &mut batch, detected_isa());
+        for i in 0..7 {
+            let mut one = Q8Rows::default();
+            one.quantize(&x[i * k..(i + 1) * k], 1, k);
+            let mut alone = vec![0f32; n];
+            matmul_quantized(&w, &one, &mut alone, detected_isa());
+            assert_eq!(&batch[i * n..(i + 1) * n], &alone[..], "{format:?} row {i}");
+        }
+    }
 }

@@ -6,7 +6,7 @@
 //! for one row. Signed formats (Q4_0 after subtracting 8, Q8_0) move the weight's sign onto the
 //! activation so that `maddubs` sees |w| as unsigned.
 
-use super::{Format, Q8Rows, QWeights, BLOCK};
+use super::{Format, Q8Rows, QWeights, BLOCK, TILE_ROWS};
 use std::arch::x86_64::*;
 use std::ops::Range;
 
@@ -21,6 +21,8 @@ const Q8_0: u8 = 2;
 /// `out` must point to a.m × w.n writable values.
 pub(super) unsafe fn rows(w: &QWeights, range: Range<usize>, a: &Q8Rows, out: *mut f32) {
     match w.format {
+        Format::Q4_1 if w.tiled => tiles_q4_1(w, range, a, out),
+        Format::Q8_0 if w.tiled => tiles_q8_0(w, range, a, out),
         Format::Q4_0 => rows_q4_0(w, range, a, out),
         Format::Q4_1 => rows_q4_1(w, range, a, out),
         Format::Q8_0 => rows_q8_0(w, range, a, out),
@@ -58,7 +60,8 @@ unsafe fn rows_f<const F: u8>(w: &QWeights, range: Range<usize>, a: &Q8Rows, out
     while i0 < m {
         let i1 = (i0 + TILE).min(m);
         for j in range.clone() {
-            let wr = w.row(j);
+            let row = w.row(j);
+            let wr: &[u8] = &row;
             let mut i = i0;
             while i + 8 <= i1 {
                 store(j, i, &dot::<F, 8>(wr, a, i));
@@ -77,6 +80,152 @@ unsafe fn rows_f<const F: u8>(w: &QWeights, range: Range<usize>, a: &Q8Rows, out
         }
         i0 = i1;
     }
+}
+
+// One function per format, so that profiles name the format.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tiles_q4_1(w: &QWeights, range: Range<usize>, a: &Q8Rows, out: *mut f32) {
+    tiles_f::<Q4_1>(w, range, a, out)
+}
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tiles_q8_0(w: &QWeights, range: Range<usize>, a: &Q8Rows, out: *mut f32) {
+    tiles_f::<Q8_0>(w, range, a, out)
+}
+
+/// Weight rows `range` (whole tiles) of tiled weights against every activation row.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tiles_f<const F: u8>(w: &QWeights, range: Range<usize>, a: &Q8Rows, out: *mut f32) {
+    debug_assert!(range.start % TILE_ROWS == 0 && range.end % TILE_ROWS == 0);
+    let (m, n, nb) = (a.m, w.n, a.blocks);
+    let tb = TILE_ROWS * w.format.block_bytes();
+    // Activation rows in cache-sized groups, as in `rows_f`; within a group, 4 rows at a
+    // time against one tile (a tile of 8 rows × 1536 values is 7.7 KB: it stays in L1 while
+    // the groups of 4 pass).
+    const GROUP: usize = 64;
+    let mut i0 = 0;
+    while i0 < m {
+        let i1 = (i0 + GROUP).min(m);
+        for t in range.start / TILE_ROWS..range.end / TILE_ROWS {
+            let tile = w.data.as_ptr().add(t * nb * tb);
+            let at = out.add(t * TILE_ROWS);
+            let mut i = i0;
+            while i + 4 <= i1 {
+                store_tile(at, n, i, &tile_dot::<F, 4>(tile, a, i));
+                i += 4;
+            }
+            match i1 - i {
+                1 => store_tile(at, n, i, &tile_dot::<F, 1>(tile, a, i)),
+                2 => store_tile(at, n, i, &tile_dot::<F, 2>(tile, a, i)),
+                3 => store_tile(at, n, i, &tile_dot::<F, 3>(tile, a, i)),
+                _ => {}
+            }
+        }
+        i0 = i1;
+    }
+}
+
+/// Writes 8 adjacent outputs of each of R activation rows (`at` points at the tile's first
+/// column of row 0; rows are `n` apart).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn store_tile<const R: usize>(at: *mut f32, n: usize, first: usize, v: &[__m256; R]) {
+    for (r, x) in v.iter().enumerate() {
+        _mm256_storeu_ps(at.add((first + r) * n), *x);
+    }
+}
+
+/// One tile's 8 weight rows dotted with activation rows `first..first + R`: lane j of
+/// result r is row j · activation row first + r.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_dot<const F: u8, const R: usize>(
+    tile: *const u8,
+    a: &Q8Rows,
+    first: usize,
+) -> [__m256; R] {
+    if F == Q4_1 {
+        tile_q4_1::<R>(tile, a, first)
+    } else {
+        tile_q8_0::<R>(tile, a, first)
+    }
+}
+
+/// [`tile_dot`] for Q4_1. Per block: chunk c of the tile (32 bytes) unpacks to two registers, values 4c..4c+4 and
+/// 16+4c..20+4c of the 8 rows; each is multiplied (`maddubs`, u8 × i8) by the activation
+/// row's matching 4 values broadcast to all 8 rows, and the 8 products are summed in 16-bit
+/// lanes (at most 8 · 2 · 15 · 128 = 30,720 in magnitude: no overflow). One `madd` then
+/// gives each row's integer sum, scaled by its own d_w times the row's d_a, plus m_w · s_a.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_q4_1<const R: usize>(tile: *const u8, a: &Q8Rows, first: usize) -> [__m256; R] {
+    let (m, nb) = (a.m, a.blocks);
+    let qp: [*const i8; R] = std::array::from_fn(|r| a.qs.as_ptr().add((first + r) * nb * BLOCK));
+    let (dtp, stp) = (a.d.as_ptr().add(first), a.s.as_ptr().add(first));
+    let low = _mm256_set1_epi8(0x0F);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); R];
+    for b in 0..nb {
+        let blk = tile.add(b * TILE_ROWS * 20);
+        let dw = _mm256_cvtph_ps(_mm_loadu_si128(blk as *const __m128i));
+        let mw = _mm256_cvtph_ps(_mm_loadu_si128(blk.add(16) as *const __m128i));
+        let mut s = [_mm256_setzero_si256(); R];
+        for c in 0..4 {
+            let raw = _mm256_loadu_si256(blk.add(32 + 32 * c) as *const __m256i);
+            let lo = _mm256_and_si256(raw, low);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
+            for r in 0..R {
+                let y = qp[r].add(b * BLOCK + 4 * c) as *const i32;
+                let ylo = _mm256_set1_epi32(y.read_unaligned());
+                let yhi = _mm256_set1_epi32(y.add(4).read_unaligned());
+                s[r] = _mm256_add_epi16(s[r], _mm256_maddubs_epi16(lo, ylo));
+                s[r] = _mm256_add_epi16(s[r], _mm256_maddubs_epi16(hi, yhi));
+            }
+        }
+        for r in 0..R {
+            let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(s[r], ones));
+            let da = _mm256_set1_ps(*dtp.add(b * m + r));
+            let sa = _mm256_set1_ps(*stp.add(b * m + r));
+            acc[r] = _mm256_fmadd_ps(p, _mm256_mul_ps(dw, da), acc[r]);
+            acc[r] = _mm256_fmadd_ps(mw, sa, acc[r]);
+        }
+    }
+    acc
+}
+
+/// [`tile_dot`] for Q8_0. Per block: chunk c (32 bytes) holds values 4c..4c+4 of the 8 rows;
+/// `maddubs` takes their magnitudes (u8, −128 → 128) and the activation's 4 values broadcast,
+/// with each weight's sign moved onto its activation. A pair of products can reach
+/// 2 · 128 · 127 = 32,512, so each chunk is widened to 32 bits (`madd`) before summing.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_q8_0<const R: usize>(tile: *const u8, a: &Q8Rows, first: usize) -> [__m256; R] {
+    let (m, nb) = (a.m, a.blocks);
+    let qp: [*const i8; R] = std::array::from_fn(|r| a.qs.as_ptr().add((first + r) * nb * BLOCK));
+    let dtp = a.d.as_ptr().add(first);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); R];
+    for b in 0..nb {
+        let blk = tile.add(b * TILE_ROWS * 34);
+        let dw = _mm256_cvtph_ps(_mm_loadu_si128(blk as *const __m128i));
+        let mut s = [_mm256_setzero_si256(); R];
+        for c in 0..8 {
+            let wq = _mm256_loadu_si256(blk.add(16 + 32 * c) as *const __m256i);
+            let aw = _mm256_abs_epi8(wq);
+            for r in 0..R {
+                let y = _mm256_set1_epi32(
+                    (qp[r].add(b * BLOCK + 4 * c) as *const i32).read_unaligned(),
+                );
+                let p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(y, wq));
+                s[r] = _mm256_add_epi32(s[r], _mm256_madd_epi16(p, ones));
+            }
+        }
+        for r in 0..R {
+            let da = _mm256_set1_ps(*dtp.add(b * m + r));
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[r]), _mm256_mul_ps(dw, da), acc[r]);
+        }
+    }
+    acc
 }
 
 /// Dots of one weight row with activation rows `first..first + R`.
