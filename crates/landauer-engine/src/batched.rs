@@ -349,8 +349,7 @@ impl BatchedModel {
             };
             let x1 = (layer.wo.forward(&y)? + residual)?;
             let h = candle_nn::ops::rms_norm(&x1, &layer.ffn_norm, c.rms_eps as f32)?;
-            let [gate, up] = QLinear::forward_many([&layer.gate, &layer.up], &h)?;
-            let mlp = (candle_nn::ops::silu(&gate)? * up)?;
+            let mlp = QLinear::forward_swiglu(&layer.gate, &layer.up, &h)?;
             x = (layer.down.forward(&mlp)? + x1)?;
         }
         let x = candle_nn::ops::rms_norm(&x, &self.norm, c.rms_eps as f32)?;

@@ -332,9 +332,10 @@ impl Q8Rows {
             );
             for (i, xs) in x.chunks_exact(BLOCK).enumerate() {
                 // SAFETY: AVX2 is present (checked); xs and the output block hold 32 values.
-                let (d, sum) =
+                let (d, s) =
                     unsafe { x86::quantize_block(xs, &mut self.qs[i * BLOCK..(i + 1) * BLOCK]) };
-                self.set_scales(i, d, sum);
+                let at = (i % self.blocks) * self.m + i / self.blocks;
+                (self.d[at], self.s[at]) = (d, s);
             }
             return;
         }
@@ -457,6 +458,13 @@ struct SharedOut(*mut f32);
 // SAFETY: the threads write disjoint elements (see `rows_into`).
 unsafe impl Sync for SharedOut {}
 
+impl SharedOut {
+    /// Element i (a method, so that closures capture the whole wrapper, which is Sync).
+    fn at(&self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
+    }
+}
+
 /// Columns `range` of `out` (m × w.n): weight rows `range` (whole tiles when tiled) against
 /// every activation row. Each call writes only the columns of its own weight rows, so calls
 /// on disjoint ranges may run on different threads.
@@ -489,6 +497,28 @@ fn rows_into(w: &QWeights, range: std::ops::Range<usize>, a: &Q8Rows, out: &Shar
                 }
             }
         }
+    }
+}
+
+/// g ← silu(g) · u, elementwise (candle's silu formula), split over the thread pool when
+/// there is enough of it.
+pub fn silu_mul_in_place(g: &mut [f32], u: &[f32]) {
+    assert_eq!(g.len(), u.len());
+    let out = SharedOut(g.as_mut_ptr());
+    let work = |range: std::ops::Range<usize>| {
+        for i in range {
+            // SAFETY: i < g.len(); each index is in exactly one range, so no other thread
+            // touches it.
+            unsafe {
+                let p = out.at(i);
+                *p = *p / (1.0 + (-*p).exp()) * u[i];
+            }
+        }
+    };
+    if g.len() < 4096 {
+        work(0..g.len());
+    } else {
+        candle_core::utils::barrier_pool().execute_chunked(g.len(), work);
     }
 }
 
@@ -623,6 +653,41 @@ impl QLinear {
             })
             .collect::<Result<_, _>>()?;
         Ok(tensors.try_into().expect("N outputs"))
+    }
+
+    /// The SwiGLU of a llama MLP, silu(x·gateᵀ) ⊙ (x·upᵀ). With landauer's kernels the two
+    /// matmuls share one quantization of x and the elementwise part runs on the thread pool
+    /// too (as one op, candle's silu and multiply run on the calling thread while the pool
+    /// waits); silu is candle's formula, v / (1 + e^−v), so the values are the same.
+    pub fn forward_swiglu(gate: &QLinear, up: &QLinear, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (QLinear::Landauer(g), QLinear::Landauer(u)) = (gate, up) else {
+            let [g, u] = Self::forward_many([gate, up], x)?;
+            return candle_nn::ops::silu(&g)? * u;
+        };
+        let (gw, uw) = (g.weights(), u.weights());
+        let k = x.dims().last().copied().unwrap_or(0);
+        if gw.k != k || uw.k != k || gw.n != uw.n || x.dtype() != candle_core::DType::F32 {
+            let [g, u] = Self::forward_many([gate, up], x)?;
+            return candle_nn::ops::silu(&g)? * u;
+        }
+        let x = x.contiguous()?;
+        let (storage, layout) = x.storage_and_layout();
+        let candle_core::Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
+            candle_core::bail!("landauer-qmatmul: input must be f32 on the CPU");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("landauer-qmatmul: input not contiguous");
+        };
+        let m = (end - start) / k;
+        let [mut gv, uv]: [Vec<f32>; 2] =
+            matmul_f32(&[gw, uw], &data[start..end], m, detected_isa())
+                .try_into()
+                .expect("two outputs");
+        drop(storage);
+        silu_mul_in_place(&mut gv, &uv);
+        let mut shape = x.dims()[..x.rank() - 1].to_vec();
+        shape.push(gw.n);
+        Tensor::from_vec(gv, shape, x.device())
     }
 
     /// x (…, k) → (…, n).

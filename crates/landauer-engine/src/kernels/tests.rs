@@ -364,3 +364,28 @@ fn the_tiled_layout_holds_the_same_rows() {
         }
     }
 }
+
+#[test]
+fn swiglu_equals_candles_silu_times_up() {
+    let dev = Device::Cpu;
+    let mk = |n: usize, dtype| {
+        let w = Tensor::randn(0f32, 1.0, (n, 256), &dev).unwrap();
+        QLinear::new(QTensor::quantize(&w, dtype).unwrap()).unwrap()
+    };
+    // Small (one thread) and large enough for the pool (9 × 3 × 200 > 4096 values); a
+    // K-quant pair goes through candle's own ops.
+    for (rows, dtype) in [
+        (1, GgmlDType::Q4_1),
+        (9, GgmlDType::Q4_1),
+        (2, GgmlDType::Q4K),
+    ] {
+        let (gate, up) = (mk(200, dtype), mk(200, dtype));
+        let x = Tensor::randn(0f32, 1.0, (rows, 3, 256), &dev).unwrap();
+        let [g, u] = QLinear::forward_many([&gate, &up], &x).unwrap();
+        let want = (candle_nn::ops::silu(&g).unwrap() * u).unwrap();
+        let got = QLinear::forward_swiglu(&gate, &up, &x).unwrap();
+        assert_eq!(got.dims(), want.dims());
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(flat(&got), flat(&want), "{rows} rows of {dtype:?}");
+    }
+}
