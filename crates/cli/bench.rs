@@ -339,6 +339,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         sampling: SamplingParams::greedy(),
         ignore_eos: true,
         stop: None,
+        stats_rows: usize::MAX,
     };
     let info = engine.info().clone();
     let meter_interval = args.gpu.interval()?;

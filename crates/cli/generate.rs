@@ -342,6 +342,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         sampling,
         ignore_eos: args.ignore_eos,
         stop: Some(stop.clone()),
+        stats_rows: usize::MAX,
     };
     let end = if batch.is_some() {
         let mut rows_sink = RowTexts {

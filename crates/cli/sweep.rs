@@ -157,7 +157,10 @@ impl TokenSink for Steps {
         if e.seq >= ENTROPY_ROWS {
             return Ok(());
         }
-        let h = landauer_physics::entropy_bits_from_logits(e.logits);
+        let h = e.stats.map_or_else(
+            || landauer_physics::entropy_bits_from_logits(e.logits),
+            |s| s.entropy_bits,
+        );
         self.bits += h;
         self.counted += 1;
         if e.phase == landauer_engine::Phase::Decode {
@@ -271,6 +274,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         sampling: SamplingParams::greedy(),
         ignore_eos: true,
         stop: None,
+        stats_rows: ENTROPY_ROWS,
     };
     let total = (args.batch.len() * (args.runs + 1)) as u64;
     let bar = indicatif::ProgressBar::new(total).with_style(

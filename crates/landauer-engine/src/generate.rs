@@ -62,6 +62,9 @@ pub struct TokenEvent<'a> {
     /// Tokens produced by this token's step (the batch rows still generating; 1 for a
     /// single sequence). They share the step's window, and its energy equally.
     pub step_tokens: usize,
+    /// `landauer_physics::softmax_stats(logits)`, when the engine computed it
+    /// ([`GenerateOptions::stats_rows`]).
+    pub stats: Option<landauer_physics::SoftmaxStats>,
 }
 
 /// Why generation stopped.
@@ -125,6 +128,11 @@ pub struct GenerateOptions {
     pub ignore_eos: bool,
     /// Set from another thread (Ctrl-C) to stop after the current token.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Rows (`seq` below this) whose logits' softmax statistics the engine computes, a
+    /// step's rows in parallel on the thread pool, and sends with their tokens
+    /// ([`TokenEvent::stats`]); `usize::MAX` for all. Sinks compute any other row's from its
+    /// logits if they need them.
+    pub stats_rows: usize,
 }
 
 /// Which forward pass runs a model.
@@ -424,6 +432,7 @@ impl Engine {
                 t_start_s: t_start,
                 t_end_s: t_end,
                 step_tokens: 1,
+                stats: (opts.stats_rows > 0).then(|| landauer_physics::softmax_stats(&host)),
             })
             .map_err(sink_err)?;
             generated += 1;
@@ -568,6 +577,7 @@ impl Engine {
                 prefill_s = t_end;
             }
             let active: Vec<usize> = (0..rows).filter(|&r| !done[r]).collect();
+            let stats = row_stats(&host, vocab, &active, opts.stats_rows);
             for &r in &active {
                 let row = &host[r * vocab..(r + 1) * vocab];
                 let (token, sampled) = samplers[r].sample(row);
@@ -595,6 +605,7 @@ impl Engine {
                     t_start_s: t_start,
                     t_end_s: t_end,
                     step_tokens: active.len(),
+                    stats: stats[r],
                 })
                 .map_err(sink_err)?;
                 emitted[r] += 1;
@@ -651,4 +662,36 @@ impl Engine {
         sink.end(&end).map_err(sink_err)?;
         Ok(end)
     }
+}
+
+/// `softmax_stats` of each active row below `limit` (None for the others), rows in parallel
+/// on the thread pool; each row's statistics are computed by one thread, as alone.
+fn row_stats(
+    host: &[f32],
+    vocab: usize,
+    active: &[usize],
+    limit: usize,
+) -> Vec<Option<landauer_physics::SoftmaxStats>> {
+    let rows = host.len() / vocab.max(1);
+    let wanted: Vec<usize> = active.iter().copied().filter(|&r| r < limit).collect();
+    let mut out: Vec<Option<landauer_physics::SoftmaxStats>> = vec![None; rows];
+    let one = |r: usize| landauer_physics::softmax_stats(&host[r * vocab..(r + 1) * vocab]);
+    if wanted.len() < 2 {
+        for &r in &wanted {
+            out[r] = Some(one(r));
+        }
+        return out;
+    }
+    let slots: Vec<std::sync::Mutex<Option<landauer_physics::SoftmaxStats>>> = (0..wanted.len())
+        .map(|_| std::sync::Mutex::new(None))
+        .collect();
+    candle_core::utils::barrier_pool().execute_chunked(wanted.len(), |range| {
+        for i in range {
+            *slots[i].lock().expect("not poisoned") = Some(one(wanted[i]));
+        }
+    });
+    for (i, slot) in slots.into_iter().enumerate() {
+        out[wanted[i]] = slot.into_inner().expect("not poisoned");
+    }
+    out
 }

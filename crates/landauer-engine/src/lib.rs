@@ -24,6 +24,7 @@
 //!     sampling: SamplingParams::greedy(),
 //!     ignore_eos: true,
 //!     stop: None,
+//!     stats_rows: usize::MAX,
 //! };
 //! let mut sink = Entropies(Vec::new());
 //! let end = engine.generate(&prompt, &opts, &mut sink).unwrap();

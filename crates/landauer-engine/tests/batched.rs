@@ -20,6 +20,7 @@ fn greedy(max_tokens: usize, ignore_eos: bool) -> GenerateOptions {
         sampling: SamplingParams::greedy(),
         ignore_eos,
         stop: None,
+        stats_rows: usize::MAX,
     }
 }
 
@@ -29,6 +30,8 @@ struct Rows {
     ids: Vec<Vec<u32>>,
     first_logits: Vec<f32>,
     step_tokens: Vec<usize>,
+    /// Rows whose tokens came with the engine's softmax statistics.
+    with_stats: std::collections::BTreeSet<usize>,
 }
 
 impl TokenSink for Rows {
@@ -42,6 +45,11 @@ impl TokenSink for Rows {
         assert_eq!(e.index, self.ids[e.seq].len(), "indices count up per row");
         self.ids[e.seq].push(e.token_id);
         self.step_tokens.push(e.step_tokens);
+        if let Some(stats) = e.stats {
+            // Computed in parallel with the other rows, the same as alone.
+            assert_eq!(stats, landauer_physics::softmax_stats(e.logits));
+            self.with_stats.insert(e.seq);
+        }
         Ok(())
     }
 }
@@ -191,4 +199,23 @@ fn a_batch_too_large_for_memory_is_refused_up_front() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("load_batched"), "{e}");
+}
+
+#[test]
+fn the_engine_sends_the_softmax_statistics_of_the_rows_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = model(dir.path(), &TinyConfig::default());
+    let mut engine = Engine::load_batched(&path, None, &Device::Cpu).unwrap();
+    let prompts: Vec<Vec<u32>> = PROMPTS.iter().map(|p| engine.encode(p).unwrap()).collect();
+    for (limit, want) in [(usize::MAX, vec![0, 1, 2, 3]), (2, vec![0, 1]), (0, vec![])] {
+        let mut rows = Rows::default();
+        let opts = GenerateOptions {
+            stats_rows: limit,
+            ..greedy(6, true)
+        };
+        engine.generate_batch(&prompts, &opts, &mut rows).unwrap();
+        assert_eq!(rows.with_stats.into_iter().collect::<Vec<_>>(), want);
+        let alone = alone(&mut engine, &prompts[0], &opts);
+        assert_eq!(alone.with_stats.len(), usize::from(limit > 0));
+    }
 }

@@ -208,7 +208,9 @@ impl TokenSink for Recorder {
     }
 
     fn token(&mut self, ev: &TokenEvent<'_>) -> Result<(), SinkError> {
-        let stats = physics::softmax_stats(ev.logits);
+        let stats = ev
+            .stats
+            .unwrap_or_else(|| physics::softmax_stats(ev.logits));
         let (lse, entropy_bits) = (stats.log_sum_exp, stats.entropy_bits);
         let prob = (ev.logits[ev.token_id as usize] as f64 - lse).exp();
         let texts = &mut self.texts;
@@ -300,10 +302,15 @@ impl TokenSink for Recorder {
             sampler_cpu = Some((report.cpu_s, report.wall_s));
             self.parts_end = report.parts;
             let (a, b) = (self.offset, self.offset + end.total_s);
+            // The readings during the run, and the one in effect when it began (telemetry
+            // comes every 100 ms: a shorter run may see no reading of its own).
+            let before = report.telemetry.iter().rposition(|t| t.t < a);
             self.telemetry = report
                 .telemetry
                 .into_iter()
-                .filter(|t| t.t >= a && t.t <= b + 0.1)
+                .enumerate()
+                .filter(|(i, t)| Some(*i) == before || (t.t >= a && t.t <= b + 0.1))
+                .map(|(_, t)| t)
                 .collect();
         }
         self.emit_ready(true)?;

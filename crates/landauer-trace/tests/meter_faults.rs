@@ -104,6 +104,7 @@ fn a_failing_meter_marks_the_gap_and_the_run_goes_on() {
         sampling: SamplingParams::greedy(),
         ignore_eos: true,
         stop: None,
+        stats_rows: usize::MAX,
     };
     let end = engine.generate(&prompt, &opts, &mut rec).unwrap();
     assert_eq!(end.generated_tokens, 1000);
@@ -204,6 +205,7 @@ fn gpu_breakdown_and_telemetry_reach_the_trace() {
         sampling: SamplingParams::greedy(),
         ignore_eos: true,
         stop: None,
+        stats_rows: usize::MAX,
     };
     engine.generate(&prompt, &opts, &mut rec).unwrap();
     let s = rec.summary().unwrap().clone();
@@ -267,6 +269,7 @@ fn the_end_of_a_run_is_measured_not_held_at_the_last_update() {
             sampling: SamplingParams::greedy(),
             ignore_eos: true,
             stop: None,
+            stats_rows: usize::MAX,
         };
         let end = engine.generate(&prompt, &opts, &mut rec).unwrap();
         let total = rec.summary().unwrap().energy_j.unwrap();
@@ -321,6 +324,7 @@ fn a_batch_steps_energy_is_shared_among_its_tokens() {
         sampling: SamplingParams::greedy(),
         ignore_eos: true,
         stop: None,
+        stats_rows: usize::MAX,
     };
     let end = engine.generate_batch(&prompts, &opts, &mut rec).unwrap();
     let s = rec.summary().unwrap().clone();

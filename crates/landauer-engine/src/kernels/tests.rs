@@ -372,8 +372,8 @@ fn swiglu_equals_candles_silu_times_up() {
         let w = Tensor::randn(0f32, 1.0, (n, 256), &dev).unwrap();
         QLinear::new(QTensor::quantize(&w, dtype).unwrap()).unwrap()
     };
-    // Small (one thread) and large enough for the pool (9 × 3 × 200 > 4096 values); a
-    // K-quant pair goes through candle's own ops.
+    // Small (one thread) and large enough for the pool (9 × 3 × 200 > 4096 values, split
+    // at arbitrary points); a K-quant pair goes through candle's own ops.
     for (rows, dtype) in [
         (1, GgmlDType::Q4_1),
         (9, GgmlDType::Q4_1),
@@ -386,6 +386,74 @@ fn swiglu_equals_candles_silu_times_up() {
         let got = QLinear::forward_swiglu(&gate, &up, &x).unwrap();
         assert_eq!(got.dims(), want.dims());
         let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert_eq!(flat(&got), flat(&want), "{rows} rows of {dtype:?}");
+        for (g, w) in flat(&got).into_iter().zip(flat(&want)) {
+            // libm's exp in candle, the vectorized one here: within a few ulp.
+            assert!(
+                (g - w).abs() <= 1e-6 * w.abs() + 1e-30,
+                "{rows} rows of {dtype:?}: {g} vs {w}"
+            );
+        }
+    }
+}
+
+#[test]
+fn silu_is_candles_within_ulps_and_independent_of_the_split() {
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    // Ordinary values, large ones of both signs (e^±x saturates), zeros, and a length that is
+    // not a multiple of 8 or of the pool's chunks.
+    let mut g: Vec<f32> = (0..10_007)
+        .map(|i| match i % 97 {
+            0 => 0.0,
+            1 => rng.random_range(-200.0f32..-80.0),
+            2 => rng.random_range(80.0f32..200.0),
+            _ => rng.random_range(-12.0f32..12.0),
+        })
+        .collect();
+    let u: Vec<f32> = (0..g.len())
+        .map(|_| rng.random_range(-3.0f32..3.0))
+        .collect();
+    let want: Vec<f32> = g
+        .iter()
+        .zip(&u)
+        .map(|(&v, &w)| v / (1.0 + (-v).exp()) * w)
+        .collect();
+    let all = g.clone();
+    silu_mul_in_place(&mut g, &u);
+    for (i, (&got, &w)) in g.iter().zip(&want).enumerate() {
+        assert!(
+            (got - w).abs() <= 1e-6 * w.abs() + 1e-30,
+            "silu({}) * {}: {got} vs {w}",
+            all[i],
+            u[i]
+        );
+    }
+    // Any piece alone gives the same bits as inside the whole.
+    for (start, len) in [(0, 1), (3, 5), (8, 8), (13, 29), (9_990, 17)] {
+        let mut piece = all[start..start + len].to_vec();
+        silu_mul_in_place(&mut piece, &u[start..start + len]);
+        assert_eq!(piece, g[start..start + len], "{start}+{len}");
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn vectorized_exp_is_within_two_ulp_of_libm() {
+    if detected_isa() != Isa::Avx2 {
+        eprintln!("SKIPPED: this CPU has no AVX2 + FMA");
+        return;
+    }
+    use std::arch::x86_64::*;
+    let ulp = |x: f32| f32::from_bits(x.to_bits() + 1) - x;
+    let mut x = -87.0f32;
+    while x < 88.0 {
+        let xs: [f32; 8] = std::array::from_fn(|i| x + i as f32 * 1.37e-3);
+        let mut got = [0f32; 8];
+        // SAFETY: AVX2 and FMA are present (checked).
+        unsafe { _mm256_storeu_ps(got.as_mut_ptr(), x86::exp8(_mm256_loadu_ps(xs.as_ptr()))) };
+        for (g, v) in got.iter().zip(xs) {
+            let w = v.exp();
+            assert!((g - w).abs() <= 2.0 * ulp(w), "e^{v}: {g} vs {w}");
+        }
+        x += 0.0113;
     }
 }
