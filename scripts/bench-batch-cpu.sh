@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The CPU batch curve of the default model: decode tokens/s and energy per token against
-# batch size, medians of RUNS runs per batch size, all in one process.
+# batch size, medians of RUNS runs per batch size, all in one process, measured in rounds
+# (--interleave: every batch size once per round, so that the VM's drifting speed shifts
+# all of them alike).
 #
 #   scripts/bench-batch-cpu.sh [RUNS] [THREADS] [TOKENS] [BATCHES]
 #
@@ -16,7 +18,7 @@ out="benches/results/cpu-$(date -u +%Y-%m-%d)-sweep"
 
 cargo build --release --quiet
 model="$(./target/release/landauer fetch 2>/dev/null)"
-./target/release/landauer sweep --model "$model" --threads "$threads" --batch "$batches" \
+./target/release/landauer sweep --model "$model" --threads "$threads" --batch "$batches" --interleave \
   -n "$tokens" --runs "$runs" --out "$out"
 python3 - "$out/sweep.json" <<'PY'
 import json, sys

@@ -953,6 +953,40 @@ fn sweep_writes_one_row_per_batch_size() {
 }
 
 #[test]
+fn an_interleaved_sweep_measures_every_batch_size_in_each_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), &long_context());
+    for interleave in [false, true] {
+        let out = dir.path().join(format!("sweep-{interleave}"));
+        let mut cmd = landauer();
+        cmd.args([
+            "sweep", "--batch", "2,1", "-n", "5", "--runs", "3", "--model",
+        ])
+        .arg(&model)
+        .arg("--out")
+        .arg(&out);
+        if interleave {
+            cmd.arg("--interleave");
+        }
+        let o = run(&mut cmd);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let json: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("sweep.json")).unwrap())
+                .unwrap();
+        assert_eq!(json["interleaved"], interleave);
+        let rows = json["rows"].as_array().unwrap();
+        // Rows in the order asked for, each with all of its runs.
+        assert_eq!(rows.len(), 2);
+        for (r, b) in rows.iter().zip([2u64, 1]) {
+            assert_eq!(r["batch"].as_u64(), Some(b));
+            assert_eq!(r["runs"].as_u64(), Some(3));
+            assert_eq!(r["generated_tokens"].as_u64(), Some(5 * b));
+            assert!(r["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
+        }
+    }
+}
+
+#[test]
 fn sweep_refuses_a_batch_that_cannot_fit() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path(), &long_context());

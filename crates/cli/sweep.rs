@@ -34,6 +34,11 @@ pub struct SweepArgs {
     /// Measured runs per batch size (medians reported).
     #[arg(long, default_value_t = 1)]
     pub runs: usize,
+    /// Measure in rounds: after every batch size's warm-up, each round runs every batch size
+    /// once, so that a machine whose speed drifts (a shared VM) shifts all of them alike and
+    /// ratios between batch sizes stay fair. Default: each batch size's runs back to back.
+    #[arg(long)]
+    pub interleave: bool,
     /// Seconds of idle power measured before the sweep (default: 2 on a GPU, else 0).
     #[arg(long)]
     pub idle_seconds: Option<f64>,
@@ -131,7 +136,7 @@ struct SweepReport<'a> {
     rows: &'a [SweepRow],
 }
 
-const METHOD: &str = "per batch size: one warm-up batch, then --runs measured batches (medians); every row generates --max-tokens tokens (EOS ignored); energy of the decode window (prefill end to last step, all rows busy) read off the meter's timeline; within a step, energy is shared equally among the rows that produced a token";
+const METHOD: &str = "per batch size: one warm-up batch, then --runs measured batches (medians; with interleaved, all warm-ups first, then rounds that run every batch size once); every row generates --max-tokens tokens (EOS ignored); energy of the decode window (prefill end to last step, all rows busy) read off the meter's timeline; within a step, energy is shared equally among the rows that produced a token";
 
 /// Rows whose entropy is computed: the entropy of a 128k-entry distribution costs ~0.1 ms
 /// of host time, and 256 of them per step would slow a GPU batch down; the mean over up
@@ -296,19 +301,16 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         meter_resolution_s: resolution,
         idle_power_w,
         max_tokens: args.max_tokens,
+        interleaved: args.interleave,
         kelvin: args.kelvin,
         footprint,
     };
-    let mut rows = Vec::new();
-    let mut caveats = Vec::new();
-    for &b in &args.batch {
-        let prompts = rows_for(b);
-        bar.set_message(format!("batch {b}: warm-up"));
-        engine.generate_batch(&prompts, &greedy(args.max_tokens.min(8)), ())?;
-        bar.inc(1);
-        let mut m: Vec<Measured> = Vec::new();
-        for run in 0..args.runs {
+    // One measured batch: its decode window's energy off the meter's timeline, and the
+    // entropy of its first rows.
+    let measure =
+        |engine: &mut landauer_engine::Engine, b: usize, run: usize| -> anyhow::Result<Measured> {
             bar.set_message(format!("batch {b}: run {}/{}", run + 1, args.runs));
+            let prompts = rows_for(b);
             let mut steps = Steps::default();
             let end = engine.generate_batch(&prompts, &greedy(args.max_tokens), &mut steps)?;
             let at = steps.at.expect("begin was called");
@@ -323,7 +325,8 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
             // Mean bits per token over the counted rows, scaled to every token.
             let per = |bits: f64, n: usize| if n > 0 { bits / n as f64 } else { 0.0 };
             let decode_tokens = end.generated_tokens - b;
-            m.push(Measured {
+            bar.inc(1);
+            Ok(Measured {
                 bits: per(steps.bits, steps.counted) * end.generated_tokens as f64,
                 decode_bits: per(steps.decode_bits, steps.decode_counted) * decode_tokens as f64,
                 end,
@@ -332,10 +335,10 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
                     .as_ref()
                     .and_then(|s| s.latest_telemetry())
                     .and_then(|t| t.telemetry.temperature_c),
-            });
-            bar.inc(1);
-        }
-        let mut row = summarize(b, &m, idle_power_w, j_per_bit);
+            })
+        };
+    let row_of = |b: usize, m: &[Measured]| {
+        let mut row = summarize(b, m, idle_power_w, j_per_bit);
         if let Some(pm) = row
             .joules_per_token
             .map(|j| footprint.per_million_tokens(j))
@@ -344,8 +347,41 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
             row.gco2_per_million_tokens = Some(pm.gco2);
             row.cost_per_million_tokens = Some(pm.cost);
         }
-        rows.push(row);
-        caveats = write_files(&args.out, &header, &rows)?;
+        row
+    };
+    let mut rows = Vec::new();
+    let mut caveats = Vec::new();
+    if args.interleave {
+        for &b in &args.batch {
+            bar.set_message(format!("batch {b}: warm-up"));
+            engine.generate_batch(&rows_for(b), &greedy(args.max_tokens.min(8)), ())?;
+            bar.inc(1);
+        }
+        let mut m: Vec<Vec<Measured>> = args.batch.iter().map(|_| Vec::new()).collect();
+        for run in 0..args.runs {
+            for (i, &b) in args.batch.iter().enumerate() {
+                m[i].push(measure(&mut engine, b, run)?);
+            }
+            // Files after every round: an interrupted sweep keeps its rounds so far.
+            rows = args
+                .batch
+                .iter()
+                .zip(&m)
+                .map(|(&b, m)| row_of(b, m))
+                .collect();
+            caveats = write_files(&args.out, &header, &rows)?;
+        }
+    } else {
+        for &b in &args.batch {
+            bar.set_message(format!("batch {b}: warm-up"));
+            engine.generate_batch(&rows_for(b), &greedy(args.max_tokens.min(8)), ())?;
+            bar.inc(1);
+            let m = (0..args.runs)
+                .map(|run| measure(&mut engine, b, run))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            rows.push(row_of(b, &m));
+            caveats = write_files(&args.out, &header, &rows)?;
+        }
     }
     bar.finish_and_clear();
     drop(sampler);
@@ -417,6 +453,8 @@ struct Header {
     meter_resolution_s: Option<f64>,
     idle_power_w: Option<f64>,
     max_tokens: usize,
+    /// Runs measured in rounds over the batch sizes (`--interleave`).
+    interleaved: bool,
     kelvin: f64,
     /// The grid behind `per_million_tokens`.
     footprint: landauer_physics::footprint::Footprint,
