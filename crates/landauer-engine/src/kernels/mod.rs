@@ -38,7 +38,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 #[cfg(target_arch = "x86_64")]
-mod x86;
+pub(crate) mod x86;
 
 /// Values per block in every format here.
 pub const BLOCK: usize = 32;
