@@ -283,14 +283,29 @@ impl BatchedModel {
         for (l, layer) in self.layers.iter().enumerate() {
             let residual = &x;
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.rms_eps as f32)?;
-            let [mut q, mut k, mut v] =
-                QLinear::forward_many([&layer.wq, &layer.wk, &layer.wv], &h)?;
-            if let Some((bq, bk, bv)) = &layer.bias {
-                q = q.broadcast_add(bq)?;
-                k = k.broadcast_add(bk)?;
-                v = v.broadcast_add(bv)?;
-            }
             let y = if let Some((cos_v, sin_v, mask_v)) = &host {
+                // The projections as plain vectors, straight from the kernels (no tensor
+                // and no copy on the way to attention).
+                let mut qkv =
+                    match QLinear::forward_many_host([&layer.wq, &layer.wk, &layer.wv], &h)? {
+                        Some(qkv) => qkv,
+                        None => {
+                            let [q, k, v] =
+                                QLinear::forward_many([&layer.wq, &layer.wk, &layer.wv], &h)?;
+                            [cpu_f32(&q)?, cpu_f32(&k)?, cpu_f32(&v)?]
+                        }
+                    };
+                if let Some((bq, bk, bv)) = &layer.bias {
+                    for (x, bias) in qkv.iter_mut().zip([bq, bk, bv]) {
+                        let bias = cpu_f32(bias)?;
+                        for row in x.chunks_exact_mut(bias.len()) {
+                            for (a, b) in row.iter_mut().zip(&bias) {
+                                *a += b;
+                            }
+                        }
+                    }
+                }
+                let [q, k, v] = qkv;
                 let step = crate::cpu_attention::Step {
                     batch: b,
                     t,
@@ -305,15 +320,22 @@ impl BatchedModel {
                 let y = crate::cpu_attention::attend(
                     &step,
                     &mut cache.host[l],
-                    &cpu_f32(&q)?,
-                    &cpu_f32(&k)?,
-                    &cpu_f32(&v)?,
+                    &q,
+                    &k,
+                    &v,
                     cos_v,
                     sin_v,
                     mask_v.as_deref(),
                 );
                 Tensor::from_vec(y, (b, t, c.hidden), &self.device)?
             } else {
+                let [mut q, mut k, mut v] =
+                    QLinear::forward_many([&layer.wq, &layer.wk, &layer.wv], &h)?;
+                if let Some((bq, bk, bv)) = &layer.bias {
+                    q = q.broadcast_add(bq)?;
+                    k = k.broadcast_add(bk)?;
+                    v = v.broadcast_add(bv)?;
+                }
                 let split = |x: Tensor, n: usize| -> candle_core::Result<Tensor> {
                     x.reshape((b, t, n, c.head_dim))?
                         .transpose(1, 2)?

@@ -322,6 +322,11 @@ fn forward_many_equals_each_forward_and_mixes_with_candle_layers() {
     // A K-quant layer among them: each runs on its own implementation.
     let [ya2, yc] = QLinear::forward_many([&a, &c], &x).unwrap();
     assert!(same(&ya2, &ya) && same(&yc, &c.forward(&x).unwrap()));
+    // As plain vectors: the same values; none when candle runs a layer.
+    let [va, vb] = QLinear::forward_many_host([&a, &b], &x).unwrap().unwrap();
+    assert_eq!(va, ya.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    assert_eq!(vb, yb.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    assert!(QLinear::forward_many_host([&a, &c], &x).unwrap().is_none());
 }
 
 #[test]
