@@ -122,22 +122,25 @@ unsafe fn one_head_avx2<const N: usize>(
         let mrow = io
             .mask
             .map(|m| &m[(r * t + i) * span..(r * t + i + 1) * span]);
-        let mut max = f32::NEG_INFINITY;
+        // The running maximum four lanes wide (`max_ps` returns its second operand when the
+        // first is NaN: NaN scores are passed over, as f32::max does).
+        let mut mx4 = _mm_set1_ps(f32::NEG_INFINITY);
         let mut slot = 0;
         while slot + 4 <= span {
             // [a0+a1, a2+a3, b0+b1, b2+b3 | a4+a5, ...] twice, then the two halves: Σa..Σd.
             let (a, b, c, e) = (dot1(slot), dot1(slot + 1), dot1(slot + 2), dot1(slot + 3));
             let x = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, e));
             let x = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
-            let mut x4 = [0f32; 4];
-            _mm_storeu_ps(x4.as_mut_ptr(), _mm_mul_ps(x, _mm_set1_ps(scale)));
-            for (j, v) in x4.iter().enumerate() {
-                let v = v + mrow.map_or(0.0, |m| m[slot + j]);
-                scores[slot + j] = v;
-                max = max.max(v);
+            let mut x = _mm_mul_ps(x, _mm_set1_ps(scale));
+            if let Some(m) = mrow {
+                x = _mm_add_ps(x, _mm_loadu_ps(m[slot..slot + 4].as_ptr()));
             }
+            _mm_storeu_ps(scores[slot..slot + 4].as_mut_ptr(), x);
+            mx4 = _mm_max_ps(x, mx4);
             slot += 4;
         }
+        let m2 = _mm_max_ps(_mm_movehl_ps(mx4, mx4), mx4);
+        let mut max = _mm_cvtss_f32(_mm_max_ss(_mm_movehdup_ps(m2), m2));
         for (j, sc) in scores.iter_mut().enumerate().take(span).skip(slot) {
             let a = dot1(j);
             let x = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
@@ -168,14 +171,28 @@ unsafe fn one_head_avx2<const N: usize>(
         let t4 = _mm_add_ps(_mm256_castps256_ps128(tv), _mm256_extractf128_ps(tv, 1));
         let t4 = _mm_add_ps(t4, _mm_movehl_ps(t4, t4));
         let total = _mm_cvtss_f32(_mm_add_ss(t4, _mm_movehdup_ps(t4)));
+        // Σ p·v two slots at a time: the pair's products are summed first, so that the
+        // accumulators' dependency chains advance once per pair.
         let mut y = [_mm256_setzero_ps(); N];
-        for (slot, &p) in scores.iter().enumerate() {
-            if p == 0.0 {
+        let mut pairs = scores.chunks_exact(2);
+        for (j, pq) in (&mut pairs).enumerate() {
+            if pq[0] == 0.0 && pq[1] == 0.0 {
                 continue;
             }
-            let (p, v) = (_mm256_set1_ps(p), vp.add(slot * d));
+            let (p0, p1) = (_mm256_set1_ps(pq[0]), _mm256_set1_ps(pq[1]));
+            let v0 = vp.add(2 * j * d);
+            let v1 = v0.add(d);
             for (n, yn) in y.iter_mut().enumerate() {
-                *yn = _mm256_fmadd_ps(p, _mm256_loadu_ps(v.add(8 * n)), *yn);
+                let t = _mm256_mul_ps(p1, _mm256_loadu_ps(v1.add(8 * n)));
+                *yn = _mm256_add_ps(*yn, _mm256_fmadd_ps(p0, _mm256_loadu_ps(v0.add(8 * n)), t));
+            }
+        }
+        if let [p] = pairs.remainder() {
+            if *p != 0.0 {
+                let (p, v) = (_mm256_set1_ps(*p), vp.add((span - 1) * d));
+                for (n, yn) in y.iter_mut().enumerate() {
+                    *yn = _mm256_fmadd_ps(p, _mm256_loadu_ps(v.add(8 * n)), *yn);
+                }
             }
         }
         let inv = _mm256_set1_ps(1.0 / total);
