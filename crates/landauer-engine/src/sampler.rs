@@ -224,15 +224,26 @@ impl Sampler {
 
 /// Index of the largest logit (the first one on ties; NaN never wins).
 pub fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0usize;
-    let mut best_v = f32::NEG_INFINITY;
-    for (i, &x) in logits.iter().enumerate() {
-        if x > best_v {
-            best_v = x;
-            best = i;
+    // Two passes that vectorize (the largest value in 8 lanes, then its first position)
+    // instead of one with a branch per entry: the same answer, NaN passed over; 0 when no
+    // entry exceeds −inf.
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let chunks = logits.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (m, &x) in lanes.iter_mut().zip(c) {
+            // `>` is false for NaN: NaN entries never become the maximum.
+            *m = if x > *m { x } else { *m };
         }
     }
-    best as u32
+    let best_v = lanes
+        .iter()
+        .chain(rest)
+        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+    if best_v == f32::NEG_INFINITY {
+        return 0;
+    }
+    logits.iter().position(|&x| x == best_v).unwrap_or(0) as u32
 }
 
 /// Inverse-CDF draw from normalised probabilities.
@@ -264,6 +275,34 @@ mod tests {
             top_p: p,
             seed,
         }
+    }
+
+    #[test]
+    fn argmax_is_the_first_largest_entry() {
+        /// The one-pass definition.
+        fn reference(xs: &[f32]) -> u32 {
+            let (mut best, mut best_v) = (0, f32::NEG_INFINITY);
+            for (i, &x) in xs.iter().enumerate() {
+                if x > best_v {
+                    (best, best_v) = (i, x);
+                }
+            }
+            best as u32
+        }
+        let mut rng = ChaCha20Rng::seed_from_u64(11);
+        for n in [1usize, 3, 8, 9, 17, 1000, 49_152] {
+            let mut xs: Vec<f32> = (0..n).map(|_| rng.random_range(-5.0f32..5.0)).collect();
+            assert_eq!(argmax(&xs), reference(&xs), "{n}");
+            // Ties go to the first; NaN is passed over; all −inf gives 0.
+            let top = xs[n / 2] + 100.0;
+            xs[n / 2] = top;
+            xs[n - 1] = top;
+            xs[0] = f32::NAN;
+            assert_eq!(argmax(&xs), reference(&xs), "{n} with ties and NaN");
+        }
+        assert_eq!(argmax(&[f32::NEG_INFINITY; 12]), 0);
+        assert_eq!(argmax(&[f32::NAN, f32::NAN]), 0);
+        assert_eq!(argmax(&[f32::NAN, 1.0, f32::INFINITY, 2.0]), 2);
     }
 
     #[test]
