@@ -367,7 +367,7 @@ pub fn attend(
     if items * t * span * d < 1 << 14 {
         work(0..items);
     } else {
-        candle_core::utils::barrier_pool().execute_chunked(items, work);
+        crate::kernels::parallel_for(items, work);
     }
     out
 }

@@ -570,14 +570,16 @@ impl Engine {
         let (mut t_start, mut prefill_s, mut total) = (0.0, 0.0, 0usize);
         let mut step = 0usize;
         let reason = loop {
-            let host: Vec<f32> = logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+            let flat = logits.to_dtype(DType::F32)?.flatten_all()?;
+            let values = host_values(&flat)?;
+            let host = values.as_slice();
             let vocab = host.len() / rows;
             let t_end = secs(Instant::now());
             if step == 0 {
                 prefill_s = t_end;
             }
             let active: Vec<usize> = (0..rows).filter(|&r| !done[r]).collect();
-            let stats = row_stats(&host, vocab, &active, opts.stats_rows);
+            let stats = row_stats(host, vocab, &active, opts.stats_rows);
             for &r in &active {
                 let row = &host[r * vocab..(r + 1) * vocab];
                 let (token, sampled) = samplers[r].sample(row);
@@ -685,7 +687,7 @@ fn row_stats(
     let slots: Vec<std::sync::Mutex<Option<landauer_physics::SoftmaxStats>>> = (0..wanted.len())
         .map(|_| std::sync::Mutex::new(None))
         .collect();
-    candle_core::utils::barrier_pool().execute_chunked(wanted.len(), |range| {
+    crate::kernels::parallel_for(wanted.len(), |range| {
         for i in range {
             *slots[i].lock().expect("not poisoned") = Some(one(wanted[i]));
         }
@@ -694,4 +696,42 @@ fn row_stats(
         out[wanted[i]] = slot.into_inner().expect("not poisoned");
     }
     out
+}
+
+/// A tensor's f32 values on the host: borrowed from a CPU tensor's storage (no copy of a
+/// batch's logits every step), copied from a GPU's.
+struct HostValues<G> {
+    borrowed: Option<(G, usize, usize)>,
+    owned: Vec<f32>,
+}
+
+impl<G: std::ops::Deref<Target = candle_core::Storage>> HostValues<G> {
+    fn as_slice(&self) -> &[f32] {
+        match &self.borrowed {
+            Some((guard, a, b)) => match &**guard {
+                candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)) => &v[*a..*b],
+                _ => unreachable!("checked in host_values"),
+            },
+            None => &self.owned,
+        }
+    }
+}
+
+fn host_values(
+    t: &Tensor,
+) -> Result<HostValues<impl std::ops::Deref<Target = candle_core::Storage> + '_>> {
+    let (storage, layout) = t.storage_and_layout();
+    if let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(_)), Some((a, b))) =
+        (&*storage, layout.contiguous_offsets())
+    {
+        return Ok(HostValues {
+            borrowed: Some((storage, a, b)),
+            owned: Vec::new(),
+        });
+    }
+    drop(storage);
+    Ok(HostValues {
+        borrowed: None,
+        owned: t.flatten_all()?.to_vec1()?,
+    })
 }

@@ -462,7 +462,7 @@ unsafe fn matmul_into(ws: &[&QWeights], a: &Q8Rows, targets: &[SharedOut], isa: 
     if rows_total * a.blocks * m < 2048 {
         rows(0..total);
     } else {
-        candle_core::utils::barrier_pool().execute_chunked(total, rows);
+        parallel_for(total, rows);
     }
 }
 
@@ -546,8 +546,47 @@ pub fn silu_mul_in_place(g: &mut [f32], u: &[f32]) {
     if g.len() < 4096 {
         work(0..g.len());
     } else {
-        candle_core::utils::barrier_pool().execute_chunked(g.len(), work);
+        parallel_for(g.len(), work);
     }
+}
+
+/// Runs `f` over `0..n` on candle's thread pool (the calling thread takes part), handing out
+/// ranges from a shared cursor in guided sizes: a share of what is left divided among twice
+/// the threads, down to one item. candle's `execute_chunked` hands out fixed eighths of a
+/// thread's share, so the last range could leave the other threads waiting for up to one
+/// sixteenth of the call; shrinking ranges end together.
+pub fn parallel_for<F: Fn(std::ops::Range<usize>) + Sync>(n: usize, f: F) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    thread_local! {
+        /// Set while this thread runs a `parallel_for` range: a nested call runs inline
+        /// (the pool takes one call at a time; waiting for it from inside would deadlock).
+        static INSIDE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if n == 0 {
+        return;
+    }
+    let pool = candle_core::utils::barrier_pool();
+    let threads = pool.n_workers() + 1;
+    if threads == 1 || INSIDE.with(|i| i.get()) {
+        f(0..n);
+        return;
+    }
+    let cursor = AtomicUsize::new(0);
+    pool.execute(|_| {
+        let was = INSIDE.with(|i| i.replace(true));
+        let mut at = cursor.load(Ordering::Relaxed);
+        while at < n {
+            let len = ((n - at) / (2 * threads)).max(1);
+            match cursor.compare_exchange_weak(at, at + len, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => {
+                    f(at..at + len);
+                    at = cursor.load(Ordering::Relaxed);
+                }
+                Err(now) => at = now,
+            }
+        }
+        INSIDE.with(|i| i.set(was));
+    });
 }
 
 thread_local! {

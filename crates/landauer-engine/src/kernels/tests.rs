@@ -462,3 +462,26 @@ fn vectorized_exp_is_within_two_ulp_of_libm() {
         x += 0.0113;
     }
 }
+
+#[test]
+fn parallel_for_hands_out_every_item_once() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    for n in [0usize, 1, 2, 3, 17, 64, 1000, 100_003] {
+        let seen: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(0)).collect();
+        parallel_for(n, |range| {
+            assert!(
+                range.start < range.end && range.end <= n,
+                "{range:?} of {n}"
+            );
+            for i in range {
+                seen[i].fetch_add(1, Ordering::Relaxed);
+            }
+            // A nested call runs inline instead of waiting on the pool.
+            parallel_for(2, |r| assert!(r.end <= 2));
+        });
+        assert!(
+            seen.iter().all(|c| c.load(Ordering::Relaxed) == 1),
+            "n = {n}"
+        );
+    }
+}
