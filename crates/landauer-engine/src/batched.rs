@@ -282,7 +282,7 @@ impl BatchedModel {
         let mut x = self.embed.forward(tokens)?;
         for (l, layer) in self.layers.iter().enumerate() {
             let residual = &x;
-            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.rms_eps as f32)?;
+            let h = crate::kernels::rms_norm(&x, &layer.attn_norm, c.rms_eps as f32)?;
             let y = if let Some((cos_v, sin_v, mask_v)) = &host {
                 // The projections as plain vectors, straight from the kernels (no tensor
                 // and no copy on the way to attention).
@@ -370,11 +370,11 @@ impl BatchedModel {
                     .reshape((b, t, c.hidden))?
             };
             let x1 = (layer.wo.forward(&y)? + residual)?;
-            let h = candle_nn::ops::rms_norm(&x1, &layer.ffn_norm, c.rms_eps as f32)?;
+            let h = crate::kernels::rms_norm(&x1, &layer.ffn_norm, c.rms_eps as f32)?;
             let mlp = QLinear::forward_swiglu(&layer.gate, &layer.up, &h)?;
             x = (layer.down.forward(&mlp)? + x1)?;
         }
-        let x = candle_nn::ops::rms_norm(&x, &self.norm, c.rms_eps as f32)?;
+        let x = crate::kernels::rms_norm(&x, &self.norm, c.rms_eps as f32)?;
         let x = x.i((.., t - 1, ..))?.contiguous()?;
         Ok(self.output.forward(&x)?)
     }

@@ -485,3 +485,32 @@ fn parallel_for_hands_out_every_item_once() {
         );
     }
 }
+
+#[test]
+fn rms_norm_is_candles_to_float_rounding() {
+    let dev = Device::Cpu;
+    for (rows, n) in [(1, 8), (3, 576), (8, 37), (2, 1536)] {
+        let x = (Tensor::randn(0f32, 1.0, (rows, n), &dev).unwrap() * 3.0).unwrap();
+        let alpha = Tensor::randn(0f32, 1.0, n, &dev).unwrap();
+        let want = candle_nn::ops::rms_norm(&x, &alpha, 1e-5).unwrap();
+        let got = rms_norm(&x, &alpha, 1e-5).unwrap();
+        assert_eq!(got.dims(), want.dims());
+        let (g, w) = (
+            got.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            want.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        for (a, b) in g.iter().zip(&w) {
+            assert!(
+                (a - b).abs() <= 1e-5 * b.abs() + 1e-6,
+                "{rows}x{n}: {a} vs {b}"
+            );
+        }
+    }
+    // A 3-d input keeps its shape; other dtypes go to candle (f16 here).
+    let x = Tensor::randn(0f32, 1.0, (2, 3, 16), &dev).unwrap();
+    let alpha = Tensor::ones(16, candle_core::DType::F32, &dev).unwrap();
+    assert_eq!(rms_norm(&x, &alpha, 1e-6).unwrap().dims(), &[2, 3, 16]);
+    let h = |t: &Tensor| t.to_dtype(candle_core::DType::F16).unwrap();
+    let y = rms_norm(&h(&x), &h(&alpha), 1e-6).unwrap();
+    assert_eq!(y.dtype(), candle_core::DType::F16);
+}
