@@ -85,6 +85,26 @@ struct HeadIo<'a> {
     out: &'a Shared,
 }
 
+impl HeadIo<'_> {
+    /// Query head `h` of row `r`'s token `i` into `qh`, rotated; returns where its output
+    /// goes (the same offset in the output as the query's in `q`).
+    #[inline(always)]
+    fn query(&self, r: usize, i: usize, h: usize, qh: &mut [f32]) -> usize {
+        let s = self.s;
+        let (d, half) = (s.head_dim, s.head_dim / 2);
+        let tab = (r * s.t + i) * half;
+        let src = (r * s.t + i) * s.heads * d + h * d;
+        qh.copy_from_slice(&self.q[src..src + d]);
+        rope(
+            qh,
+            &self.cos[tab..tab + half],
+            &self.sin[tab..tab + half],
+            s.family,
+        );
+        src
+    }
+}
+
 /// [`one_head`] on AVX2 + FMA: the same steps, with the head's output and query held in
 /// registers (`N` = head_dim / 8 vectors), scores four slots at a time with one horizontal
 /// reduction for the four, and the values' weighted sum normalized once at the end.
@@ -102,21 +122,13 @@ unsafe fn one_head_avx2<const N: usize>(
     let s = io.s;
     let (t, d) = (s.t, s.head_dim);
     debug_assert_eq!(d, 8 * N);
-    let (hq, half, span) = (s.heads * d, d / 2, s.slot + s.t);
+    let span = s.slot + s.t;
     let kvh = h / (s.heads / s.kv_heads);
     let scale = 1.0 / (d as f32).sqrt();
     let base = (r * s.kv_heads + kvh) * s.capacity * d;
     let (kp, vp) = (io.ck.as_ptr().add(base), io.cv.as_ptr().add(base));
     for i in 0..t {
-        let tab = (r * t + i) * half;
-        let src = (r * t + i) * hq + h * d;
-        qh.copy_from_slice(&io.q[src..src + d]);
-        rope(
-            qh,
-            &io.cos[tab..tab + half],
-            &io.sin[tab..tab + half],
-            s.family,
-        );
+        let src = io.query(r, i, h, qh);
         let q: [__m256; N] = std::array::from_fn(|n| _mm256_loadu_ps(qh.as_ptr().add(8 * n)));
         let dot1 = |slot: usize| dot_lanes(&q, kp.add(slot * d));
         let mrow = io
@@ -228,20 +240,12 @@ unsafe fn dot_lanes<const N: usize>(
 fn one_head(io: &HeadIo, r: usize, h: usize, qh: &mut [f32], scores: &mut [f32]) {
     let s = io.s;
     let (t, d) = (s.t, s.head_dim);
-    let (hq, half, span) = (s.heads * d, d / 2, s.slot + s.t);
+    let span = s.slot + s.t;
     let kvh = h / (s.heads / s.kv_heads);
     let scale = 1.0 / (d as f32).sqrt();
     let at = |slot: usize| ((r * s.kv_heads + kvh) * s.capacity + slot) * d;
     for i in 0..t {
-        let tab = (r * t + i) * half;
-        let src = (r * t + i) * hq + h * d;
-        qh.copy_from_slice(&io.q[src..src + d]);
-        rope(
-            qh,
-            &io.cos[tab..tab + half],
-            &io.sin[tab..tab + half],
-            s.family,
-        );
+        let src = io.query(r, i, h, qh);
         let mrow = io
             .mask
             .map(|m| &m[(r * t + i) * span..(r * t + i + 1) * span]);

@@ -744,43 +744,29 @@ impl QLinear {
         layers: [&QLinear; N],
         x: &Tensor,
     ) -> candle_core::Result<[Tensor; N]> {
-        let ws: Vec<&QWeights> = layers
-            .iter()
-            .filter_map(|l| match l {
-                QLinear::Landauer(op) => Some(op.weights()),
-                QLinear::Candle(_) => None,
-            })
-            .collect();
-        let k = x.dims().last().copied().unwrap_or(0);
-        if ws.len() < N || ws.iter().any(|w| w.k != k) || x.dtype() != candle_core::DType::F32 {
+        let Some(outs) = Self::forward_many_host(layers, x)? else {
             let outs: Vec<Tensor> = layers
                 .iter()
                 .map(|l| l.forward(x))
                 .collect::<Result<_, _>>()?;
             return Ok(outs.try_into().expect("N outputs"));
-        }
-        let x = x.contiguous()?;
-        let (storage, layout) = x.storage_and_layout();
-        let candle_core::Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
-            candle_core::bail!("landauer-qmatmul: input must be f32 on the CPU");
         };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("landauer-qmatmul: input not contiguous");
-        };
-        let m = (end - start) / k;
-        let outs = matmul_f32(&ws, &data[start..end], m, detected_isa());
-        drop(storage);
-        let lead = &x.dims()[..x.rank() - 1];
         let tensors: Vec<Tensor> = outs
             .into_iter()
-            .zip(&ws)
-            .map(|(o, w)| {
-                let mut shape = lead.to_vec();
-                shape.push(w.n);
-                Tensor::from_vec(o, shape, x.device())
-            })
+            .zip(layers)
+            .map(|(o, l)| Tensor::from_vec(o, l.output_shape(x), x.device()))
             .collect::<Result<_, _>>()?;
         Ok(tensors.try_into().expect("N outputs"))
+    }
+
+    /// x's shape with the last dimension replaced by this layer's output width (landauer's
+    /// kernels only).
+    fn output_shape(&self, x: &Tensor) -> Vec<usize> {
+        let mut shape = x.dims()[..x.rank().saturating_sub(1)].to_vec();
+        if let QLinear::Landauer(op) = self {
+            shape.push(op.weights().n);
+        }
+        shape
     }
 
     /// [`Self::forward_many`] as plain row-major vectors, when landauer's kernels run every
@@ -817,34 +803,20 @@ impl QLinear {
     /// too (as one op, candle's silu and multiply run on the calling thread while the pool
     /// waits); silu is candle's formula, v / (1 + e^−v), so the values are the same.
     pub fn forward_swiglu(gate: &QLinear, up: &QLinear, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (QLinear::Landauer(g), QLinear::Landauer(u)) = (gate, up) else {
+        let same_width = match (gate, up) {
+            (QLinear::Landauer(g), QLinear::Landauer(u)) => g.weights().n == u.weights().n,
+            _ => false,
+        };
+        let host = match same_width {
+            true => Self::forward_many_host([gate, up], x)?,
+            false => None,
+        };
+        let Some([mut g, u]) = host else {
             let [g, u] = Self::forward_many([gate, up], x)?;
             return candle_nn::ops::silu(&g)? * u;
         };
-        let (gw, uw) = (g.weights(), u.weights());
-        let k = x.dims().last().copied().unwrap_or(0);
-        if gw.k != k || uw.k != k || gw.n != uw.n || x.dtype() != candle_core::DType::F32 {
-            let [g, u] = Self::forward_many([gate, up], x)?;
-            return candle_nn::ops::silu(&g)? * u;
-        }
-        let x = x.contiguous()?;
-        let (storage, layout) = x.storage_and_layout();
-        let candle_core::Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
-            candle_core::bail!("landauer-qmatmul: input must be f32 on the CPU");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("landauer-qmatmul: input not contiguous");
-        };
-        let m = (end - start) / k;
-        let [mut gv, uv]: [Vec<f32>; 2] =
-            matmul_f32(&[gw, uw], &data[start..end], m, detected_isa())
-                .try_into()
-                .expect("two outputs");
-        drop(storage);
-        silu_mul_in_place(&mut gv, &uv);
-        let mut shape = x.dims()[..x.rank() - 1].to_vec();
-        shape.push(gw.n);
-        Tensor::from_vec(gv, shape, x.device())
+        silu_mul_in_place(&mut g, &u);
+        Tensor::from_vec(g, gate.output_shape(x), x.device())
     }
 
     /// x (…, k) → (…, n).
