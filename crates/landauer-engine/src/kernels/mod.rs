@@ -18,8 +18,10 @@
 //!   CPU decode time.
 //! - candle computes every (weight row, activation row) dot product on its own, so a batch of
 //!   B rows reads and unpacks every weight block B times. Here each weight block is loaded and
-//!   unpacked once and multiplied into up to four activation rows while it sits in registers:
-//!   batched decode and prompt prefill read the weights once per step.
+//!   unpacked once and multiplied into up to eight activation rows while it sits in registers:
+//!   batched decode and prompt prefill read the weights once per step. Q4_1 and Q8_0 weights
+//!   are interleaved in tiles of 8 rows (see [`QWeights`]), so that one instruction serves 8
+//!   weight rows.
 //! - The instruction set is chosen at run time (AVX2 + FMA + F16C), not at compile time, so the
 //!   portable default build is fast on the machines that have them; elsewhere a plain Rust
 //!   reference runs (the same one the tests hold the SIMD code to).
@@ -29,7 +31,8 @@
 //! differ from its kernels only by the order of float additions.
 //!
 //! The work is split over candle's persistent barrier thread pool (threads that spin between
-//! calls, the main thread taking a share), the pool candle's own quantized matmul uses.
+//! calls, the main thread taking a share), the pool candle's own quantized matmul uses, in
+//! ranges of shrinking size ([`parallel_for`]).
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Layout, Module, Shape, Tensor};

@@ -1,10 +1,13 @@
 //! AVX2 + FMA + F16C dot products (x86-64), chosen at run time by `detected_isa`.
 //!
-//! One weight block is loaded and unpacked to 32 bytes once, then multiplied into each of up
-//! to four activation rows: `maddubs` (u8 × i8 → pairs of i16), `madd` with ones (→ 8 × i32),
-//! converted to f32 and accumulated with the block's scale product, as ggml's AVX2 kernels do
-//! for one row. Signed formats (Q4_0 after subtracting 8, Q8_0) move the weight's sign onto the
-//! activation so that `maddubs` sees |w| as unsigned.
+//! Two layouts. Weights in GGUF's row layout: one weight block is loaded and unpacked to 32
+//! bytes once, then multiplied into each of up to eight activation rows: `maddubs` (u8 × i8 →
+//! pairs of i16), `madd` with ones (→ 8 × i32), converted to f32 and accumulated with the
+//! block's scale product, as ggml's AVX2 kernels do for one row. Weights in tiles of 8 rows
+//! (`QWeights::tiled`, Q4_1 and Q8_0): one register holds 4 values of each of the 8 rows, so
+//! each `maddubs` serves 8 rows and one conversion and scale serve the block's 8 outputs.
+//! Signed formats (Q4_0 after subtracting 8, Q8_0) move the weight's sign onto the activation
+//! so that `maddubs` sees |w| as unsigned.
 
 use super::{Format, Q8Rows, QWeights, BLOCK, TILE_ROWS};
 use std::arch::x86_64::*;
@@ -156,8 +159,8 @@ unsafe fn tile_dot<const F: u8, const R: usize>(
     }
 }
 
-/// [`tile_dot`] for Q4_1. Per block: chunk c of the tile (32 bytes) unpacks to two registers, values 4c..4c+4 and
-/// 16+4c..20+4c of the 8 rows; each is multiplied (`maddubs`, u8 × i8) by the activation
+/// [`tile_dot`] for Q4_1. Per block: chunk c of the tile (32 bytes) unpacks to two
+/// registers, values 4c..4c+4 and 16+4c..20+4c of the 8 rows; each is multiplied (`maddubs`, u8 × i8) by the activation
 /// row's matching 4 values broadcast to all 8 rows, and the 8 products are summed in 16-bit
 /// lanes (at most 8 · 2 · 15 · 128 = 30,720 in magnitude: no overflow). One `madd` then
 /// gives each row's integer sum, scaled by its own d_w times the row's d_a, plus m_w · s_a.
