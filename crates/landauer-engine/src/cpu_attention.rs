@@ -117,7 +117,7 @@ unsafe fn one_head_avx2<const N: usize>(
     qh: &mut [f32],
     scores: &mut [f32],
 ) {
-    use crate::kernels::x86::exp8;
+    use crate::kernels::x86::{exp8, hsum};
     use std::arch::x86_64::*;
     let s = io.s;
     let (t, d) = (s.t, s.head_dim);
@@ -154,11 +154,7 @@ unsafe fn one_head_avx2<const N: usize>(
         let m2 = _mm_max_ps(_mm_movehl_ps(mx4, mx4), mx4);
         let mut max = _mm_cvtss_f32(_mm_max_ss(_mm_movehdup_ps(m2), m2));
         for (j, sc) in scores.iter_mut().enumerate().take(span).skip(slot) {
-            let a = dot1(j);
-            let x = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-            let x = _mm_add_ps(x, _mm_movehl_ps(x, x));
-            let x = _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
-            let v = x * scale + mrow.map_or(0.0, |m| m[j]);
+            let v = hsum(dot1(j)) * scale + mrow.map_or(0.0, |m| m[j]);
             *sc = v;
             max = max.max(v);
         }
@@ -180,9 +176,7 @@ unsafe fn one_head_avx2<const N: usize>(
             rest.copy_from_slice(&pad[..rest.len()]);
             tv = _mm256_add_ps(tv, e);
         }
-        let t4 = _mm_add_ps(_mm256_castps256_ps128(tv), _mm256_extractf128_ps(tv, 1));
-        let t4 = _mm_add_ps(t4, _mm_movehl_ps(t4, t4));
-        let total = _mm_cvtss_f32(_mm_add_ss(t4, _mm_movehdup_ps(t4)));
+        let total = hsum(tv);
         // Σ p·v two slots at a time: the pair's products are summed first, so that the
         // accumulators' dependency chains advance once per pair.
         let mut y = [_mm256_setzero_ps(); N];

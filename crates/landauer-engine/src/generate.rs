@@ -62,8 +62,8 @@ pub struct TokenEvent<'a> {
     /// Tokens produced by this token's step (the batch rows still generating; 1 for a
     /// single sequence). They share the step's window, and its energy equally.
     pub step_tokens: usize,
-    /// `landauer_physics::softmax_stats(logits)`, when the engine computed it
-    /// ([`GenerateOptions::stats_rows`]).
+    /// `landauer_physics::softmax_stats(logits)`, when the engine computed it (batches only,
+    /// [`GenerateOptions::stats_rows`]).
     pub stats: Option<landauer_physics::SoftmaxStats>,
 }
 
@@ -128,10 +128,12 @@ pub struct GenerateOptions {
     pub ignore_eos: bool,
     /// Set from another thread (Ctrl-C) to stop after the current token.
     pub stop: Option<Arc<AtomicBool>>,
-    /// Rows (`seq` below this) whose logits' softmax statistics the engine computes, a
-    /// step's rows in parallel on the thread pool, and sends with their tokens
-    /// ([`TokenEvent::stats`]); `usize::MAX` for all. Sinks compute any other row's from its
-    /// logits if they need them.
+    /// In a batch ([`Engine::generate_batch`]), the rows (`seq` below this) whose logits'
+    /// softmax statistics the engine computes, a step's rows in parallel on the thread pool,
+    /// and sends with their tokens ([`TokenEvent::stats`]); `usize::MAX` for all, 0 for none.
+    /// A single sequence ([`Engine::generate`]) has nothing to parallelize and sends none, so
+    /// that a run without a sink (a benchmark's untraced runs) does not pay for them. Sinks
+    /// compute what they were not sent from the logits.
     pub stats_rows: usize,
 }
 
@@ -432,7 +434,7 @@ impl Engine {
                 t_start_s: t_start,
                 t_end_s: t_end,
                 step_tokens: 1,
-                stats: (opts.stats_rows > 0).then(|| landauer_physics::softmax_stats(&host)),
+                stats: None,
             })
             .map_err(sink_err)?;
             generated += 1;
@@ -684,16 +686,15 @@ fn row_stats(
         }
         return out;
     }
-    let slots: Vec<std::sync::Mutex<Option<landauer_physics::SoftmaxStats>>> = (0..wanted.len())
-        .map(|_| std::sync::Mutex::new(None))
-        .collect();
+    let slots: Vec<std::sync::OnceLock<landauer_physics::SoftmaxStats>> =
+        wanted.iter().map(|_| std::sync::OnceLock::new()).collect();
     crate::kernels::parallel_for(wanted.len(), |range| {
         for i in range {
-            *slots[i].lock().expect("not poisoned") = Some(one(wanted[i]));
+            let _ = slots[i].set(one(wanted[i]));
         }
     });
-    for (i, slot) in slots.into_iter().enumerate() {
-        out[wanted[i]] = slot.into_inner().expect("not poisoned");
+    for (&r, slot) in wanted.iter().zip(slots) {
+        out[r] = slot.into_inner();
     }
     out
 }
