@@ -412,6 +412,24 @@ fn a_report_of_a_sweep_holds_the_curves_and_the_ladder() {
         "the title marks the estimate"
     );
     assert_eq!(redrawn, drawn, "the same figure from the same rows");
+    // Given a trace instead, --replot says what it needs, in one line.
+    let trace = dir.path().join("one.jsonl");
+    let o = run(landauer()
+        .args(["generate", "--greedy", "-n", "3", "--model"])
+        .arg(&model)
+        .arg("--trace")
+        .arg(&trace)
+        .arg("Hi"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(landauer().args(["sweep", "--replot", "--out"]).arg(&trace));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("not a sweep")
+            && err.contains("sweep --out DIR")
+            && err.trim().lines().count() == 1,
+        "{err}"
+    );
     let html = report(&out, &dir.path().join("sweep.html"), &[]);
     check_balanced(&html).unwrap_or_else(|e| panic!("malformed HTML: {e}"));
     assert_self_contained(&html);

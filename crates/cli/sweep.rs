@@ -58,7 +58,10 @@ pub struct SweepArgs {
 /// Redraws DIR/sweep.svg from DIR/sweep.json.
 fn replot(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     let crate::gap::Input::Sweep(sweep) = crate::gap::read_input(dir)? else {
-        anyhow::bail!("{} is a trace, not a sweep directory", dir.display());
+        anyhow::bail!(
+            "{} is a trace, not a sweep: --replot redraws the sweep.svg of a directory `landauer sweep --out DIR` wrote",
+            dir.display()
+        );
     };
     let svg = dir.join("sweep.svg");
     crate::plot::sweep_svg(&svg, &sweep.title(), &sweep.rows)?;
@@ -349,13 +352,17 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         }
         row
     };
+    let warm_up = |engine: &mut landauer_engine::Engine, b: usize| -> anyhow::Result<()> {
+        bar.set_message(format!("batch {b}: warm-up"));
+        engine.generate_batch(&rows_for(b), &greedy(args.max_tokens.min(8)), ())?;
+        bar.inc(1);
+        Ok(())
+    };
     let mut rows = Vec::new();
     let mut caveats = Vec::new();
     if args.interleave {
         for &b in &args.batch {
-            bar.set_message(format!("batch {b}: warm-up"));
-            engine.generate_batch(&rows_for(b), &greedy(args.max_tokens.min(8)), ())?;
-            bar.inc(1);
+            warm_up(&mut engine, b)?;
         }
         let mut m: Vec<Vec<Measured>> = args.batch.iter().map(|_| Vec::new()).collect();
         for run in 0..args.runs {
@@ -373,9 +380,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         }
     } else {
         for &b in &args.batch {
-            bar.set_message(format!("batch {b}: warm-up"));
-            engine.generate_batch(&rows_for(b), &greedy(args.max_tokens.min(8)), ())?;
-            bar.inc(1);
+            warm_up(&mut engine, b)?;
             let m = (0..args.runs)
                 .map(|run| measure(&mut engine, b, run))
                 .collect::<anyhow::Result<Vec<_>>>()?;
