@@ -33,7 +33,7 @@
 //! ```
 
 pub mod batched;
-mod cpu_attention;
+pub mod cpu_attention;
 pub mod device;
 mod error;
 pub mod fetch;

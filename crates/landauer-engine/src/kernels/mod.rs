@@ -608,6 +608,11 @@ pub fn rms_norm(x: &Tensor, alpha: &Tensor, eps: f32) -> candle_core::Result<Ten
     Tensor::from_vec(out, x.dims(), x.device())
 }
 
+/// Threads that [`parallel_for`] spreads work over (candle's pool and the caller).
+pub fn pool_threads() -> usize {
+    candle_core::utils::barrier_pool().n_workers() + 1
+}
+
 /// Runs `f` over `0..n` on candle's thread pool (the calling thread takes part), handing out
 /// ranges from a shared cursor in guided sizes: a share of what is left divided among twice
 /// the threads, down to one item. candle's `execute_chunked` hands out fixed eighths of a
