@@ -983,6 +983,21 @@ fn an_interleaved_sweep_measures_every_batch_size_in_each_round() {
             assert_eq!(r["generated_tokens"].as_u64(), Some(5 * b));
             assert!(r["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
         }
+        // Every run's figure, per batch size in the same order; the row's is their median.
+        let runs = json["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 2);
+        for (r, row) in runs.iter().zip(rows) {
+            assert_eq!(r["batch"], row["batch"]);
+            let mut v: Vec<f64> = r["decode_tokens_per_s"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            assert_eq!(v.len(), 3);
+            v.sort_by(f64::total_cmp);
+            assert_eq!(v[1], row["decode_tokens_per_s"].as_f64().unwrap());
+        }
     }
 }
 

@@ -137,6 +137,26 @@ struct SweepReport<'a> {
     method: &'static str,
     caveats: Vec<String>,
     rows: &'a [SweepRow],
+    /// Every measured run's figure, for ratios taken run by run.
+    runs: &'a [RunsOfBatch],
+}
+
+/// One batch size's measured runs, in the order they ran (with `interleaved`, run k of every
+/// batch size belongs to round k, so that ratios between batch sizes can be taken round by
+/// round, each between runs measured minutes apart at most).
+#[derive(Debug, Clone, Serialize)]
+struct RunsOfBatch {
+    batch: usize,
+    decode_tokens_per_s: Vec<f64>,
+}
+
+impl RunsOfBatch {
+    fn of(b: usize, m: &[Measured]) -> Self {
+        RunsOfBatch {
+            batch: b,
+            decode_tokens_per_s: m.iter().map(|x| decode_rate(b, x)).collect(),
+        }
+    }
 }
 
 const METHOD: &str = "per batch size: one warm-up batch, then --runs measured batches (medians; with interleaved, all warm-ups first, then rounds that run every batch size once); every row generates --max-tokens tokens (EOS ignored); energy of the decode window (prefill end to last step, all rows busy) read off the meter's timeline; within a step, energy is shared equally among the rows that produced a token";
@@ -358,7 +378,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         bar.inc(1);
         Ok(())
     };
-    let mut rows = Vec::new();
+    let (mut rows, mut runs) = (Vec::new(), Vec::new());
     let mut caveats = Vec::new();
     if args.interleave {
         for &b in &args.batch {
@@ -376,7 +396,13 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
                 .zip(&m)
                 .map(|(&b, m)| row_of(b, m))
                 .collect();
-            caveats = write_files(&args.out, &header, &rows)?;
+            runs = args
+                .batch
+                .iter()
+                .zip(&m)
+                .map(|(&b, m)| RunsOfBatch::of(b, m))
+                .collect();
+            caveats = write_files(&args.out, &header, &rows, &runs)?;
         }
     } else {
         for &b in &args.batch {
@@ -385,7 +411,8 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
                 .map(|run| measure(&mut engine, b, run))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             rows.push(row_of(b, &m));
-            caveats = write_files(&args.out, &header, &rows)?;
+            runs.push(RunsOfBatch::of(b, &m));
+            caveats = write_files(&args.out, &header, &rows, &runs)?;
         }
     }
     bar.finish_and_clear();
@@ -471,6 +498,7 @@ fn write_files(
     out_dir: &std::path::Path,
     h: &Header,
     rows: &[SweepRow],
+    runs: &[RunsOfBatch],
 ) -> anyhow::Result<Vec<String>> {
     let mut caveats = Vec::new();
     if h.synthetic {
@@ -491,6 +519,7 @@ fn write_files(
         method: METHOD,
         caveats: caveats.clone(),
         rows,
+        runs,
     };
     let out = |name: &str| out_dir.join(name);
     std::fs::write(out("sweep.json"), serde_json::to_string_pretty(&report)?)
@@ -527,6 +556,12 @@ struct Measured {
     die_c: Option<f64>,
 }
 
+/// Decode tokens per second of a measured batch of `b` rows: the tokens after each row's
+/// first, over the decode window.
+fn decode_rate(b: usize, x: &Measured) -> f64 {
+    (x.end.generated_tokens - b) as f64 / (x.end.total_s - x.end.prefill_s)
+}
+
 fn summarize(b: usize, m: &[Measured], idle: Option<f64>, j_per_bit: f64) -> SweepRow {
     let med = |f: &dyn Fn(&Measured) -> Option<f64>| {
         let v: Vec<f64> = m.iter().filter_map(f).collect();
@@ -547,7 +582,7 @@ fn summarize(b: usize, m: &[Measured], idle: Option<f64>, j_per_bit: f64) -> Swe
             .unwrap_or(0.0),
         prefill_energy_j: med(&|x| x.energy.as_ref().map(|e| e.0)),
         decode_window_s: med(&|x| Some(window(x))).unwrap_or(0.0),
-        decode_tokens_per_s: med(&|x| Some(decode_tokens(x) / window(x))).unwrap_or(0.0),
+        decode_tokens_per_s: med(&|x| Some(decode_rate(b, x))).unwrap_or(0.0),
         mean_power_w: med(&|x| x.energy.as_ref().map(|(_, w)| w.joules / window(x))),
         joules_per_token: jpt,
         active_joules_per_token: idle.and_then(|p| {
