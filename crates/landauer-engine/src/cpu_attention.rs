@@ -81,9 +81,60 @@ struct HeadIo<'a> {
     cos: &'a [f32],
     sin: &'a [f32],
     mask: Option<&'a [f32]>,
-    ck: &'a [f32],
-    cv: &'a [f32],
+    cache: &'a CachePtrs,
     out: &'a Shared,
+}
+
+/// The layer's key and value caches, shared by the pool's threads: each (row, KV head)
+/// region is written by one thread at a time and read only once written.
+struct CachePtrs {
+    k: *mut f32,
+    v: *mut f32,
+}
+// SAFETY: see the disjointness arguments where it is written through.
+unsafe impl Sync for CachePtrs {}
+
+impl CachePtrs {
+    /// Where row `r`'s KV head `kvh` starts in both caches.
+    fn region(&self, s: &Step, r: usize, kvh: usize) -> (*const f32, *const f32) {
+        let base = (r * s.kv_heads + kvh) * s.capacity * s.head_dim;
+        (
+            self.k.wrapping_add(base).cast_const(),
+            self.v.wrapping_add(base).cast_const(),
+        )
+    }
+
+    /// Writes row `r`'s keys (rotated) and values of KV head `h` into slots
+    /// `slot..slot + t`, from the step's projections `k` and `v` (batch, t, kv_heads·d).
+    ///
+    /// # Safety
+    /// The caches must have the step's shape, and no other thread may read or write this
+    /// (row, KV head) region meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn write(
+        &self,
+        s: &Step,
+        k: &[f32],
+        v: &[f32],
+        cos: &[f32],
+        sin: &[f32],
+        r: usize,
+        h: usize,
+    ) {
+        let (t, d) = (s.t, s.head_dim);
+        let (half, hk) = (d / 2, s.kv_heads * d);
+        let (kr, vr) = self.region(s, r, h);
+        for i in 0..t {
+            let tab = (r * t + i) * half;
+            let src = (r * t + i) * hk + h * d;
+            let at = (s.slot + i) * d;
+            let kd = std::slice::from_raw_parts_mut(kr.cast_mut().add(at), d);
+            kd.copy_from_slice(&k[src..src + d]);
+            rope(kd, &cos[tab..tab + half], &sin[tab..tab + half], s.family);
+            std::slice::from_raw_parts_mut(vr.cast_mut().add(at), d)
+                .copy_from_slice(&v[src..src + d]);
+        }
+    }
 }
 
 impl HeadIo<'_> {
@@ -140,8 +191,7 @@ unsafe fn one_group_avx2<const N: usize>(
     let kvh = h0 / (s.heads / s.kv_heads);
     debug_assert_eq!(kvh, (h0 + heads - 1) / (s.heads / s.kv_heads));
     let scale = 1.0 / (d as f32).sqrt();
-    let base = (r * s.kv_heads + kvh) * s.capacity * d;
-    let (kp, vp) = (io.ck.as_ptr().add(base), io.cv.as_ptr().add(base));
+    let (kp, vp) = io.cache.region(s, r, kvh);
     let load_q = |qh: &[f32], j: usize| -> [__m256; N] {
         std::array::from_fn(|n| _mm256_loadu_ps(qh.as_ptr().add(j * d + 8 * n)))
     };
@@ -284,7 +334,15 @@ fn one_head(io: &HeadIo, r: usize, h: usize, qh: &mut [f32], scores: &mut [f32])
     let span = s.slot + s.t;
     let kvh = h / (s.heads / s.kv_heads);
     let scale = 1.0 / (d as f32).sqrt();
-    let at = |slot: usize| ((r * s.kv_heads + kvh) * s.capacity + slot) * d;
+    // SAFETY: the region of (r, kvh) holds `span` written slots, and no thread writes it
+    // while this item reads it.
+    let (ck, cv) = unsafe {
+        let (kp, vp) = io.cache.region(s, r, kvh);
+        (
+            std::slice::from_raw_parts(kp, span * d),
+            std::slice::from_raw_parts(vp, span * d),
+        )
+    };
     for i in 0..t {
         let src = io.query(r, i, h, qh);
         let mrow = io
@@ -292,8 +350,7 @@ fn one_head(io: &HeadIo, r: usize, h: usize, qh: &mut [f32], scores: &mut [f32])
             .map(|m| &m[(r * t + i) * span..(r * t + i + 1) * span]);
         let mut max = f32::NEG_INFINITY;
         for (slot, sc) in scores.iter_mut().enumerate() {
-            let base = at(slot);
-            let mut x = dot(qh, &io.ck[base..base + d]) * scale;
+            let mut x = dot(qh, &ck[slot * d..(slot + 1) * d]) * scale;
             if let Some(m) = mrow {
                 x += m[slot];
             }
@@ -306,16 +363,17 @@ fn one_head(io: &HeadIo, r: usize, h: usize, qh: &mut [f32], scores: &mut [f32])
             total += *sc;
         }
         // SAFETY: (r, i, h) is this item's own output head; no other item writes it, and it
-        // lies inside `out` (b·t·heads·d values).
-        let y = unsafe { std::slice::from_raw_parts_mut(io.out.0.add(src), d) };
-        y.fill(0.0);
+        // lies inside `out` (b·t·heads·d values, zeroed here before it is read).
+        let y = unsafe {
+            std::ptr::write_bytes(io.out.0.add(src), 0, d);
+            std::slice::from_raw_parts_mut(io.out.0.add(src), d)
+        };
         for (slot, &p) in scores.iter().enumerate() {
             if p == 0.0 {
                 continue;
             }
-            let base = at(slot);
             let p = p / total;
-            for (o, &x) in y.iter_mut().zip(&io.cv[base..base + d]) {
+            for (o, &x) in y.iter_mut().zip(&cv[slot * d..(slot + 1) * d]) {
                 *o += p * x;
             }
         }
@@ -393,28 +451,25 @@ pub fn attend_grouped(
     if let Some(m) = mask {
         assert_eq!(m.len(), b * t * span);
     }
-    // Keys and values into the cache (keys rotated).
-    let at = |r: usize, h: usize, slot: usize| ((r * s.kv_heads + h) * s.capacity + slot) * d;
-    for r in 0..b {
-        for i in 0..t {
-            let tab = (r * t + i) * half;
+    // Keys (rotated) and values into the cache: by the work item of their row and KV head
+    // when one item takes the KV head's whole group (its cache lines are then fetched once,
+    // for the write, and read back from cache), else all here first.
+    let owns_kv = per_item == s.heads / s.kv_heads;
+    let cache = CachePtrs {
+        k: cache.k.as_mut_ptr(),
+        v: cache.v.as_mut_ptr(),
+    };
+    if !owns_kv {
+        for r in 0..b {
             for h in 0..s.kv_heads {
-                let src = (r * t + i) * hk + h * d;
-                let dst = at(r, h, s.slot + i);
-                cache.k[dst..dst + d].copy_from_slice(&k[src..src + d]);
-                rope(
-                    &mut cache.k[dst..dst + d],
-                    &cos[tab..tab + half],
-                    &sin[tab..tab + half],
-                    s.family,
-                );
-                cache.v[dst..dst + d].copy_from_slice(&v[src..src + d]);
+                // SAFETY: the caches have the step's shape (asserted); no thread runs yet.
+                unsafe { cache.write(s, k, v, cos, sin, r, h) };
             }
         }
     }
-    let mut out = vec![0f32; b * t * hq];
-    let shared = Shared(out.as_mut_ptr());
-    let cache = &*cache;
+    // Every output value is written by its head's work item.
+    let mut out = Vec::with_capacity(b * t * hq);
+    let shared = Shared(out.spare_capacity_mut().as_mut_ptr().cast());
     // Work items: a row and `per_item` query heads of one group; each writes only its own
     // heads' outputs.
     let avx2 = crate::kernels::detected_isa() == crate::kernels::Isa::Avx2;
@@ -427,8 +482,7 @@ pub fn attend_grouped(
             cos,
             sin,
             mask,
-            ck: &cache.k,
-            cv: &cache.v,
+            cache: &cache,
             out: &shared,
         };
         let (qh, sc) = (&mut qh[..], &mut scores[..]);
@@ -437,6 +491,11 @@ pub fn attend_grouped(
                 item / (s.heads / per_item),
                 item % (s.heads / per_item) * per_item,
             );
+            if owns_kv {
+                // SAFETY: this item is the only one of its row and KV head; the caches have
+                // the step's shape (asserted).
+                unsafe { cache.write(s, k, v, cos, sin, r, h0 / per_item) };
+            }
             // SAFETY (AVX2 paths): the CPU has AVX2 and FMA (detected at run time); the
             // heads share one KV head, whose cache rows hold `span` ≤ capacity slots of
             // head_dim = 8·N values; `qh` and `scores` hold `per_item` heads; the item
@@ -460,6 +519,8 @@ pub fn attend_grouped(
     } else {
         crate::kernels::parallel_for(items, work);
     }
+    // SAFETY: the items wrote all b·t·heads·d values (each its heads, for every token).
+    unsafe { out.set_len(b * t * hq) };
     out
 }
 
