@@ -279,10 +279,15 @@ impl BatchedModel {
             )),
             false => None,
         };
+        let eps = c.rms_eps as f32;
+        // Each residual sum is normed as it is made: by the next norm in line (the layer's
+        // MLP norm, the next layer's attention norm, or the final norm).
+        let norm_after = |l: usize| self.layers.get(l + 1).map_or(&self.norm, |n| &n.attn_norm);
         let mut x = self.embed.forward(tokens)?;
+        let first_norm = self.layers.first().map_or(&self.norm, |n| &n.attn_norm);
+        let mut h = crate::kernels::rms_norm(&x, first_norm, eps)?;
         for (l, layer) in self.layers.iter().enumerate() {
             let residual = &x;
-            let h = crate::kernels::rms_norm(&x, &layer.attn_norm, c.rms_eps as f32)?;
             let y = if let Some((cos_v, sin_v, mask_v)) = &host {
                 // The projections as plain vectors, straight from the kernels (no tensor
                 // and no copy on the way to attention).
@@ -369,13 +374,17 @@ impl BatchedModel {
                     .transpose(1, 2)?
                     .reshape((b, t, c.hidden))?
             };
-            let x1 = (layer.wo.forward(&y)? + residual)?;
-            let h = crate::kernels::rms_norm(&x1, &layer.ffn_norm, c.rms_eps as f32)?;
-            let mlp = QLinear::forward_swiglu(&layer.gate, &layer.up, &h)?;
-            x = (layer.down.forward(&mlp)? + x1)?;
+            let (x1, h1) = crate::kernels::add_rms_norm(
+                &layer.wo.forward(&y)?,
+                residual,
+                &layer.ffn_norm,
+                eps,
+            )?;
+            let mlp = QLinear::forward_swiglu(&layer.gate, &layer.up, &h1)?;
+            (x, h) =
+                crate::kernels::add_rms_norm(&layer.down.forward(&mlp)?, &x1, norm_after(l), eps)?;
         }
-        let x = crate::kernels::rms_norm(&x, &self.norm, c.rms_eps as f32)?;
-        let x = x.i((.., t - 1, ..))?.contiguous()?;
+        let x = h.i((.., t - 1, ..))?.contiguous()?;
         Ok(self.output.forward(&x)?)
     }
 }

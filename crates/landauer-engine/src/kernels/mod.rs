@@ -564,48 +564,86 @@ pub fn silu_mul_in_place(g: &mut [f32], u: &[f32]) {
 /// time); the values differ from candle's only by the order of that sum's additions.
 pub fn rms_norm(x: &Tensor, alpha: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
     let n = x.dims().last().copied().unwrap_or(0);
-    let host = |t: &Tensor| {
-        matches!(t.device(), candle_core::Device::Cpu) && t.dtype() == candle_core::DType::F32
-    };
     if n == 0 || !host(x) || !host(alpha) || alpha.dims() != [n] {
         return candle_nn::ops::rms_norm(x, alpha, eps);
     }
-    let (x, alpha) = (x.contiguous()?, alpha.contiguous()?);
-    let (xs, xl) = x.storage_and_layout();
-    let (als, all) = alpha.storage_and_layout();
-    let (
-        candle_core::Storage::Cpu(CpuStorage::F32(xv)),
-        candle_core::Storage::Cpu(CpuStorage::F32(av)),
-        Some((x0, x1)),
-        Some((a0, a1)),
-    ) = (
-        &*xs,
-        &*als,
-        xl.contiguous_offsets(),
-        all.contiguous_offsets(),
-    )
-    else {
-        candle_core::bail!("rms_norm: contiguous CPU f32 tensors expected");
-    };
-    let (src, a) = (&xv[x0..x1], &av[a0..a1]);
-    let mut out = vec![0f32; src.len()];
-    for (row, dst) in src.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
-        let mut lanes = [0f32; 8];
-        let chunks = row.chunks_exact(8);
-        let rest: f32 = chunks.remainder().iter().map(|v| v * v).sum();
-        for c in chunks {
-            for (l, v) in lanes.iter_mut().zip(c) {
-                *l += v * v;
+    let out = host_slice(x, |src| {
+        host_slice(alpha, |a| {
+            let mut out = vec![0f32; src.len()];
+            for (row, dst) in src.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+                norm_row(row, a, eps, dst);
             }
-        }
-        let sum2 = lanes.iter().sum::<f32>() + rest;
-        let m = (sum2 / n as f32 + eps).sqrt();
-        for ((d, s), w) in dst.iter_mut().zip(row).zip(a) {
-            *d = *s / m * *w;
+            out
+        })
+    })??;
+    Tensor::from_vec(out, x.dims(), x.device())
+}
+
+/// The residual sum x + y and its [`rms_norm`], in one pass on CPU f32 tensors (a decoder
+/// layer's two residual additions are each followed by a norm): the same values as
+/// `rms_norm(&(x + y)?, …)`, without candle's elementwise op and its second pass.
+pub fn add_rms_norm(
+    x: &Tensor,
+    y: &Tensor,
+    alpha: &Tensor,
+    eps: f32,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let n = x.dims().last().copied().unwrap_or(0);
+    if n == 0 || !host(x) || !host(y) || !host(alpha) || alpha.dims() != [n] || x.dims() != y.dims()
+    {
+        let sum = (x + y)?;
+        let normed = rms_norm(&sum, alpha, eps)?;
+        return Ok((sum, normed));
+    }
+    let (sum, normed) = host_slice(x, |xs| {
+        host_slice(y, |ys| {
+            host_slice(alpha, |a| {
+                let sum: Vec<f32> = xs.iter().zip(ys).map(|(p, q)| p + q).collect();
+                let mut normed = vec![0f32; sum.len()];
+                for (row, dst) in sum.chunks_exact(n).zip(normed.chunks_exact_mut(n)) {
+                    norm_row(row, a, eps, dst);
+                }
+                (sum, normed)
+            })
+        })
+    })???;
+    Ok((
+        Tensor::from_vec(sum, x.dims(), x.device())?,
+        Tensor::from_vec(normed, x.dims(), x.device())?,
+    ))
+}
+
+/// A CPU f32 tensor.
+fn host(t: &Tensor) -> bool {
+    matches!(t.device(), candle_core::Device::Cpu) && t.dtype() == candle_core::DType::F32
+}
+
+/// `f` of a CPU f32 tensor's values in row-major order.
+fn host_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let t = t.contiguous()?;
+    let (st, l) = t.storage_and_layout();
+    match (&*st, l.contiguous_offsets()) {
+        (candle_core::Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) => Ok(f(&v[a..b])),
+        _ => candle_core::bail!("a contiguous CPU f32 tensor expected"),
+    }
+}
+
+/// One row of [`rms_norm`] into `dst`.
+fn norm_row(row: &[f32], alpha: &[f32], eps: f32, dst: &mut [f32]) {
+    let n = row.len();
+    let mut lanes = [0f32; 8];
+    let chunks = row.chunks_exact(8);
+    let rest: f32 = chunks.remainder().iter().map(|v| v * v).sum();
+    for c in chunks {
+        for (l, v) in lanes.iter_mut().zip(c) {
+            *l += v * v;
         }
     }
-    drop((xs, als));
-    Tensor::from_vec(out, x.dims(), x.device())
+    let sum2 = lanes.iter().sum::<f32>() + rest;
+    let m = (sum2 / n as f32 + eps).sqrt();
+    for ((d, s), w) in dst.iter_mut().zip(row).zip(alpha) {
+        *d = *s / m * *w;
+    }
 }
 
 /// Threads that [`parallel_for`] spreads work over (candle's pool and the caller).

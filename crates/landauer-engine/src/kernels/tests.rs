@@ -487,6 +487,39 @@ fn parallel_for_hands_out_every_item_once() {
 }
 
 #[test]
+fn add_rms_norm_is_the_sum_and_its_norm() {
+    let dev = Device::Cpu;
+    let bits = |t: &Tensor| -> Vec<u32> {
+        let v = t.flatten_all().unwrap().to_dtype(candle_core::DType::F32).unwrap();
+        v.to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect()
+    };
+    for (shape, dtype) in [
+        (vec![1, 576], candle_core::DType::F32),
+        (vec![2, 3, 40], candle_core::DType::F32),
+        // Not CPU f32: candle's ops.
+        (vec![2, 16], candle_core::DType::F16),
+    ] {
+        let n = *shape.last().unwrap();
+        let rnd = |s: &[usize]| {
+            (Tensor::randn(0f32, 1.0, s, &dev).unwrap() * 3.0)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap()
+        };
+        let (x, y, alpha) = (rnd(&shape), rnd(&shape), rnd(&[n]));
+        let (sum, normed) = add_rms_norm(&x, &y, &alpha, 1e-5).unwrap();
+        let want_sum = (&x + &y).unwrap();
+        assert_eq!(sum.dims(), &shape[..]);
+        assert_eq!(bits(&sum), bits(&want_sum), "{shape:?}");
+        assert_eq!(
+            bits(&normed),
+            bits(&rms_norm(&want_sum, &alpha, 1e-5).unwrap()),
+            "{shape:?}"
+        );
+    }
+}
+
+#[test]
 fn rms_norm_is_candles_to_float_rounding() {
     let dev = Device::Cpu;
     for (rows, n) in [(1, 8), (3, 576), (8, 37), (2, 1536)] {
