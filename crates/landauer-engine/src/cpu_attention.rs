@@ -410,8 +410,8 @@ pub fn attend(
 /// of it up to [`MAX_GROUP`]), so that its keys and values are read from memory once rather
 /// than once per head, as long as that leaves every thread an item; else a smaller divisor.
 /// Attention here waits on memory more than on arithmetic: one row of the default model (3
-/// groups of 3 heads on 2 threads, one thread doing two groups) is ~1.4× as fast grouped as
-/// in 9 single heads (examples/attention_speed).
+/// groups of 3 heads on 2 threads, one thread doing two groups) is 1.2-1.5× as fast grouped
+/// as in 9 single heads (examples/attention_speed).
 pub fn heads_per_item(s: &Step, threads: usize) -> usize {
     let g = s.heads / s.kv_heads;
     (1..=g.min(MAX_GROUP))

@@ -490,8 +490,16 @@ fn parallel_for_hands_out_every_item_once() {
 fn add_rms_norm_is_the_sum_and_its_norm() {
     let dev = Device::Cpu;
     let bits = |t: &Tensor| -> Vec<u32> {
-        let v = t.flatten_all().unwrap().to_dtype(candle_core::DType::F32).unwrap();
-        v.to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect()
+        let v = t
+            .flatten_all()
+            .unwrap()
+            .to_dtype(candle_core::DType::F32)
+            .unwrap();
+        v.to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect()
     };
     for (shape, dtype) in [
         (vec![1, 576], candle_core::DType::F32),
