@@ -12,7 +12,7 @@
 //! its own memory as in the model (8 rows × 30 layers at 142 slots is 52 MB: it comes from
 //! DRAM, not cache), and prints microseconds per step.
 use landauer_engine::batched::Family;
-use landauer_engine::cpu_attention::{attend_grouped, heads_per_item, LayerCache, Step};
+use landauer_engine::cpu_attention::{attend, heads_per_item, LayerCache, Step};
 use landauer_engine::kernels::pool_threads;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -70,8 +70,16 @@ fn main() {
         let mut time = |per_item: usize| {
             let t = Instant::now();
             for c in caches.iter_mut() {
-                std::hint::black_box(attend_grouped(
-                    &step, c, &q, &k, &v, &cos, &sin, None, per_item,
+                std::hint::black_box(attend(
+                    &step,
+                    c,
+                    &q,
+                    &k,
+                    &v,
+                    &cos,
+                    &sin,
+                    None,
+                    Some(per_item),
                 ));
             }
             t.elapsed().as_secs_f64() * 1e6

@@ -331,6 +331,7 @@ impl BatchedModel {
                     cos_v,
                     sin_v,
                     mask_v.as_deref(),
+                    None,
                 );
                 Tensor::from_vec(y, (b, t, c.hidden), &self.device)?
             } else {

@@ -385,27 +385,6 @@ struct Shared(*mut f32);
 // SAFETY: see the disjointness arguments where it is written through.
 unsafe impl Sync for Shared {}
 
-/// One layer's attention for a step.
-///
-/// `q` (batch, t, heads·d), `k` and `v` (batch, t, kv_heads·d) are the projections;
-/// `cos`/`sin` (batch, t, d/2) the RoPE tables of each token's position; `mask`
-/// (batch, t, slot + t) is added to the scores (None: all visible). Keys (rotated) and values
-/// are written into cache slots `slot..slot + t`. Returns (batch, t, heads·d).
-#[allow(clippy::too_many_arguments)]
-pub fn attend(
-    s: &Step,
-    cache: &mut LayerCache,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    cos: &[f32],
-    sin: &[f32],
-    mask: Option<&[f32]>,
-) -> Vec<f32> {
-    let per_item = heads_per_item(s, crate::kernels::pool_threads());
-    attend_grouped(s, cache, q, k, v, cos, sin, mask, per_item)
-}
-
 /// Query heads per work item: a KV head's whole group of query heads (or the largest divisor
 /// of it up to [`MAX_GROUP`]), so that its keys and values are read from memory once rather
 /// than once per head, as long as that leaves every thread an item; else a smaller divisor.
@@ -421,11 +400,18 @@ pub fn heads_per_item(s: &Step, threads: usize) -> usize {
         .unwrap_or(1)
 }
 
-/// [`attend`] with `per_item` query heads (a divisor of the group size, at most
-/// [`MAX_GROUP`]) in each work item, whatever the batch; the result is the same for every
-/// choice (examples/attention_speed compares their speed).
+/// One layer's attention for a step.
+///
+/// `q` (batch, t, heads·d), `k` and `v` (batch, t, kv_heads·d) are the projections;
+/// `cos`/`sin` (batch, t, d/2) the RoPE tables of each token's position; `mask`
+/// (batch, t, slot + t) is added to the scores (None: all visible). Keys (rotated) and values
+/// are written into cache slots `slot..slot + t`. Returns (batch, t, heads·d).
+///
+/// Work items take `per_item` query heads of one group (a divisor of the group size, at most
+/// [`MAX_GROUP`]; None: [`heads_per_item`] for the pool's threads). The result is the same
+/// for every choice (examples/attention_speed compares their speed).
 #[allow(clippy::too_many_arguments)]
-pub fn attend_grouped(
+pub fn attend(
     s: &Step,
     cache: &mut LayerCache,
     q: &[f32],
@@ -434,8 +420,9 @@ pub fn attend_grouped(
     cos: &[f32],
     sin: &[f32],
     mask: Option<&[f32]>,
-    per_item: usize,
+    per_item: Option<usize>,
 ) -> Vec<f32> {
+    let per_item = per_item.unwrap_or_else(|| heads_per_item(s, crate::kernels::pool_threads()));
     let (b, t, d) = (s.batch, s.t, s.head_dim);
     assert!(
         (1..=MAX_GROUP).contains(&per_item) && (s.heads / s.kv_heads) % per_item == 0,
@@ -653,6 +640,7 @@ mod tests {
                         &vec(&tables(&cos_all, 0, slot)),
                         &vec(&tables(&sin_all, 0, slot)),
                         None,
+                        None,
                     );
                 }
                 // A mask that hides a different prefix of each row (padding) and the future.
@@ -674,7 +662,7 @@ mod tests {
                 let (cn, sn) = (tables(&cos_all, slot, t), tables(&sin_all, slot, t));
                 // Each KV head's 3 query heads one at a time and all together: the same bits.
                 let [got, grouped] = [1, 3].map(|per_item| {
-                    attend_grouped(
+                    attend(
                         &s,
                         &mut cache.clone(),
                         &vec(&q),
@@ -683,7 +671,7 @@ mod tests {
                         &vec(&cn),
                         &vec(&sn),
                         Some(&m),
-                        per_item,
+                        Some(per_item),
                     )
                 });
                 assert!(
