@@ -302,12 +302,13 @@ impl BatchedModel {
                     };
                 if let Some((bq, bk, bv)) = &layer.bias {
                     for (x, bias) in qkv.iter_mut().zip([bq, bk, bv]) {
-                        let bias = cpu_f32(bias)?;
-                        for row in x.chunks_exact_mut(bias.len()) {
-                            for (a, b) in row.iter_mut().zip(&bias) {
-                                *a += b;
+                        crate::kernels::host_slice(bias, |bias| {
+                            for row in x.chunks_exact_mut(bias.len()) {
+                                for (a, b) in row.iter_mut().zip(bias) {
+                                    *a += b;
+                                }
                             }
-                        }
+                        })?;
                     }
                 }
                 let [q, k, v] = qkv;

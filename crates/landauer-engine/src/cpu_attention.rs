@@ -1,6 +1,6 @@
 //! Attention on the CPU in one pass over plain slices: RoPE, the write into the KV cache,
 //! scores, softmax and the weighted sum of values for every (row, head), spread over the
-//! thread pool.
+//! thread pool in work items of a row and the query heads that share a KV head.
 //!
 //! On the CPU the batched forward pass otherwise spends as long in the dozen candle ops of
 //! attention (reshapes, transposes, copies, small matmuls, each with an allocation) as in the

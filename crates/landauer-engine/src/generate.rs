@@ -701,19 +701,20 @@ fn row_stats(
 
 /// A tensor's f32 values on the host: borrowed from a CPU tensor's storage (no copy of a
 /// batch's logits every step), copied from a GPU's.
-struct HostValues<G> {
-    borrowed: Option<(G, usize, usize)>,
-    owned: Vec<f32>,
+enum HostValues<G> {
+    /// The storage's guard and the tensor's range in it (a CPU f32 storage).
+    Borrowed(G, std::ops::Range<usize>),
+    Owned(Vec<f32>),
 }
 
 impl<G: std::ops::Deref<Target = candle_core::Storage>> HostValues<G> {
     fn as_slice(&self) -> &[f32] {
-        match &self.borrowed {
-            Some((guard, a, b)) => match &**guard {
-                candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)) => &v[*a..*b],
+        match self {
+            HostValues::Borrowed(guard, range) => match &**guard {
+                candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)) => &v[range.clone()],
                 _ => unreachable!("checked in host_values"),
             },
-            None => &self.owned,
+            HostValues::Owned(v) => v,
         }
     }
 }
@@ -725,14 +726,8 @@ fn host_values(
     if let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(_)), Some((a, b))) =
         (&*storage, layout.contiguous_offsets())
     {
-        return Ok(HostValues {
-            borrowed: Some((storage, a, b)),
-            owned: Vec::new(),
-        });
+        return Ok(HostValues::Borrowed(storage, a..b));
     }
     drop(storage);
-    Ok(HostValues {
-        borrowed: None,
-        owned: t.flatten_all()?.to_vec1()?,
-    })
+    Ok(HostValues::Owned(t.flatten_all()?.to_vec1()?))
 }

@@ -614,12 +614,13 @@ pub fn add_rms_norm(
 }
 
 /// A CPU f32 tensor.
-fn host(t: &Tensor) -> bool {
+pub(crate) fn host(t: &Tensor) -> bool {
     matches!(t.device(), candle_core::Device::Cpu) && t.dtype() == candle_core::DType::F32
 }
 
-/// `f` of a CPU f32 tensor's values in row-major order.
-fn host_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+/// `f` of a CPU f32 tensor's values in row-major order, borrowed from its storage (copied
+/// first only when the tensor is not contiguous).
+pub(crate) fn host_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
     let t = t.contiguous()?;
     let (st, l) = t.storage_and_layout();
     match (&*st, l.contiguous_offsets()) {
@@ -834,18 +835,12 @@ impl QLinear {
             })
             .collect();
         let k = x.dims().last().copied().unwrap_or(0);
-        if ws.len() < N || ws.iter().any(|w| w.k != k) || x.dtype() != candle_core::DType::F32 {
+        if ws.len() < N || ws.iter().any(|w| w.k != k) || !host(x) {
             return Ok(None);
         }
-        let x = x.contiguous()?;
-        let (storage, layout) = x.storage_and_layout();
-        let candle_core::Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
-            return Ok(None);
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            return Ok(None);
-        };
-        let outs = matmul_f32(&ws, &data[start..end], (end - start) / k, detected_isa());
+        let outs = host_slice(x, |data| {
+            matmul_f32(&ws, data, data.len() / k, detected_isa())
+        })?;
         Ok(Some(outs.try_into().expect("N outputs")))
     }
 

@@ -160,8 +160,9 @@ unsafe fn tile_dot<const F: u8, const R: usize>(
 }
 
 /// [`tile_dot`] for Q4_1. Per block: chunk c of the tile (32 bytes) unpacks to two
-/// registers, values 4c..4c+4 and 16+4c..20+4c of the 8 rows; each is multiplied (`maddubs`, u8 × i8) by the activation
-/// row's matching 4 values broadcast to all 8 rows, and the 8 products are summed in 16-bit
+/// registers, values 4c..4c+4 and 16+4c..20+4c of the 8 rows; each is multiplied
+/// (`maddubs`, u8 × i8) by the activation row's matching 4 values broadcast to all 8 rows,
+/// and the 8 products are summed in 16-bit
 /// lanes (at most 8 · 2 · 15 · 128 = 30,720 in magnitude: no overflow). One `madd` then
 /// gives each row's integer sum, scaled by its own d_w times the row's d_a, plus m_w · s_a.
 #[inline]
