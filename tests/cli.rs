@@ -986,6 +986,26 @@ fn an_interleaved_sweep_measures_every_batch_size_in_each_round() {
         // Every run's figure, per batch size in the same order; the row's is their median.
         let runs = json["runs"].as_array().unwrap();
         assert_eq!(runs.len(), 2);
+        // The order they ran in: round by round (batch 2, then 1, three times), or all of
+        // batch 2's runs before batch 1's.
+        let started = |i: usize| -> Vec<f64> {
+            runs[i]["started_s"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        };
+        let (b2, b1) = (started(0), started(1));
+        let order: Vec<f64> = if interleave {
+            (0..3).flat_map(|k| [b2[k], b1[k]]).collect()
+        } else {
+            b2.iter().chain(&b1).copied().collect()
+        };
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "{interleave}: {order:?}"
+        );
         for (r, row) in runs.iter().zip(rows) {
             assert_eq!(r["batch"], row["batch"]);
             let mut v: Vec<f64> = r["decode_tokens_per_s"]

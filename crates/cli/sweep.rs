@@ -148,13 +148,19 @@ struct SweepReport<'a> {
 struct RunsOfBatch {
     batch: usize,
     decode_tokens_per_s: Vec<f64>,
+    /// When each run began, seconds after the first warm-up began.
+    started_s: Vec<f64>,
 }
 
 impl RunsOfBatch {
-    fn of(b: usize, m: &[Measured]) -> Self {
+    fn of(b: usize, m: &[Measured], t0: Instant) -> Self {
         RunsOfBatch {
             batch: b,
             decode_tokens_per_s: m.iter().map(|x| decode_rate(b, x)).collect(),
+            started_s: m
+                .iter()
+                .map(|x| x.started.saturating_duration_since(t0).as_secs_f64())
+                .collect(),
         }
     }
 }
@@ -350,6 +356,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
             let decode_tokens = end.generated_tokens - b;
             bar.inc(1);
             Ok(Measured {
+                started: at,
                 bits: per(steps.bits, steps.counted) * end.generated_tokens as f64,
                 decode_bits: per(steps.decode_bits, steps.decode_counted) * decode_tokens as f64,
                 end,
@@ -379,6 +386,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         Ok(())
     };
     let (mut rows, mut runs) = (Vec::new(), Vec::new());
+    let t0 = Instant::now();
     let mut caveats = Vec::new();
     if args.interleave {
         for &b in &args.batch {
@@ -400,7 +408,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
                 .batch
                 .iter()
                 .zip(&m)
-                .map(|(&b, m)| RunsOfBatch::of(b, m))
+                .map(|(&b, m)| RunsOfBatch::of(b, m, t0))
                 .collect();
             caveats = write_files(&args.out, &header, &rows, &runs)?;
         }
@@ -411,7 +419,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
                 .map(|run| measure(&mut engine, b, run))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             rows.push(row_of(b, &m));
-            runs.push(RunsOfBatch::of(b, &m));
+            runs.push(RunsOfBatch::of(b, &m, t0));
             caveats = write_files(&args.out, &header, &rows, &runs)?;
         }
     }
@@ -547,6 +555,8 @@ pub fn sweep_title(model: &str, device: &str, estimated: bool) -> String {
 
 /// One measured batch.
 struct Measured {
+    /// When the run began.
+    started: Instant,
     end: landauer_engine::RunEnd,
     bits: f64,
     decode_bits: f64,
