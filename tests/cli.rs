@@ -17,6 +17,15 @@ fn long_context() -> TinyConfig {
 
 const KT_LN2_300: f64 = 1.380649e-23 * 300.0 * std::f64::consts::LN_2;
 
+/// A JSON array of numbers.
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
 fn token_ids(trace: &[Value]) -> Vec<u64> {
     trace
         .iter()
@@ -715,12 +724,7 @@ fn bench_reports_consistent_medians() {
     assert_eq!(r, written);
     assert_eq!(r["generated_tokens"], 8);
     for cfg in ["tracing_off", "tracing_on"] {
-        let runs: Vec<f64> = r[cfg]["decode_tokens_per_s"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
+        let runs: Vec<f64> = floats(&r[cfg]["decode_tokens_per_s"]);
         assert_eq!(runs.len(), 3);
         let mut sorted = runs.clone();
         sorted.sort_by(f64::total_cmp);
@@ -730,14 +734,7 @@ fn bench_reports_consistent_medians() {
     let off = f(&r["tracing_off"], "decode_tokens_per_s_median");
     let on = f(&r["tracing_on"], "decode_tokens_per_s_median");
     assert!(close(f(&r, "tracing_overhead"), off / on - 1.0, 1e-9));
-    let per_round = |cfg: &str| -> Vec<f64> {
-        r[cfg]["decode_tokens_per_s"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect()
-    };
+    let per_round = |cfg: &str| -> Vec<f64> { floats(&r[cfg]["decode_tokens_per_s"]) };
     let mut paired: Vec<f64> = per_round("tracing_off")
         .iter()
         .zip(per_round("tracing_on"))
@@ -758,12 +755,7 @@ fn bench_reports_consistent_medians() {
         "decode_joules_per_token",
         "untraced_decode_joules_per_token",
     ] {
-        let runs: Vec<f64> = e[key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap())
-            .collect();
+        let runs: Vec<f64> = floats(&e[key]);
         assert_eq!(runs.len(), 3, "{key}");
         assert!(runs.iter().all(|&j| j > 0.0), "{key}: {runs:?}");
         let mut sorted = runs.clone();
@@ -988,14 +980,7 @@ fn an_interleaved_sweep_measures_every_batch_size_in_each_round() {
         assert_eq!(runs.len(), 2);
         // The order they ran in: round by round (batch 2, then 1, three times), or all of
         // batch 2's runs before batch 1's.
-        let started = |i: usize| -> Vec<f64> {
-            runs[i]["started_s"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap())
-                .collect()
-        };
+        let started = |i: usize| -> Vec<f64> { floats(&runs[i]["started_s"]) };
         let (b2, b1) = (started(0), started(1));
         let order: Vec<f64> = if interleave {
             (0..3).flat_map(|k| [b2[k], b1[k]]).collect()
@@ -1008,12 +993,7 @@ fn an_interleaved_sweep_measures_every_batch_size_in_each_round() {
         );
         for (r, row) in runs.iter().zip(rows) {
             assert_eq!(r["batch"], row["batch"]);
-            let mut v: Vec<f64> = r["decode_tokens_per_s"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap())
-                .collect();
+            let mut v: Vec<f64> = floats(&r["decode_tokens_per_s"]);
             assert_eq!(v.len(), 3);
             v.sort_by(f64::total_cmp);
             assert_eq!(v[1], row["decode_tokens_per_s"].as_f64().unwrap());
