@@ -108,6 +108,7 @@ fn trace_has_every_field_and_consistent_numbers() {
     assert_eq!(run["architecture"], "llama");
     assert_eq!(run["quantization"], "Q8_0");
     assert_eq!(run["meter"], "cpu-time-estimate");
+    assert_eq!(run["kv_cache"], "f16", "the CPU default");
     assert_eq!(run["estimated"], true);
     assert_eq!(run["sampling"]["seed"], 7);
     assert_eq!(run["sampling"]["top_k"], 40);
@@ -287,6 +288,27 @@ fn trace_has_every_field_and_consistent_numbers() {
 }
 
 #[test]
+fn the_kv_cache_type_is_chosen_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), &TinyConfig::default());
+    let args = ["--max-tokens", "4", "--greedy", "--meter", "none"];
+    let (_, f16) = generate(&model, dir.path(), &args);
+    let (_, f32) = generate(
+        &model,
+        dir.path(),
+        &[&args[..], &["--kv-cache", "f32"]].concat(),
+    );
+    assert_eq!(
+        (&f16[0]["kv_cache"], &f32[0]["kv_cache"]),
+        (&"f16".into(), &"f32".into())
+    );
+    // The prompt's keys and values are rounded to f16 before the first token is scored.
+    let first = |t: &[Value]| t[1]["entropy_bits"].as_f64().unwrap();
+    assert_eq!(f16[1]["type"], "token");
+    assert_ne!(first(&f16), first(&f32));
+}
+
+#[test]
 fn same_seed_same_text_and_greedy_ignores_seed() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path(), &TinyConfig::default());
@@ -391,6 +413,10 @@ fn bad_inputs_get_one_clear_line() {
     refuses(
         &["generate", "hi", "--model", "/no/such/model.gguf"],
         "not found",
+    );
+    refuses(
+        &["generate", "hi", "--model", m, "--kv-cache", "f8"],
+        "use f16 or f32",
     );
 
     let text = d.join("notes.gguf");
@@ -891,6 +917,7 @@ fn sweep_writes_one_row_per_batch_size() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let json: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("sweep.json")).unwrap()).unwrap();
+    assert_eq!(json["kv_cache"], "f16");
     let rows = json["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
     for (r, b) in rows.iter().zip([1u64, 3]) {

@@ -371,6 +371,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             idle_power_w,
         })
     };
+    let kv_cache = engine
+        .kv_dtype()
+        .unwrap_or(landauer_engine::KvDtype::F32)
+        .name();
     let make_recorder = |i: usize| -> anyhow::Result<Recorder> {
         let StartedMeter {
             sampler,
@@ -393,6 +397,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             device_name: device.name.clone(),
             device_pci_bus_id: device.pci_bus_id.clone(),
             threads,
+            kv_cache: Some(kv_cache.into()),
             meter: crate::generate::meter_info(&sampler).0,
             meter_description: crate::generate::meter_info(&sampler).1,
             meter_reason: reason,

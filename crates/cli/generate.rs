@@ -58,6 +58,10 @@ pub fn load_engine(args: &ModelArgs) -> anyhow::Result<Loaded> {
 
 /// Like [`load_engine`]; `batched` loads landauer's batched forward pass.
 pub fn load_engine_with(args: &ModelArgs, batched: bool) -> anyhow::Result<Loaded> {
+    let kv_cache: landauer_engine::KvDtype = args
+        .kv_cache
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--kv-cache: {e}"))?;
     let device = open_device(&args.device)?;
     let info = device_info(&device);
     let progress = std::io::stderr().is_terminal();
@@ -77,11 +81,12 @@ pub fn load_engine_with(args: &ModelArgs, batched: bool) -> anyhow::Result<Loade
             info.label
         );
         let t = std::time::Instant::now();
-        let engine = if batched {
+        let mut engine = if batched {
             Engine::synthetic_batched(&spec, &device)?
         } else {
             Engine::synthetic(&spec, &device)?
         };
+        engine.set_kv_dtype(kv_cache);
         eprintln!(
             "landauer: built in {:.1} s; its entropy is meaningless (random weights), its energy and speed are real",
             t.elapsed().as_secs_f64()
@@ -99,11 +104,12 @@ pub fn load_engine_with(args: &ModelArgs, batched: bool) -> anyhow::Result<Loade
         Some(s) => s,
         None => fetch::sha256_file(&resolved.path, progress)?,
     };
-    let engine = if batched {
+    let mut engine = if batched {
         Engine::load_batched(&resolved.path, args.tokenizer.as_deref(), &device)?
     } else {
         Engine::load(&resolved.path, args.tokenizer.as_deref(), &device)?
     };
+    engine.set_kv_dtype(kv_cache);
     Ok(Loaded {
         engine,
         model_path: resolved.path.display().to_string(),
@@ -275,6 +281,13 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         device_name: device.name.clone(),
         device_pci_bus_id: device.pci_bus_id.clone(),
         threads,
+        kv_cache: Some(
+            engine
+                .kv_dtype()
+                .unwrap_or(landauer_engine::KvDtype::F32)
+                .name()
+                .into(),
+        ),
         meter: meter_name,
         meter_description,
         meter_reason: opened.reason.clone(),

@@ -84,6 +84,11 @@ pub struct ModelArgs {
     /// Where the model runs: cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// How landauer's CPU forward pass stores its KV cache: f16 (llama.cpp's default; half the
+    /// bytes attention reads) or f32 (the projections' values exactly). GPUs and
+    /// candle-transformers' models keep f32.
+    #[arg(long = "kv-cache", default_value = "f16", value_name = "TYPE")]
+    pub kv_cache: String,
 }
 
 /// Which GPUs the NVML meter counts, and how often meters are polled.

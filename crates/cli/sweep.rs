@@ -324,6 +324,11 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         device: device.label.clone(),
         device_name: device.name.clone(),
         threads,
+        kv_cache: engine
+            .kv_dtype()
+            .unwrap_or(landauer_engine::KvDtype::F32)
+            .name()
+            .into(),
         meter: meter.clone(),
         meter_reason: opened.reason.clone(),
         estimated,
@@ -487,6 +492,8 @@ struct Header {
     device: String,
     device_name: Option<String>,
     threads: usize,
+    /// How the KV cache stored keys and values (`f16`, `f32`).
+    kv_cache: String,
     meter: String,
     meter_reason: String,
     estimated: bool,

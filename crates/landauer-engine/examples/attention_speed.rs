@@ -1,6 +1,6 @@
-//! CPU attention of one decode step on the default model's shapes: each query head on its own
-//! against the query heads of a KV head taken together, in one process (medians of several
-//! repetitions, random cache contents).
+//! CPU attention of one decode step on the default model's shapes, in one process (medians of
+//! several repetitions, random cache contents): each query head on its own against the query
+//! heads of a KV head taken together (f32 cache), and those groups over an f16 cache.
 //!
 //! ```sh
 //! cargo run --release -p landauer-engine --example attention_speed [REPS] [SPAN]
@@ -12,7 +12,7 @@
 //! its own memory as in the model (8 rows × 30 layers at 142 slots is 52 MB: it comes from
 //! DRAM, not cache), and prints microseconds per step.
 use landauer_engine::batched::Family;
-use landauer_engine::cpu_attention::{attend, heads_per_item, LayerCache, Step};
+use landauer_engine::cpu_attention::{attend, heads_per_item, KvDtype, LayerCache, Step};
 use landauer_engine::kernels::pool_threads;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -39,8 +39,8 @@ fn main() {
         pool_threads()
     );
     println!(
-        "{:>5} {:>12} {:>12} {:>7} {:>5}",
-        "rows", "1 head/item", "3 heads/item", "ratio", "auto"
+        "{:>5} {:>12} {:>12} {:>7} {:>12} {:>7} {:>5}",
+        "rows", "1 head/item", "3 heads/item", "ratio", "f16, 3/item", "ratio", "auto"
     );
     for b in [1usize, 2, 4, 8, 16] {
         let step = Step {
@@ -53,12 +53,16 @@ fn main() {
             slot: span - 1,
             family: Family::Llama,
         };
-        let mut caches: Vec<LayerCache> = (0..layers)
-            .map(|_| LayerCache {
-                k: rnd(b * kv_heads * span * d),
-                v: rnd(b * kv_heads * span * d),
+        // The same random contents in an f32 and an f16 cache.
+        let (mut f32s, mut f16s): (Vec<LayerCache>, Vec<LayerCache>) = (0..layers)
+            .map(|_| {
+                let (k, v) = (rnd(b * kv_heads * span * d), rnd(b * kv_heads * span * d));
+                (
+                    LayerCache::from_values(KvDtype::F32, &k, &v),
+                    LayerCache::from_values(KvDtype::F16, &k, &v),
+                )
             })
-            .collect();
+            .unzip();
         let (q, k, v) = (
             rnd(b * heads * d),
             rnd(b * kv_heads * d),
@@ -67,7 +71,7 @@ fn main() {
         let theta = rnd(b * d / 2);
         let cos: Vec<f32> = theta.iter().map(|x| x.cos()).collect();
         let sin: Vec<f32> = theta.iter().map(|x| x.sin()).collect();
-        let mut time = |per_item: usize| {
+        let time = |caches: &mut [LayerCache], per_item: usize| {
             let t = Instant::now();
             for c in caches.iter_mut() {
                 std::hint::black_box(attend(
@@ -84,15 +88,18 @@ fn main() {
             }
             t.elapsed().as_secs_f64() * 1e6
         };
-        let (mut one, mut group) = (Vec::new(), Vec::new());
+        let g = heads / kv_heads;
+        let (mut one, mut group, mut half) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..reps {
-            one.push(time(1));
-            group.push(time(heads / kv_heads));
+            one.push(time(&mut f32s, 1));
+            group.push(time(&mut f32s, g));
+            half.push(time(&mut f16s, g));
         }
-        let (one, group) = (median(one), median(group));
+        let (one, group, half) = (median(one), median(group), median(half));
         println!(
-            "{b:>5} {one:>12.0} {group:>12.0} {:>6.2}x {:>5}",
+            "{b:>5} {one:>12.0} {group:>12.0} {:>6.2}x {half:>12.0} {:>6.2}x {:>5}",
             one / group,
+            group / half,
             heads_per_item(&step, pool_threads())
         );
     }

@@ -15,6 +15,7 @@
 //! RoPE, softmax(QKᵀ/√d)V, SwiGLU MLP), so a batch of one gives the same logits as
 //! `quantized_llama`/`quantized_qwen2`; tests hold the two to the same greedy tokens.
 
+use crate::cpu_attention::{KvDtype, LayerCache};
 use crate::gguf::{one_line, GgufFile};
 use crate::kernels::QLinear;
 use crate::{EngineError, Result};
@@ -74,7 +75,7 @@ struct Layer {
 struct Cache {
     k: Vec<Tensor>,
     v: Vec<Tensor>,
-    host: Vec<crate::cpu_attention::LayerCache>,
+    host: Vec<LayerCache>,
     batch: usize,
     capacity: usize,
 }
@@ -91,6 +92,8 @@ pub struct BatchedModel {
     sin: Tensor,
     max_positions: usize,
     cache: Option<Cache>,
+    /// How the CPU cache stores keys and values (GPUs keep f32 tensors).
+    kv_dtype: KvDtype,
     device: Device,
 }
 
@@ -186,6 +189,7 @@ impl BatchedModel {
             sin,
             max_positions: MAX_POSITIONS,
             cache: None,
+            kv_dtype: KvDtype::default(),
             device: device.clone(),
         })
     }
@@ -195,10 +199,25 @@ impl BatchedModel {
         self.max_positions
     }
 
-    /// Bytes of KV cache for `batch` rows of `capacity` slots (f32 keys and values).
+    /// How the KV cache stores keys and values: on the CPU f16 unless set otherwise, on a GPU
+    /// f32.
+    pub fn kv_dtype(&self) -> KvDtype {
+        match self.device.is_cpu() {
+            true => self.kv_dtype,
+            false => KvDtype::F32,
+        }
+    }
+
+    /// Sets how the CPU cache stores keys and values, from the next [`Self::start`] on (GPUs
+    /// keep f32).
+    pub fn set_kv_dtype(&mut self, dtype: KvDtype) {
+        self.kv_dtype = dtype;
+    }
+
+    /// Bytes of KV cache for `batch` rows of `capacity` slots.
     pub fn kv_cache_bytes(&self, batch: usize, capacity: usize) -> u64 {
         let c = &self.config;
-        (c.layers * 2 * batch * c.kv_heads * capacity * c.head_dim * 4) as u64
+        (c.layers * 2 * batch * c.kv_heads * capacity * c.head_dim * self.kv_dtype().bytes()) as u64
     }
 
     /// Peak working memory of one step of `rows` × `tokens` positions attending to `slots`
@@ -223,10 +242,7 @@ impl BatchedModel {
             if self.device.is_cpu() {
                 // Zeroed pages are mapped lazily: only the slots a run reaches cost memory.
                 let n = batch * c.kv_heads * capacity * c.head_dim;
-                host.push(crate::cpu_attention::LayerCache {
-                    k: vec![0f32; n],
-                    v: vec![0f32; n],
-                });
+                host.push(LayerCache::new(self.kv_dtype, n));
             } else {
                 k.push(Tensor::zeros(shape, DType::F32, &self.device)?);
                 v.push(Tensor::zeros(shape, DType::F32, &self.device)?);

@@ -10,11 +10,126 @@
 
 use crate::batched::Family;
 
-/// One layer's cache: `(batch, kv_heads, capacity, head_dim)`, row-major.
+/// How the CPU KV cache stores keys and values.
+///
+/// f16 (llama.cpp's default) halves the bytes attention reads every step, which at a batch of
+/// 8 rows and a few hundred slots are a third as many as the weights' and come from memory.
+/// Its rounding (2⁻¹¹ relative) moves a 256-token greedy run of the default model's entropy
+/// by 0.05 bits per token on average, as much as switching to candle-transformers' forward
+/// pass does (benches/README.md); f32 keeps the projections' values exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KvDtype {
+    #[default]
+    F16,
+    F32,
+}
+
+impl KvDtype {
+    /// Bytes per stored value.
+    pub fn bytes(self) -> usize {
+        match self {
+            KvDtype::F16 => 2,
+            KvDtype::F32 => 4,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KvDtype::F16 => "f16",
+            KvDtype::F32 => "f32",
+        }
+    }
+}
+
+impl std::str::FromStr for KvDtype {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "f16" => Ok(KvDtype::F16),
+            "f32" => Ok(KvDtype::F32),
+            _ => Err(format!("unknown KV cache type {s:?}: use f16 or f32")),
+        }
+    }
+}
+
+/// One side (keys or values) of a layer's cache.
+#[derive(Clone)]
+enum Store {
+    F32(Vec<f32>),
+    /// f16 bits (`u16`, so that a zeroed buffer comes from the allocator's zeroed pages).
+    F16(Vec<u16>),
+}
+
+impl Store {
+    fn zeroed(dtype: KvDtype, n: usize) -> Self {
+        match dtype {
+            KvDtype::F32 => Store::F32(vec![0f32; n]),
+            KvDtype::F16 => Store::F16(vec![0u16; n]),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Store::F32(x) => x.len(),
+            Store::F16(x) => x.len(),
+        }
+    }
+
+    fn as_mut_ptr(&mut self) -> *mut u8 {
+        match self {
+            Store::F32(x) => x.as_mut_ptr().cast(),
+            Store::F16(x) => x.as_mut_ptr().cast(),
+        }
+    }
+}
+
+/// One layer's cache: `(batch, kv_heads, capacity, head_dim)`, row-major, in f32 or f16.
 #[derive(Clone)]
 pub struct LayerCache {
-    pub k: Vec<f32>,
-    pub v: Vec<f32>,
+    k: Store,
+    v: Store,
+}
+
+impl LayerCache {
+    /// A cache of `len` keys and `len` values, zero (pages are mapped as slots are written).
+    pub fn new(dtype: KvDtype, len: usize) -> Self {
+        Self {
+            k: Store::zeroed(dtype, len),
+            v: Store::zeroed(dtype, len),
+        }
+    }
+
+    /// A cache holding `k` and `v` (rounded to f16 for [`KvDtype::F16`]).
+    pub fn from_values(dtype: KvDtype, k: &[f32], v: &[f32]) -> Self {
+        let store = |x: &[f32]| match dtype {
+            KvDtype::F32 => Store::F32(x.to_vec()),
+            KvDtype::F16 => Store::F16(
+                x.iter()
+                    .map(|&x| half::f16::from_f32(x).to_bits())
+                    .collect(),
+            ),
+        };
+        Self {
+            k: store(k),
+            v: store(v),
+        }
+    }
+
+    pub fn dtype(&self) -> KvDtype {
+        match self.k {
+            Store::F32(_) => KvDtype::F32,
+            Store::F16(_) => KvDtype::F16,
+        }
+    }
+
+    /// Values per side.
+    pub fn len(&self) -> usize {
+        self.k.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Shapes of one step.
@@ -88,16 +203,17 @@ struct HeadIo<'a> {
 /// The layer's key and value caches, shared by the pool's threads: each (row, KV head)
 /// region is written by one thread at a time and read only once written.
 struct CachePtrs {
-    k: *mut f32,
-    v: *mut f32,
+    k: *mut u8,
+    v: *mut u8,
+    dtype: KvDtype,
 }
 // SAFETY: see the disjointness arguments where it is written through.
 unsafe impl Sync for CachePtrs {}
 
 impl CachePtrs {
-    /// Where row `r`'s KV head `kvh` starts in both caches.
-    fn region(&self, s: &Step, r: usize, kvh: usize) -> (*const f32, *const f32) {
-        let base = (r * s.kv_heads + kvh) * s.capacity * s.head_dim;
+    /// Where row `r`'s KV head `kvh` starts in both caches (values of `dtype`).
+    fn region(&self, s: &Step, r: usize, kvh: usize) -> (*const u8, *const u8) {
+        let base = (r * s.kv_heads + kvh) * s.capacity * s.head_dim * self.dtype.bytes();
         (
             self.k.wrapping_add(base).cast_const(),
             self.v.wrapping_add(base).cast_const(),
@@ -128,11 +244,29 @@ impl CachePtrs {
             let tab = (r * t + i) * half;
             let src = (r * t + i) * hk + h * d;
             let at = (s.slot + i) * d;
-            let kd = std::slice::from_raw_parts_mut(kr.cast_mut().add(at), d);
-            kd.copy_from_slice(&k[src..src + d]);
-            rope(kd, &cos[tab..tab + half], &sin[tab..tab + half], s.family);
-            std::slice::from_raw_parts_mut(vr.cast_mut().add(at), d)
-                .copy_from_slice(&v[src..src + d]);
+            match self.dtype {
+                KvDtype::F32 => {
+                    let kd = std::slice::from_raw_parts_mut(kr.cast_mut().cast::<f32>().add(at), d);
+                    kd.copy_from_slice(&k[src..src + d]);
+                    rope(kd, &cos[tab..tab + half], &sin[tab..tab + half], s.family);
+                    std::slice::from_raw_parts_mut(vr.cast_mut().cast::<f32>().add(at), d)
+                        .copy_from_slice(&v[src..src + d]);
+                }
+                KvDtype::F16 => {
+                    use half::slice::HalfFloatSliceExt;
+                    // The key is rotated in f32, then rounded (to nearest even, through F16C
+                    // where the CPU has it).
+                    let mut kd = [0f32; MAX_HEAD_DIM];
+                    let kd = &mut kd[..d];
+                    kd.copy_from_slice(&k[src..src + d]);
+                    rope(kd, &cos[tab..tab + half], &sin[tab..tab + half], s.family);
+                    let f16s = |p: *const u8| {
+                        std::slice::from_raw_parts_mut(p.cast_mut().cast::<half::f16>().add(at), d)
+                    };
+                    f16s(kr).convert_from_f32_slice(kd);
+                    f16s(vr).convert_from_f32_slice(&v[src..src + d]);
+                }
+            }
         }
     }
 }
@@ -159,11 +293,15 @@ impl HeadIo<'_> {
 
 /// Slots per block in [`one_group_avx2`]: a block's keys (or values), 8 KB at head_dim 64,
 /// stay in L1 while every query head of the group passes over them.
-#[cfg(target_arch = "x86_64")]
 const BLOCK_SLOTS: usize = 32;
+// Blocks are whole quads (scores) and pairs (values) of slots.
+const _: () = assert!(BLOCK_SLOTS % 4 == 0);
 
 /// Most query heads one work item takes (see [`heads_per_item`]).
 pub const MAX_GROUP: usize = 8;
+
+/// Largest head size [`attend`] takes.
+pub const MAX_HEAD_DIM: usize = 256;
 
 /// [`one_head`] on AVX2 + FMA for `heads` query heads from `h0` on, which share one KV head:
 /// the same steps for each, with a head's output and query held in registers (`N` =
@@ -171,10 +309,11 @@ pub const MAX_GROUP: usize = 8;
 /// four, and the values' weighted sum normalized once at the end. The heads take turns over
 /// blocks of [`BLOCK_SLOTS`] slots, so that the keys and values come from memory once for the
 /// group rather than once per head; each head's arithmetic, and so its result, is the same
-/// whatever the group.
+/// whatever the group. `H`: the cache holds f16, widened to f32 (F16C) as each vector of 8 is
+/// loaded; the arithmetic is then the same as on an f32 cache holding the rounded values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn one_group_avx2<const N: usize>(
+unsafe fn one_group_avx2<const N: usize, const H: bool>(
     io: &HeadIo,
     r: usize,
     h0: usize,
@@ -195,7 +334,9 @@ unsafe fn one_group_avx2<const N: usize>(
     let load_q = |qh: &[f32], j: usize| -> [__m256; N] {
         std::array::from_fn(|n| _mm256_loadu_ps(qh.as_ptr().add(j * d + 8 * n)))
     };
-    let (quads, evens) = (span / 4 * 4, span / 2 * 2);
+    debug_assert_eq!(H, io.cache.dtype == KvDtype::F16);
+    // Bytes per cached slot of one KV head.
+    let row = d * io.cache.dtype.bytes();
     for i in 0..t {
         let mut src = [0usize; MAX_GROUP];
         for (j, at) in src.iter_mut().enumerate().take(heads) {
@@ -206,15 +347,19 @@ unsafe fn one_group_avx2<const N: usize>(
             .map(|m| &m[(r * t + i) * span..(r * t + i + 1) * span]);
         // Scores. The running maximum four lanes wide (`max_ps` returns its second operand
         // when the first is NaN: NaN scores are passed over, as f32::max does).
+        // Blocks are whole quads of slots but the last: slots past the last quad (span/4·4..)
+        // are scored one at a time, into a plain maximum.
         let mut mx4 = [_mm_set1_ps(f32::NEG_INFINITY); MAX_GROUP];
+        let mut mx1 = [f32::NEG_INFINITY; MAX_GROUP];
         let mut b0 = 0;
-        while b0 < quads {
-            let b1 = (b0 + BLOCK_SLOTS).min(quads);
+        while b0 < span {
+            let b1 = (b0 + BLOCK_SLOTS).min(span);
+            let quads = b0 + (b1 - b0) / 4 * 4;
             for (j, mx) in mx4.iter_mut().enumerate().take(heads) {
                 let q = load_q(qh, j);
                 let sc = &mut scores[j * span..(j + 1) * span];
-                let dot1 = |slot: usize| dot_lanes(&q, kp.add(slot * d));
-                for slot in (b0..b1).step_by(4) {
+                let dot1 = |slot: usize| dot_lanes::<N, H>(&q, kp.add(slot * row));
+                for slot in (b0..quads).step_by(4) {
                     // [a0+a1, a2+a3, b0+b1, b2+b3 | a4+a5, ...] twice, then the two halves.
                     let (a, b, c, e) = (dot1(slot), dot1(slot + 1), dot1(slot + 2), dot1(slot + 3));
                     let x = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, e));
@@ -226,21 +371,19 @@ unsafe fn one_group_avx2<const N: usize>(
                     _mm_storeu_ps(sc[slot..slot + 4].as_mut_ptr(), x);
                     *mx = _mm_max_ps(x, *mx);
                 }
+                for slot in quads..b1 {
+                    let v = hsum(dot1(slot)) * scale + mrow.map_or(0.0, |m| m[slot]);
+                    sc[slot] = v;
+                    mx1[j] = mx1[j].max(v);
+                }
             }
             b0 = b1;
         }
         let mut total = [0f32; MAX_GROUP];
         for j in 0..heads {
-            let q = load_q(qh, j);
             let sc = &mut scores[j * span..(j + 1) * span];
             let m2 = _mm_max_ps(_mm_movehl_ps(mx4[j], mx4[j]), mx4[j]);
-            let mut max = _mm_cvtss_f32(_mm_max_ss(_mm_movehdup_ps(m2), m2));
-            for (slot, x) in sc.iter_mut().enumerate().skip(quads) {
-                let v =
-                    hsum(dot_lanes(&q, kp.add(slot * d))) * scale + mrow.map_or(0.0, |m| m[slot]);
-                *x = v;
-                max = max.max(v);
-            }
+            let max = _mm_cvtss_f32(_mm_max_ss(_mm_movehdup_ps(m2), m2)).max(mx1[j]);
             // e^(score − max), eight at a time (the last few through a copy padded with −inf,
             // which gives 0 as a masked slot does).
             let (mx, mut tv) = (_mm256_set1_ps(max), _mm256_setzero_ps());
@@ -263,26 +406,32 @@ unsafe fn one_group_avx2<const N: usize>(
         }
         // Σ p·v two slots at a time: the pair's products are summed first, so that the
         // accumulators' dependency chains advance once per pair.
+        // Blocks are whole pairs of slots but the last, whose odd slot (if any) comes last.
         let mut ys = [[_mm256_setzero_ps(); N]; MAX_GROUP];
         let mut b0 = 0;
-        while b0 < evens {
-            let b1 = (b0 + BLOCK_SLOTS).min(evens);
+        while b0 < span {
+            let b1 = (b0 + BLOCK_SLOTS).min(span);
+            let evens = b0 + (b1 - b0) / 2 * 2;
             for (j, yj) in ys.iter_mut().enumerate().take(heads) {
                 let mut y = *yj;
-                let sc = &scores[j * span + b0..j * span + b1];
+                let sc = &scores[j * span + b0..j * span + evens];
                 for (k, pq) in sc.chunks_exact(2).enumerate() {
                     if pq[0] == 0.0 && pq[1] == 0.0 {
                         continue;
                     }
                     let (p0, p1) = (_mm256_set1_ps(pq[0]), _mm256_set1_ps(pq[1]));
-                    let v0 = vp.add((b0 + 2 * k) * d);
-                    let v1 = v0.add(d);
+                    let v0 = vp.add((b0 + 2 * k) * row);
+                    let v1 = v0.add(row);
                     for (n, yn) in y.iter_mut().enumerate() {
-                        let t = _mm256_mul_ps(p1, _mm256_loadu_ps(v1.add(8 * n)));
-                        *yn = _mm256_add_ps(
-                            *yn,
-                            _mm256_fmadd_ps(p0, _mm256_loadu_ps(v0.add(8 * n)), t),
-                        );
+                        let t = _mm256_mul_ps(p1, load8::<H>(v1, 8 * n));
+                        *yn = _mm256_add_ps(*yn, _mm256_fmadd_ps(p0, load8::<H>(v0, 8 * n), t));
+                    }
+                }
+                let p = scores[j * span + b1 - 1];
+                if evens < b1 && p != 0.0 {
+                    let (p, v) = (_mm256_set1_ps(p), vp.add((b1 - 1) * row));
+                    for (n, yn) in y.iter_mut().enumerate() {
+                        *yn = _mm256_fmadd_ps(p, load8::<H>(v, 8 * n), *yn);
                     }
                 }
                 *yj = y;
@@ -290,13 +439,6 @@ unsafe fn one_group_avx2<const N: usize>(
             b0 = b1;
         }
         for (j, y) in ys.iter_mut().enumerate().take(heads) {
-            let p = scores[j * span + span - 1];
-            if evens < span && p != 0.0 {
-                let (p, v) = (_mm256_set1_ps(p), vp.add((span - 1) * d));
-                for (n, yn) in y.iter_mut().enumerate() {
-                    *yn = _mm256_fmadd_ps(p, _mm256_loadu_ps(v.add(8 * n)), *yn);
-                }
-            }
             let inv = _mm256_set1_ps(1.0 / total[j]);
             // (r, i, h0 + j) is this item's own output head; no other item writes it, and it
             // lies inside `out` (b·t·heads·d values).
@@ -308,21 +450,58 @@ unsafe fn one_group_avx2<const N: usize>(
     }
 }
 
+/// [`one_group_avx2`] for the step's head size; false (nothing done) for a size it has no
+/// instance for.
+///
+/// # Safety
+/// As [`one_group_avx2`]: AVX2, FMA and F16C; the cache holds f16 exactly when `H`.
+#[cfg(target_arch = "x86_64")]
+unsafe fn group_avx2<const H: bool>(
+    io: &HeadIo,
+    r: usize,
+    h0: usize,
+    heads: usize,
+    qh: &mut [f32],
+    sc: &mut [f32],
+) -> bool {
+    match io.s.head_dim {
+        16 => one_group_avx2::<2, H>(io, r, h0, heads, qh, sc),
+        32 => one_group_avx2::<4, H>(io, r, h0, heads, qh, sc),
+        64 => one_group_avx2::<8, H>(io, r, h0, heads, qh, sc),
+        128 => one_group_avx2::<16, H>(io, r, h0, heads, qh, sc),
+        _ => return false,
+    }
+    true
+}
+
 /// q · k as 8 partial sums (k: 8·N values).
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_lanes<const N: usize>(
+unsafe fn dot_lanes<const N: usize, const H: bool>(
     q: &[std::arch::x86_64::__m256; N],
-    k: *const f32,
+    k: *const u8,
 ) -> std::arch::x86_64::__m256 {
     use std::arch::x86_64::*;
     // Two chains of fused multiply-adds (half the latency of one).
     let mut acc = [_mm256_setzero_ps(); 2];
     for (n, qn) in q.iter().enumerate() {
-        acc[n % 2] = _mm256_fmadd_ps(*qn, _mm256_loadu_ps(k.add(8 * n)), acc[n % 2]);
+        acc[n % 2] = _mm256_fmadd_ps(*qn, load8::<H>(k, 8 * n), acc[n % 2]);
     }
     _mm256_add_ps(acc[0], acc[1])
+}
+
+/// Values i..i + 8 of a cache row at `p`: f32, or f16 (`H`) widened by F16C.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load8<const H: bool>(p: *const u8, i: usize) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    if H {
+        _mm256_cvtph_ps(_mm_loadu_si128(p.cast::<u16>().add(i) as *const __m128i))
+    } else {
+        _mm256_loadu_ps(p.cast::<f32>().add(i))
+    }
 }
 
 /// Query head `h` of row `r`, for each of the step's query tokens: rotate the query, score
@@ -336,12 +515,25 @@ fn one_head(io: &HeadIo, r: usize, h: usize, qh: &mut [f32], scores: &mut [f32])
     let scale = 1.0 / (d as f32).sqrt();
     // SAFETY: the region of (r, kvh) holds `span` written slots, and no thread writes it
     // while this item reads it.
+    let widened;
     let (ck, cv) = unsafe {
         let (kp, vp) = io.cache.region(s, r, kvh);
-        (
-            std::slice::from_raw_parts(kp, span * d),
-            std::slice::from_raw_parts(vp, span * d),
-        )
+        match io.cache.dtype {
+            KvDtype::F32 => (
+                std::slice::from_raw_parts(kp.cast::<f32>(), span * d),
+                std::slice::from_raw_parts(vp.cast::<f32>(), span * d),
+            ),
+            KvDtype::F16 => {
+                let f32s = |p: *const u8| -> Vec<f32> {
+                    std::slice::from_raw_parts(p.cast::<half::f16>(), span * d)
+                        .iter()
+                        .map(|x| x.to_f32())
+                        .collect()
+                };
+                widened = (f32s(kp), f32s(vp));
+                (&widened.0[..], &widened.1[..])
+            }
+        }
     };
     for i in 0..t {
         let src = io.query(r, i, h, qh);
@@ -434,6 +626,10 @@ pub fn attend(
     let span = s.slot + t;
     assert!(q.len() == b * t * hq && k.len() == b * t * hk && v.len() == b * t * hk);
     assert!(cos.len() == b * t * half && sin.len() == b * t * half && span <= s.capacity);
+    assert!(
+        d % 2 == 0 && d <= MAX_HEAD_DIM,
+        "head size {d} is not even or above {MAX_HEAD_DIM}"
+    );
     assert!(cache.k.len() == b * s.kv_heads * s.capacity * d && cache.v.len() == cache.k.len());
     if let Some(m) = mask {
         assert_eq!(m.len(), b * t * span);
@@ -443,6 +639,7 @@ pub fn attend(
     // for the write, and read back from cache), else all here first.
     let owns_kv = per_item == s.heads / s.kv_heads;
     let cache = CachePtrs {
+        dtype: cache.dtype(),
         k: cache.k.as_mut_ptr(),
         v: cache.v.as_mut_ptr(),
     };
@@ -488,13 +685,19 @@ pub fn attend(
             // head_dim = 8·N values; `qh` and `scores` hold `per_item` heads; the item
             // writes only its own output heads.
             #[cfg(target_arch = "x86_64")]
-            match (avx2, d) {
-                (true, 16) => unsafe { one_group_avx2::<2>(&io, r, h0, per_item, qh, sc) },
-                (true, 32) => unsafe { one_group_avx2::<4>(&io, r, h0, per_item, qh, sc) },
-                (true, 64) => unsafe { one_group_avx2::<8>(&io, r, h0, per_item, qh, sc) },
-                (true, 128) => unsafe { one_group_avx2::<16>(&io, r, h0, per_item, qh, sc) },
-                _ => (h0..h0 + per_item)
-                    .for_each(|h| one_head(&io, r, h, &mut qh[..d], &mut sc[..span])),
+            {
+                let f16 = cache.dtype == KvDtype::F16;
+                let done = avx2
+                    && unsafe {
+                        match f16 {
+                            true => group_avx2::<true>(&io, r, h0, per_item, qh, sc),
+                            false => group_avx2::<false>(&io, r, h0, per_item, qh, sc),
+                        }
+                    };
+                if !done {
+                    (h0..h0 + per_item)
+                        .for_each(|h| one_head(&io, r, h, &mut qh[..d], &mut sc[..span]));
+                }
             }
             #[cfg(not(target_arch = "x86_64"))]
             (h0..h0 + per_item).for_each(|h| one_head(&io, r, h, &mut qh[..d], &mut sc[..span]));
@@ -572,7 +775,22 @@ mod tests {
 
     #[test]
     fn equals_the_tensor_ops_for_both_rope_styles_with_gqa_masks_and_history() {
+        for dtype in [KvDtype::F32, KvDtype::F16] {
+            equals_the_tensor_ops(dtype);
+        }
+    }
+
+    /// With an f16 cache, the tensor ops get keys (rotated) and values rounded to f16.
+    fn equals_the_tensor_ops(dtype: KvDtype) {
         let dev = Device::Cpu;
+        let stored = |x: Tensor| match dtype {
+            KvDtype::F32 => x,
+            KvDtype::F16 => x
+                .to_dtype(candle_core::DType::F16)
+                .unwrap()
+                .to_dtype(candle_core::DType::F32)
+                .unwrap(),
+        };
         for family in [Family::Llama, Family::Qwen2] {
             for (b, t, slot, d) in [
                 (1, 1, 0, 16),
@@ -617,10 +835,8 @@ mod tests {
                 };
                 // History: fill slots 0..slot through `attend` one step at a time is what the
                 // model does; here the cache is filled directly with rotated keys.
-                let mut cache = LayerCache {
-                    k: vec![0f32; b * kv_heads * capacity * d],
-                    v: vec![0f32; b * kv_heads * capacity * d],
-                };
+                let mut cache = LayerCache::new(dtype, b * kv_heads * capacity * d);
+                assert_eq!(cache.dtype(), dtype);
                 if slot > 0 {
                     let hist = Step {
                         t: slot,
@@ -678,7 +894,7 @@ mod tests {
                     got.iter()
                         .zip(&grouped)
                         .all(|(a, b)| a.to_bits() == b.to_bits()),
-                    "{family:?} b={b} t={t} slot={slot} d={d}: grouping changed the result"
+                    "{dtype:?} {family:?} b={b} t={t} slot={slot} d={d}: grouping changed the result"
                 );
                 let k_rot = {
                     let kk = k_raw
@@ -700,7 +916,8 @@ mod tests {
                         .unwrap()
                 };
                 let mask_t = Tensor::from_vec(m.clone(), (b, 1, t, span), &dev).unwrap();
-                let want = reference(&s, &q, &k_rot, &v_all, &cn, &sn, Some(&mask_t));
+                let (k_st, v_st) = (stored(k_rot), stored(v_all.clone()));
+                let want = reference(&s, &q, &k_st, &v_st, &cn, &sn, Some(&mask_t));
                 let worst = got
                     .iter()
                     .zip(&want)
@@ -708,7 +925,7 @@ mod tests {
                     .fold(0f32, f32::max);
                 assert!(
                     worst < 1e-5,
-                    "{family:?} b={b} t={t} slot={slot}: max diff {worst}"
+                    "{dtype:?} {family:?} b={b} t={t} slot={slot} d={d}: max diff {worst}"
                 );
             }
         }

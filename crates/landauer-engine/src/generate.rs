@@ -284,6 +284,18 @@ impl Engine {
         &self.info
     }
 
+    /// How the model's KV cache stores keys and values (None: candle-transformers' model,
+    /// f32).
+    pub fn kv_dtype(&self) -> Option<crate::cpu_attention::KvDtype> {
+        self.model.kv_dtype()
+    }
+
+    /// Sets how landauer's forward pass stores its CPU KV cache (f16 by default); false for a
+    /// model in candle-transformers' forward pass, which keeps f32.
+    pub fn set_kv_dtype(&mut self, dtype: crate::cpu_attention::KvDtype) -> bool {
+        self.model.set_kv_dtype(dtype)
+    }
+
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
     }

@@ -48,6 +48,7 @@ pub mod tokenizer;
 
 /// The candle device type, re-exported so that users need not depend on candle directly.
 pub use candle_core::Device;
+pub use cpu_attention::KvDtype;
 pub use error::{EngineError, Result};
 pub use generate::{
     Engine, Forward, GenerateOptions, Phase, RunEnd, RunStart, SinkError, StopReason, TokenEvent,

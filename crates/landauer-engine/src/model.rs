@@ -132,6 +132,27 @@ impl Model {
         }
     }
 
+    /// How landauer's forward pass stores its KV cache; None for candle-transformers' models
+    /// (f32 tensors of their own).
+    pub fn kv_dtype(&self) -> Option<crate::cpu_attention::KvDtype> {
+        match self {
+            Model::Batched(m) => Some(m.kv_dtype()),
+            _ => None,
+        }
+    }
+
+    /// Sets how landauer's forward pass stores its CPU KV cache (from the next sequence or
+    /// batch on); false (nothing changed) for candle-transformers' models.
+    pub fn set_kv_dtype(&mut self, dtype: crate::cpu_attention::KvDtype) -> bool {
+        match self {
+            Model::Batched(m) => {
+                m.set_kv_dtype(dtype);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Positions the implementation can address, whatever the file claims (candle's llama
     /// precomputes RoPE tables for 4096 positions).
     pub fn max_positions(&self) -> Option<usize> {

@@ -50,6 +50,10 @@ pub struct RunRecord {
     #[serde(default)]
     pub device_pci_bus_id: Option<String>,
     pub threads: usize,
+    /// How the KV cache stored keys and values (`f16`, `f32`); null in traces that predate
+    /// it.
+    #[serde(default)]
+    pub kv_cache: Option<String>,
     /// Meter identifier (`rapl`, `cpu-time-estimate`, `none`).
     pub meter: String,
     /// What the meter measures, in words.
