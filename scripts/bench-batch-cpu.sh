@@ -8,7 +8,7 @@
 #
 # Writes sweep.json, sweep.csv and sweep.svg into $OUT (default: benches/results/cpu-<date>-sweep/)
 # and prints the table and the batch-8 / batch-1 decode ratio, of the medians and round by
-# round. Run it on a quiet machine.
+# round. Run it on a quiet machine. KV=f32 runs with an f32 KV cache (default: f16).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-3}"
@@ -20,7 +20,7 @@ out="${OUT:-benches/results/cpu-$(date -u +%Y-%m-%d)-sweep}"
 cargo build --release --quiet
 model="$(./target/release/landauer fetch 2>/dev/null)"
 ./target/release/landauer sweep --model "$model" --threads "$threads" --batch "$batches" --interleave \
-  -n "$tokens" --runs "$runs" --out "$out"
+  -n "$tokens" --runs "$runs" --kv-cache "${KV:-f16}" --out "$out"
 python3 - "$out/sweep.json" <<'PY'
 import json, statistics, sys
 report = json.load(open(sys.argv[1]))

@@ -260,11 +260,19 @@ impl CachePtrs {
                     let kd = &mut kd[..d];
                     kd.copy_from_slice(&k[src..src + d]);
                     rope(kd, &cos[tab..tab + half], &sin[tab..tab + half], s.family);
+                    let mut vd = [0f32; MAX_HEAD_DIM];
+                    let vd = &mut vd[..d];
+                    vd.copy_from_slice(&v[src..src + d]);
+                    // Beyond f16's range a value saturates rather than becoming infinite.
+                    let top = half::f16::MAX.to_f32();
+                    for x in kd.iter_mut().chain(vd.iter_mut()) {
+                        *x = x.clamp(-top, top);
+                    }
                     let f16s = |p: *const u8| {
                         std::slice::from_raw_parts_mut(p.cast_mut().cast::<half::f16>().add(at), d)
                     };
                     f16s(kr).convert_from_f32_slice(kd);
-                    f16s(vr).convert_from_f32_slice(&v[src..src + d]);
+                    f16s(vr).convert_from_f32_slice(vd);
                 }
             }
         }
@@ -309,11 +317,10 @@ pub const MAX_HEAD_DIM: usize = 256;
 /// four, and the values' weighted sum normalized once at the end. The heads take turns over
 /// blocks of [`BLOCK_SLOTS`] slots, so that the keys and values come from memory once for the
 /// group rather than once per head; each head's arithmetic, and so its result, is the same
-/// whatever the group. `H`: the cache holds f16, widened to f32 (F16C) as each vector of 8 is
-/// loaded; the arithmetic is then the same as on an f32 cache holding the rounded values.
+/// whatever the group. An f32 cache; [`group_f16`] does the same over an f16 one.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn one_group_avx2<const N: usize, const H: bool>(
+unsafe fn one_group_avx2<const N: usize>(
     io: &HeadIo,
     r: usize,
     h0: usize,
@@ -334,9 +341,8 @@ unsafe fn one_group_avx2<const N: usize, const H: bool>(
     let load_q = |qh: &[f32], j: usize| -> [__m256; N] {
         std::array::from_fn(|n| _mm256_loadu_ps(qh.as_ptr().add(j * d + 8 * n)))
     };
-    debug_assert_eq!(H, io.cache.dtype == KvDtype::F16);
-    // Bytes per cached slot of one KV head.
-    let row = d * io.cache.dtype.bytes();
+    debug_assert_eq!(io.cache.dtype, KvDtype::F32);
+    let (kp, vp) = (kp.cast::<f32>(), vp.cast::<f32>());
     for i in 0..t {
         let mut src = [0usize; MAX_GROUP];
         for (j, at) in src.iter_mut().enumerate().take(heads) {
@@ -358,7 +364,7 @@ unsafe fn one_group_avx2<const N: usize, const H: bool>(
             for (j, mx) in mx4.iter_mut().enumerate().take(heads) {
                 let q = load_q(qh, j);
                 let sc = &mut scores[j * span..(j + 1) * span];
-                let dot1 = |slot: usize| dot_lanes::<N, H>(&q, kp.add(slot * row));
+                let dot1 = |slot: usize| dot_lanes(&q, kp.add(slot * d));
                 for slot in (b0..quads).step_by(4) {
                     // [a0+a1, a2+a3, b0+b1, b2+b3 | a4+a5, ...] twice, then the two halves.
                     let (a, b, c, e) = (dot1(slot), dot1(slot + 1), dot1(slot + 2), dot1(slot + 3));
@@ -420,18 +426,21 @@ unsafe fn one_group_avx2<const N: usize, const H: bool>(
                         continue;
                     }
                     let (p0, p1) = (_mm256_set1_ps(pq[0]), _mm256_set1_ps(pq[1]));
-                    let v0 = vp.add((b0 + 2 * k) * row);
-                    let v1 = v0.add(row);
+                    let v0 = vp.add((b0 + 2 * k) * d);
+                    let v1 = v0.add(d);
                     for (n, yn) in y.iter_mut().enumerate() {
-                        let t = _mm256_mul_ps(p1, load8::<H>(v1, 8 * n));
-                        *yn = _mm256_add_ps(*yn, _mm256_fmadd_ps(p0, load8::<H>(v0, 8 * n), t));
+                        let t = _mm256_mul_ps(p1, _mm256_loadu_ps(v1.add(8 * n)));
+                        *yn = _mm256_add_ps(
+                            *yn,
+                            _mm256_fmadd_ps(p0, _mm256_loadu_ps(v0.add(8 * n)), t),
+                        );
                     }
                 }
                 let p = scores[j * span + b1 - 1];
                 if evens < b1 && p != 0.0 {
-                    let (p, v) = (_mm256_set1_ps(p), vp.add((b1 - 1) * row));
+                    let (p, v) = (_mm256_set1_ps(p), vp.add((b1 - 1) * d));
                     for (n, yn) in y.iter_mut().enumerate() {
-                        *yn = _mm256_fmadd_ps(p, load8::<H>(v, 8 * n), *yn);
+                        *yn = _mm256_fmadd_ps(p, _mm256_loadu_ps(v.add(8 * n)), *yn);
                     }
                 }
                 *yj = y;
@@ -450,13 +459,201 @@ unsafe fn one_group_avx2<const N: usize, const H: bool>(
     }
 }
 
+/// Most query heads [`group_f16`] takes at once (a larger group runs in parts).
+#[cfg(target_arch = "x86_64")]
+const F16_GROUP: usize = 4;
+
+/// [`one_group_avx2`] over an f16 cache, for `G` query heads of one KV head: each vector of 8
+/// keys or values is widened (F16C, at most one such instruction per cycle) once for all G
+/// heads rather than once per head, with the heads' queries read from L1. Each head's
+/// arithmetic is [`one_group_avx2`]'s on the widened values, step for step: its key dot
+/// products in two chains of fused multiply-adds, four slots' sums reduced together, the
+/// values summed two slots at a time, a pair both of whose weights are 0 passed over.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+// The loops index several per-head arrays by (head, vector) in the order the arithmetic needs.
+#[allow(clippy::needless_range_loop)]
+unsafe fn group_f16<const N: usize, const G: usize>(
+    io: &HeadIo,
+    r: usize,
+    h0: usize,
+    qh: &mut [f32],
+    scores: &mut [f32],
+) {
+    use crate::kernels::x86::{exp8, hsum};
+    use std::arch::x86_64::*;
+    let s = io.s;
+    let (t, d) = (s.t, s.head_dim);
+    debug_assert!(d == 8 * N && io.cache.dtype == KvDtype::F16);
+    debug_assert!(qh.len() >= G * d && scores.len() >= G * (s.slot + t));
+    let span = s.slot + t;
+    let kvh = h0 / (s.heads / s.kv_heads);
+    let scale = 1.0 / (d as f32).sqrt();
+    let (kp, vp) = io.cache.region(s, r, kvh);
+    let (kp, vp) = (kp.cast::<u16>(), vp.cast::<u16>());
+    let wide = |p: *const u16| _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i));
+    let quads = span / 4 * 4;
+    for i in 0..t {
+        let mut src = [0usize; G];
+        for (j, at) in src.iter_mut().enumerate() {
+            *at = io.query(r, i, h0 + j, &mut qh[j * d..(j + 1) * d]);
+        }
+        let qp = qh.as_ptr();
+        let mrow = io
+            .mask
+            .map(|m| &m[(r * t + i) * span..(r * t + i + 1) * span]);
+        // Scores, slot by slot; each head's 8 lanes of a slot wait in `lanes` until its quad
+        // is complete.
+        let mut mx4 = [_mm_set1_ps(f32::NEG_INFINITY); G];
+        let mut mx1 = [f32::NEG_INFINITY; G];
+        let mut lanes = [[_mm256_setzero_ps(); 4]; G];
+        for slot in 0..span {
+            let k = kp.add(slot * d);
+            let mut acc = [[_mm256_setzero_ps(); 2]; G];
+            for n in 0..N {
+                let kn = wide(k.add(8 * n));
+                for (j, a) in acc.iter_mut().enumerate() {
+                    a[n % 2] =
+                        _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(j * d + 8 * n)), kn, a[n % 2]);
+                }
+            }
+            for j in 0..G {
+                let dot = _mm256_add_ps(acc[j][0], acc[j][1]);
+                let sc = &mut scores[j * span..(j + 1) * span];
+                if slot < quads {
+                    lanes[j][slot % 4] = dot;
+                    if slot % 4 == 3 {
+                        let [a, b, c, e] = lanes[j];
+                        let q0 = slot - 3;
+                        let x = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, e));
+                        let x = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+                        let mut x = _mm_mul_ps(x, _mm_set1_ps(scale));
+                        if let Some(m) = mrow {
+                            x = _mm_add_ps(x, _mm_loadu_ps(m[q0..q0 + 4].as_ptr()));
+                        }
+                        _mm_storeu_ps(sc[q0..q0 + 4].as_mut_ptr(), x);
+                        mx4[j] = _mm_max_ps(x, mx4[j]);
+                    }
+                } else {
+                    let v = hsum(dot) * scale + mrow.map_or(0.0, |m| m[slot]);
+                    sc[slot] = v;
+                    mx1[j] = mx1[j].max(v);
+                }
+            }
+        }
+        let mut total = [0f32; G];
+        for j in 0..G {
+            let sc = &mut scores[j * span..(j + 1) * span];
+            let m2 = _mm_max_ps(_mm_movehl_ps(mx4[j], mx4[j]), mx4[j]);
+            let max = _mm_cvtss_f32(_mm_max_ss(_mm_movehdup_ps(m2), m2)).max(mx1[j]);
+            let (mx, mut tv) = (_mm256_set1_ps(max), _mm256_setzero_ps());
+            let mut chunks = sc.chunks_exact_mut(8);
+            for c in &mut chunks {
+                let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), mx));
+                _mm256_storeu_ps(c.as_mut_ptr(), e);
+                tv = _mm256_add_ps(tv, e);
+            }
+            let rest = chunks.into_remainder();
+            if !rest.is_empty() {
+                let mut pad = [f32::NEG_INFINITY; 8];
+                pad[..rest.len()].copy_from_slice(rest);
+                let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(pad.as_ptr()), mx));
+                _mm256_storeu_ps(pad.as_mut_ptr(), e);
+                rest.copy_from_slice(&pad[..rest.len()]);
+                tv = _mm256_add_ps(tv, e);
+            }
+            total[j] = hsum(tv);
+        }
+        // Σ p·v two slots at a time, each pair's values widened once for the heads that
+        // weigh it.
+        let mut ys = [[_mm256_setzero_ps(); N]; G];
+        let evens = span / 2 * 2;
+        for pair in (0..evens).step_by(2) {
+            let p: [[f32; 2]; G] =
+                std::array::from_fn(|j| [scores[j * span + pair], scores[j * span + pair + 1]]);
+            let live: [bool; G] = std::array::from_fn(|j| p[j] != [0.0, 0.0]);
+            if !live.contains(&true) {
+                continue;
+            }
+            let p0: [__m256; G] = std::array::from_fn(|j| _mm256_set1_ps(p[j][0]));
+            let p1: [__m256; G] = std::array::from_fn(|j| _mm256_set1_ps(p[j][1]));
+            let v0 = vp.add(pair * d);
+            let v1 = v0.add(d);
+            for n in 0..N {
+                let (a, b) = (wide(v0.add(8 * n)), wide(v1.add(8 * n)));
+                for j in 0..G {
+                    if live[j] {
+                        let t = _mm256_mul_ps(p1[j], b);
+                        ys[j][n] = _mm256_add_ps(ys[j][n], _mm256_fmadd_ps(p0[j], a, t));
+                    }
+                }
+            }
+        }
+        for (j, y) in ys.iter_mut().enumerate() {
+            let p = scores[j * span + span - 1];
+            if evens < span && p != 0.0 {
+                let (p, v) = (_mm256_set1_ps(p), vp.add((span - 1) * d));
+                for (n, yn) in y.iter_mut().enumerate() {
+                    *yn = _mm256_fmadd_ps(p, wide(v.add(8 * n)), *yn);
+                }
+            }
+            let inv = _mm256_set1_ps(1.0 / total[j]);
+            // (r, i, h0 + j) is this item's own output head; no other item writes it, and it
+            // lies inside `out` (b·t·heads·d values).
+            let out = io.out.0.add(src[j]);
+            for (n, yn) in y.iter().enumerate() {
+                _mm256_storeu_ps(out.add(8 * n), _mm256_mul_ps(*yn, inv));
+            }
+        }
+    }
+}
+
+/// [`group_f16`] for the step's head size, `heads` query heads in parts of at most
+/// [`F16_GROUP`]; false (nothing done) for a head size it has no instance for.
+///
+/// # Safety
+/// As [`one_group_avx2`]: AVX2, FMA and F16C; the cache holds f16.
+#[cfg(target_arch = "x86_64")]
+unsafe fn groups_f16(
+    io: &HeadIo,
+    r: usize,
+    h0: usize,
+    heads: usize,
+    qh: &mut [f32],
+    sc: &mut [f32],
+) -> bool {
+    macro_rules! by_group {
+        ($n:literal, $h:expr, $g:expr) => {
+            match $g {
+                1 => group_f16::<$n, 1>(io, r, $h, qh, sc),
+                2 => group_f16::<$n, 2>(io, r, $h, qh, sc),
+                3 => group_f16::<$n, 3>(io, r, $h, qh, sc),
+                _ => group_f16::<$n, 4>(io, r, $h, qh, sc),
+            }
+        };
+    }
+    let mut h = h0;
+    while h < h0 + heads {
+        let g = (h0 + heads - h).min(F16_GROUP);
+        match io.s.head_dim {
+            16 => by_group!(2, h, g),
+            32 => by_group!(4, h, g),
+            64 => by_group!(8, h, g),
+            128 => by_group!(16, h, g),
+            _ => return false,
+        }
+        h += g;
+    }
+    true
+}
+
 /// [`one_group_avx2`] for the step's head size; false (nothing done) for a size it has no
 /// instance for.
 ///
 /// # Safety
-/// As [`one_group_avx2`]: AVX2, FMA and F16C; the cache holds f16 exactly when `H`.
+/// As [`one_group_avx2`]: AVX2, FMA and F16C; the cache holds f32.
 #[cfg(target_arch = "x86_64")]
-unsafe fn group_avx2<const H: bool>(
+unsafe fn group_avx2(
     io: &HeadIo,
     r: usize,
     h0: usize,
@@ -465,10 +662,10 @@ unsafe fn group_avx2<const H: bool>(
     sc: &mut [f32],
 ) -> bool {
     match io.s.head_dim {
-        16 => one_group_avx2::<2, H>(io, r, h0, heads, qh, sc),
-        32 => one_group_avx2::<4, H>(io, r, h0, heads, qh, sc),
-        64 => one_group_avx2::<8, H>(io, r, h0, heads, qh, sc),
-        128 => one_group_avx2::<16, H>(io, r, h0, heads, qh, sc),
+        16 => one_group_avx2::<2>(io, r, h0, heads, qh, sc),
+        32 => one_group_avx2::<4>(io, r, h0, heads, qh, sc),
+        64 => one_group_avx2::<8>(io, r, h0, heads, qh, sc),
+        128 => one_group_avx2::<16>(io, r, h0, heads, qh, sc),
         _ => return false,
     }
     true
@@ -478,30 +675,17 @@ unsafe fn group_avx2<const H: bool>(
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_lanes<const N: usize, const H: bool>(
+unsafe fn dot_lanes<const N: usize>(
     q: &[std::arch::x86_64::__m256; N],
-    k: *const u8,
+    k: *const f32,
 ) -> std::arch::x86_64::__m256 {
     use std::arch::x86_64::*;
     // Two chains of fused multiply-adds (half the latency of one).
     let mut acc = [_mm256_setzero_ps(); 2];
     for (n, qn) in q.iter().enumerate() {
-        acc[n % 2] = _mm256_fmadd_ps(*qn, load8::<H>(k, 8 * n), acc[n % 2]);
+        acc[n % 2] = _mm256_fmadd_ps(*qn, _mm256_loadu_ps(k.add(8 * n)), acc[n % 2]);
     }
     _mm256_add_ps(acc[0], acc[1])
-}
-
-/// Values i..i + 8 of a cache row at `p`: f32, or f16 (`H`) widened by F16C.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn load8<const H: bool>(p: *const u8, i: usize) -> std::arch::x86_64::__m256 {
-    use std::arch::x86_64::*;
-    if H {
-        _mm256_cvtph_ps(_mm_loadu_si128(p.cast::<u16>().add(i) as *const __m128i))
-    } else {
-        _mm256_loadu_ps(p.cast::<f32>().add(i))
-    }
 }
 
 /// Query head `h` of row `r`, for each of the step's query tokens: rotate the query, score
@@ -690,8 +874,8 @@ pub fn attend(
                 let done = avx2
                     && unsafe {
                         match f16 {
-                            true => group_avx2::<true>(&io, r, h0, per_item, qh, sc),
-                            false => group_avx2::<false>(&io, r, h0, per_item, qh, sc),
+                            true => groups_f16(&io, r, h0, per_item, qh, sc),
+                            false => group_avx2(&io, r, h0, per_item, qh, sc),
                         }
                     };
                 if !done {
@@ -807,7 +991,10 @@ mod tests {
                 (2, 1, 37, 64),
                 (1, 2, 70, 32),
             ] {
-                let (heads, kv_heads, capacity) = (6, 2, (slot + t).max(16));
+                // Groups of 3 query heads per KV head, and (at head size 64) one group of 7,
+                // which the f16 kernel takes in parts of 4 and 3.
+                let (heads, kv_heads) = if d == 64 { (7, 1) } else { (6, 2) };
+                let capacity = (slot + t).max(16);
                 let s = Step {
                     batch: b,
                     t,
@@ -877,7 +1064,7 @@ mod tests {
                 );
                 let (cn, sn) = (tables(&cos_all, slot, t), tables(&sin_all, slot, t));
                 // Each KV head's 3 query heads one at a time and all together: the same bits.
-                let [got, grouped] = [1, 3].map(|per_item| {
+                let [got, grouped] = [1, heads / kv_heads].map(|per_item| {
                     attend(
                         &s,
                         &mut cache.clone(),
@@ -927,6 +1114,34 @@ mod tests {
                     worst < 1e-5,
                     "{dtype:?} {family:?} b={b} t={t} slot={slot} d={d}: max diff {worst}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn an_f16_cache_saturates_values_beyond_its_range() {
+        // One slot: its value comes out as it was stored.
+        let s = Step {
+            batch: 1,
+            t: 1,
+            heads: 2,
+            kv_heads: 1,
+            head_dim: 16,
+            capacity: 4,
+            slot: 0,
+            family: Family::Llama,
+        };
+        let (q, k) = (vec![0.5f32; 2 * 16], vec![0.25f32; 16]);
+        let v: Vec<f32> = (0..16)
+            .map(|i| if i % 2 == 0 { 1e6 } else { -3e5 })
+            .collect();
+        let (cos, sin) = (vec![1f32; 8], vec![0f32; 8]);
+        for (dtype, top) in [(KvDtype::F32, 1e6f32), (KvDtype::F16, 65504.0)] {
+            let mut cache = LayerCache::new(dtype, 4 * 16);
+            let out = attend(&s, &mut cache, &q, &k, &v, &cos, &sin, None, None);
+            for (i, x) in out.iter().enumerate() {
+                let want = if i % 2 == 0 { top } else { -top.min(3e5) };
+                assert_eq!(*x, want, "{dtype:?} value {i}");
             }
         }
     }
