@@ -6,7 +6,8 @@
 //! attention (reshapes, transposes, copies, small matmuls, each with an allocation) as in the
 //! weight matmuls for a small model; here each query reads its keys and values where the cache
 //! holds them, with no intermediate tensor. The arithmetic is the same as the tensor path
-//! (RoPE, q·k/√d, mask, softmax, Σ p·v in f32); only the order of additions differs.
+//! (RoPE, q·k/√d, mask, softmax, Σ p·v in f32) on the keys and values as the cache holds them
+//! (f16 by default: [`KvDtype`]); only the order of additions differs.
 
 use crate::batched::Family;
 
@@ -99,13 +100,15 @@ impl LayerCache {
         }
     }
 
-    /// A cache holding `k` and `v` (rounded to f16 for [`KvDtype::F16`]).
+    /// A cache holding `k` and `v` (rounded to f16 for [`KvDtype::F16`], saturating as
+    /// [`attend`]'s writes do).
     pub fn from_values(dtype: KvDtype, k: &[f32], v: &[f32]) -> Self {
+        let top = half::f16::MAX.to_f32();
         let store = |x: &[f32]| match dtype {
             KvDtype::F32 => Store::F32(x.to_vec()),
             KvDtype::F16 => Store::F16(
                 x.iter()
-                    .map(|&x| half::f16::from_f32(x).to_bits())
+                    .map(|&x| half::f16::from_f32(x.clamp(-top, top)).to_bits())
                     .collect(),
             ),
         };
@@ -328,7 +331,7 @@ unsafe fn one_group_avx2<const N: usize>(
     qh: &mut [f32],
     scores: &mut [f32],
 ) {
-    use crate::kernels::x86::{exp8, hsum};
+    use crate::kernels::x86::hsum;
     use std::arch::x86_64::*;
     let s = io.s;
     let (t, d) = (s.t, s.head_dim);
@@ -366,16 +369,8 @@ unsafe fn one_group_avx2<const N: usize>(
                 let sc = &mut scores[j * span..(j + 1) * span];
                 let dot1 = |slot: usize| dot_lanes(&q, kp.add(slot * d));
                 for slot in (b0..quads).step_by(4) {
-                    // [a0+a1, a2+a3, b0+b1, b2+b3 | a4+a5, ...] twice, then the two halves.
-                    let (a, b, c, e) = (dot1(slot), dot1(slot + 1), dot1(slot + 2), dot1(slot + 3));
-                    let x = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, e));
-                    let x = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
-                    let mut x = _mm_mul_ps(x, _mm_set1_ps(scale));
-                    if let Some(m) = mrow {
-                        x = _mm_add_ps(x, _mm_loadu_ps(m[slot..slot + 4].as_ptr()));
-                    }
-                    _mm_storeu_ps(sc[slot..slot + 4].as_mut_ptr(), x);
-                    *mx = _mm_max_ps(x, *mx);
+                    let four = [dot1(slot), dot1(slot + 1), dot1(slot + 2), dot1(slot + 3)];
+                    quad_scores(four, scale, mrow, sc, slot, mx);
                 }
                 for slot in quads..b1 {
                     let v = hsum(dot1(slot)) * scale + mrow.map_or(0.0, |m| m[slot]);
@@ -387,28 +382,7 @@ unsafe fn one_group_avx2<const N: usize>(
         }
         let mut total = [0f32; MAX_GROUP];
         for j in 0..heads {
-            let sc = &mut scores[j * span..(j + 1) * span];
-            let m2 = _mm_max_ps(_mm_movehl_ps(mx4[j], mx4[j]), mx4[j]);
-            let max = _mm_cvtss_f32(_mm_max_ss(_mm_movehdup_ps(m2), m2)).max(mx1[j]);
-            // e^(score − max), eight at a time (the last few through a copy padded with −inf,
-            // which gives 0 as a masked slot does).
-            let (mx, mut tv) = (_mm256_set1_ps(max), _mm256_setzero_ps());
-            let mut chunks = sc.chunks_exact_mut(8);
-            for c in &mut chunks {
-                let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), mx));
-                _mm256_storeu_ps(c.as_mut_ptr(), e);
-                tv = _mm256_add_ps(tv, e);
-            }
-            let rest = chunks.into_remainder();
-            if !rest.is_empty() {
-                let mut pad = [f32::NEG_INFINITY; 8];
-                pad[..rest.len()].copy_from_slice(rest);
-                let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(pad.as_ptr()), mx));
-                _mm256_storeu_ps(pad.as_mut_ptr(), e);
-                rest.copy_from_slice(&pad[..rest.len()]);
-                tv = _mm256_add_ps(tv, e);
-            }
-            total[j] = hsum(tv);
+            total[j] = softmax_unnormalized(&mut scores[j * span..(j + 1) * span], mx4[j], mx1[j]);
         }
         // Σ p·v two slots at a time: the pair's products are summed first, so that the
         // accumulators' dependency chains advance once per pair.
@@ -459,6 +433,62 @@ unsafe fn one_group_avx2<const N: usize>(
     }
 }
 
+/// Four slots' scores from their 8-lane partial sums: `[a0+a1, a2+a3, b0+b1, b2+b3 | a4+a5,
+/// ...]` twice, then the two halves; scaled, masked, stored at `sc[first..first + 4]`, and
+/// folded into the running maximum `mx` (`max_ps` returns its second operand when the first
+/// is NaN: NaN scores are passed over, as f32::max does).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn quad_scores(
+    [a, b, c, e]: [std::arch::x86_64::__m256; 4],
+    scale: f32,
+    mask: Option<&[f32]>,
+    sc: &mut [f32],
+    first: usize,
+    mx: &mut std::arch::x86_64::__m128,
+) {
+    use std::arch::x86_64::*;
+    let x = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, e));
+    let x = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    let mut x = _mm_mul_ps(x, _mm_set1_ps(scale));
+    if let Some(m) = mask {
+        x = _mm_add_ps(x, _mm_loadu_ps(m[first..first + 4].as_ptr()));
+    }
+    _mm_storeu_ps(sc[first..first + 4].as_mut_ptr(), x);
+    *mx = _mm_max_ps(x, *mx);
+}
+
+/// `sc[i]` ← e^(sc[i] − max), the maximum being that of the four lanes of `mx4` and of `mx1`;
+/// returns their sum. Eight at a time, the last few through a copy padded with −inf (which
+/// gives 0, as a masked slot does).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn softmax_unnormalized(sc: &mut [f32], mx4: std::arch::x86_64::__m128, mx1: f32) -> f32 {
+    use crate::kernels::x86::{exp8, hsum};
+    use std::arch::x86_64::*;
+    let m2 = _mm_max_ps(_mm_movehl_ps(mx4, mx4), mx4);
+    let max = _mm_cvtss_f32(_mm_max_ss(_mm_movehdup_ps(m2), m2)).max(mx1);
+    let (mx, mut tv) = (_mm256_set1_ps(max), _mm256_setzero_ps());
+    let mut chunks = sc.chunks_exact_mut(8);
+    for c in &mut chunks {
+        let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), mx));
+        _mm256_storeu_ps(c.as_mut_ptr(), e);
+        tv = _mm256_add_ps(tv, e);
+    }
+    let rest = chunks.into_remainder();
+    if !rest.is_empty() {
+        let mut pad = [f32::NEG_INFINITY; 8];
+        pad[..rest.len()].copy_from_slice(rest);
+        let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(pad.as_ptr()), mx));
+        _mm256_storeu_ps(pad.as_mut_ptr(), e);
+        rest.copy_from_slice(&pad[..rest.len()]);
+        tv = _mm256_add_ps(tv, e);
+    }
+    hsum(tv)
+}
+
 /// Most query heads [`group_f16`] takes at once (a larger group runs in parts).
 #[cfg(target_arch = "x86_64")]
 const F16_GROUP: usize = 4;
@@ -480,7 +510,7 @@ unsafe fn group_f16<const N: usize, const G: usize>(
     qh: &mut [f32],
     scores: &mut [f32],
 ) {
-    use crate::kernels::x86::{exp8, hsum};
+    use crate::kernels::x86::hsum;
     use std::arch::x86_64::*;
     let s = io.s;
     let (t, d) = (s.t, s.head_dim);
@@ -523,16 +553,7 @@ unsafe fn group_f16<const N: usize, const G: usize>(
                 if slot < quads {
                     lanes[j][slot % 4] = dot;
                     if slot % 4 == 3 {
-                        let [a, b, c, e] = lanes[j];
-                        let q0 = slot - 3;
-                        let x = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, e));
-                        let x = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
-                        let mut x = _mm_mul_ps(x, _mm_set1_ps(scale));
-                        if let Some(m) = mrow {
-                            x = _mm_add_ps(x, _mm_loadu_ps(m[q0..q0 + 4].as_ptr()));
-                        }
-                        _mm_storeu_ps(sc[q0..q0 + 4].as_mut_ptr(), x);
-                        mx4[j] = _mm_max_ps(x, mx4[j]);
+                        quad_scores(lanes[j], scale, mrow, sc, slot - 3, &mut mx4[j]);
                     }
                 } else {
                     let v = hsum(dot) * scale + mrow.map_or(0.0, |m| m[slot]);
@@ -541,29 +562,9 @@ unsafe fn group_f16<const N: usize, const G: usize>(
                 }
             }
         }
-        let mut total = [0f32; G];
-        for j in 0..G {
-            let sc = &mut scores[j * span..(j + 1) * span];
-            let m2 = _mm_max_ps(_mm_movehl_ps(mx4[j], mx4[j]), mx4[j]);
-            let max = _mm_cvtss_f32(_mm_max_ss(_mm_movehdup_ps(m2), m2)).max(mx1[j]);
-            let (mx, mut tv) = (_mm256_set1_ps(max), _mm256_setzero_ps());
-            let mut chunks = sc.chunks_exact_mut(8);
-            for c in &mut chunks {
-                let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), mx));
-                _mm256_storeu_ps(c.as_mut_ptr(), e);
-                tv = _mm256_add_ps(tv, e);
-            }
-            let rest = chunks.into_remainder();
-            if !rest.is_empty() {
-                let mut pad = [f32::NEG_INFINITY; 8];
-                pad[..rest.len()].copy_from_slice(rest);
-                let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(pad.as_ptr()), mx));
-                _mm256_storeu_ps(pad.as_mut_ptr(), e);
-                rest.copy_from_slice(&pad[..rest.len()]);
-                tv = _mm256_add_ps(tv, e);
-            }
-            total[j] = hsum(tv);
-        }
+        let total: [f32; G] = std::array::from_fn(|j| {
+            softmax_unnormalized(&mut scores[j * span..(j + 1) * span], mx4[j], mx1[j])
+        });
         // Σ p·v two slots at a time, each pair's values widened once for the heads that
         // weigh it.
         let mut ys = [[_mm256_setzero_ps(); N]; G];
