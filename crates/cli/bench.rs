@@ -371,10 +371,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             idle_power_w,
         })
     };
-    let kv_cache = engine
-        .kv_dtype()
-        .unwrap_or(landauer_engine::KvDtype::F32)
-        .name();
+    let kv_cache = engine.kv_dtype().name();
     let make_recorder = |i: usize| -> anyhow::Result<Recorder> {
         let StartedMeter {
             sampler,

@@ -281,13 +281,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         device_name: device.name.clone(),
         device_pci_bus_id: device.pci_bus_id.clone(),
         threads,
-        kv_cache: Some(
-            engine
-                .kv_dtype()
-                .unwrap_or(landauer_engine::KvDtype::F32)
-                .name()
-                .into(),
-        ),
+        kv_cache: Some(engine.kv_dtype().name().into()),
         meter: meter_name,
         meter_description,
         meter_reason: opened.reason.clone(),

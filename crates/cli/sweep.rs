@@ -324,11 +324,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         device: device.label.clone(),
         device_name: device.name.clone(),
         threads,
-        kv_cache: engine
-            .kv_dtype()
-            .unwrap_or(landauer_engine::KvDtype::F32)
-            .name()
-            .into(),
+        kv_cache: engine.kv_dtype().name().into(),
         meter: meter.clone(),
         meter_reason: opened.reason.clone(),
         estimated,

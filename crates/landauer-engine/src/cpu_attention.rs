@@ -124,15 +124,6 @@ impl LayerCache {
             Store::F16(_) => KvDtype::F16,
         }
     }
-
-    /// Values per side.
-    pub fn len(&self) -> usize {
-        self.k.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Shapes of one step.
@@ -302,136 +293,11 @@ impl HeadIo<'_> {
     }
 }
 
-/// Slots per block in [`one_group_avx2`]: a block's keys (or values), 8 KB at head_dim 64,
-/// stay in L1 while every query head of the group passes over them.
-const BLOCK_SLOTS: usize = 32;
-// Blocks are whole quads (scores) and pairs (values) of slots.
-const _: () = assert!(BLOCK_SLOTS % 4 == 0);
-
 /// Most query heads one work item takes (see [`heads_per_item`]).
 pub const MAX_GROUP: usize = 8;
 
 /// Largest head size [`attend`] takes.
 pub const MAX_HEAD_DIM: usize = 256;
-
-/// [`one_head`] on AVX2 + FMA for `heads` query heads from `h0` on, which share one KV head:
-/// the same steps for each, with a head's output and query held in registers (`N` =
-/// head_dim / 8 vectors), scores four slots at a time with one horizontal reduction for the
-/// four, and the values' weighted sum normalized once at the end. The heads take turns over
-/// blocks of [`BLOCK_SLOTS`] slots, so that the keys and values come from memory once for the
-/// group rather than once per head; each head's arithmetic, and so its result, is the same
-/// whatever the group. An f32 cache; [`group_f16`] does the same over an f16 one.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn one_group_avx2<const N: usize>(
-    io: &HeadIo,
-    r: usize,
-    h0: usize,
-    heads: usize,
-    qh: &mut [f32],
-    scores: &mut [f32],
-) {
-    use crate::kernels::x86::hsum;
-    use std::arch::x86_64::*;
-    let s = io.s;
-    let (t, d) = (s.t, s.head_dim);
-    debug_assert!(d == 8 * N && (1..=MAX_GROUP).contains(&heads));
-    let span = s.slot + s.t;
-    let kvh = h0 / (s.heads / s.kv_heads);
-    debug_assert_eq!(kvh, (h0 + heads - 1) / (s.heads / s.kv_heads));
-    let scale = 1.0 / (d as f32).sqrt();
-    let (kp, vp) = io.cache.region(s, r, kvh);
-    let load_q = |qh: &[f32], j: usize| -> [__m256; N] {
-        std::array::from_fn(|n| _mm256_loadu_ps(qh.as_ptr().add(j * d + 8 * n)))
-    };
-    debug_assert_eq!(io.cache.dtype, KvDtype::F32);
-    let (kp, vp) = (kp.cast::<f32>(), vp.cast::<f32>());
-    for i in 0..t {
-        let mut src = [0usize; MAX_GROUP];
-        for (j, at) in src.iter_mut().enumerate().take(heads) {
-            *at = io.query(r, i, h0 + j, &mut qh[j * d..(j + 1) * d]);
-        }
-        let mrow = io
-            .mask
-            .map(|m| &m[(r * t + i) * span..(r * t + i + 1) * span]);
-        // Scores. The running maximum four lanes wide (`max_ps` returns its second operand
-        // when the first is NaN: NaN scores are passed over, as f32::max does).
-        // Blocks are whole quads of slots but the last: slots past the last quad (span/4·4..)
-        // are scored one at a time, into a plain maximum.
-        let mut mx4 = [_mm_set1_ps(f32::NEG_INFINITY); MAX_GROUP];
-        let mut mx1 = [f32::NEG_INFINITY; MAX_GROUP];
-        let mut b0 = 0;
-        while b0 < span {
-            let b1 = (b0 + BLOCK_SLOTS).min(span);
-            let quads = b0 + (b1 - b0) / 4 * 4;
-            for (j, mx) in mx4.iter_mut().enumerate().take(heads) {
-                let q = load_q(qh, j);
-                let sc = &mut scores[j * span..(j + 1) * span];
-                let dot1 = |slot: usize| dot_lanes(&q, kp.add(slot * d));
-                for slot in (b0..quads).step_by(4) {
-                    let four = [dot1(slot), dot1(slot + 1), dot1(slot + 2), dot1(slot + 3)];
-                    quad_scores(four, scale, mrow, sc, slot, mx);
-                }
-                for slot in quads..b1 {
-                    let v = hsum(dot1(slot)) * scale + mrow.map_or(0.0, |m| m[slot]);
-                    sc[slot] = v;
-                    mx1[j] = mx1[j].max(v);
-                }
-            }
-            b0 = b1;
-        }
-        let mut total = [0f32; MAX_GROUP];
-        for j in 0..heads {
-            total[j] = softmax_unnormalized(&mut scores[j * span..(j + 1) * span], mx4[j], mx1[j]);
-        }
-        // Σ p·v two slots at a time: the pair's products are summed first, so that the
-        // accumulators' dependency chains advance once per pair.
-        // Blocks are whole pairs of slots but the last, whose odd slot (if any) comes last.
-        let mut ys = [[_mm256_setzero_ps(); N]; MAX_GROUP];
-        let mut b0 = 0;
-        while b0 < span {
-            let b1 = (b0 + BLOCK_SLOTS).min(span);
-            let evens = b0 + (b1 - b0) / 2 * 2;
-            for (j, yj) in ys.iter_mut().enumerate().take(heads) {
-                let mut y = *yj;
-                let sc = &scores[j * span + b0..j * span + evens];
-                for (k, pq) in sc.chunks_exact(2).enumerate() {
-                    if pq[0] == 0.0 && pq[1] == 0.0 {
-                        continue;
-                    }
-                    let (p0, p1) = (_mm256_set1_ps(pq[0]), _mm256_set1_ps(pq[1]));
-                    let v0 = vp.add((b0 + 2 * k) * d);
-                    let v1 = v0.add(d);
-                    for (n, yn) in y.iter_mut().enumerate() {
-                        let t = _mm256_mul_ps(p1, _mm256_loadu_ps(v1.add(8 * n)));
-                        *yn = _mm256_add_ps(
-                            *yn,
-                            _mm256_fmadd_ps(p0, _mm256_loadu_ps(v0.add(8 * n)), t),
-                        );
-                    }
-                }
-                let p = scores[j * span + b1 - 1];
-                if evens < b1 && p != 0.0 {
-                    let (p, v) = (_mm256_set1_ps(p), vp.add((b1 - 1) * d));
-                    for (n, yn) in y.iter_mut().enumerate() {
-                        *yn = _mm256_fmadd_ps(p, _mm256_loadu_ps(v.add(8 * n)), *yn);
-                    }
-                }
-                *yj = y;
-            }
-            b0 = b1;
-        }
-        for (j, y) in ys.iter_mut().enumerate().take(heads) {
-            let inv = _mm256_set1_ps(1.0 / total[j]);
-            // (r, i, h0 + j) is this item's own output head; no other item writes it, and it
-            // lies inside `out` (b·t·heads·d values).
-            let out = io.out.0.add(src[j]);
-            for (n, yn) in y.iter().enumerate() {
-                _mm256_storeu_ps(out.add(8 * n), _mm256_mul_ps(*yn, inv));
-            }
-        }
-    }
-}
 
 /// Four slots' scores from their 8-lane partial sums: `[a0+a1, a2+a3, b0+b1, b2+b3 | a4+a5,
 /// ...]` twice, then the two halves; scaled, masked, stored at `sc[first..first + 4]`, and
@@ -489,21 +355,36 @@ unsafe fn softmax_unnormalized(sc: &mut [f32], mx4: std::arch::x86_64::__m128, m
     hsum(tv)
 }
 
-/// Most query heads [`group_f16`] takes at once (a larger group runs in parts).
+/// Most query heads [`group_avx2`] takes at once (a larger group runs in parts).
 #[cfg(target_arch = "x86_64")]
-const F16_GROUP: usize = 4;
+const GROUP_PART: usize = 4;
 
-/// [`one_group_avx2`] over an f16 cache, for `G` query heads of one KV head: each vector of 8
-/// keys or values is widened (F16C, at most one such instruction per cycle) once for all G
-/// heads rather than once per head, with the heads' queries read from L1. Each head's
-/// arithmetic is [`one_group_avx2`]'s on the widened values, step for step: its key dot
-/// products in two chains of fused multiply-adds, four slots' sums reduced together, the
-/// values summed two slots at a time, a pair both of whose weights are 0 passed over.
+/// Values i..i + 8 of a cache row at `p`: f32, or f16 (`H`) widened by F16C.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load8<const H: bool>(p: *const u8, i: usize) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    if H {
+        _mm256_cvtph_ps(_mm_loadu_si128(p.cast::<u16>().add(i) as *const __m128i))
+    } else {
+        _mm256_loadu_ps(p.cast::<f32>().add(i))
+    }
+}
+
+/// [`one_head`] on AVX2 + FMA for `G` query heads from `h0` on, which share one KV head, over
+/// an f32 cache or (`H`) an f16 one. Each vector of 8 keys or values is loaded (and widened,
+/// at most one F16C conversion per cycle) once for all G heads rather than once per head,
+/// with the heads' queries read from L1, so that the KV head comes from memory once for the
+/// group. Each head's arithmetic is the same whatever the group, and so its result: its key
+/// dot products in two chains of fused multiply-adds, four slots' sums reduced together with
+/// one horizontal reduction, the values summed two slots at a time (a pair both of whose
+/// weights are 0 passed over) and normalized once at the end.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 // The loops index several per-head arrays by (head, vector) in the order the arithmetic needs.
 #[allow(clippy::needless_range_loop)]
-unsafe fn group_f16<const N: usize, const G: usize>(
+unsafe fn group_avx2<const N: usize, const G: usize, const H: bool>(
     io: &HeadIo,
     r: usize,
     h0: usize,
@@ -514,14 +395,14 @@ unsafe fn group_f16<const N: usize, const G: usize>(
     use std::arch::x86_64::*;
     let s = io.s;
     let (t, d) = (s.t, s.head_dim);
-    debug_assert!(d == 8 * N && io.cache.dtype == KvDtype::F16);
+    debug_assert!(d == 8 * N && (io.cache.dtype == KvDtype::F16) == H);
     debug_assert!(qh.len() >= G * d && scores.len() >= G * (s.slot + t));
     let span = s.slot + t;
     let kvh = h0 / (s.heads / s.kv_heads);
     let scale = 1.0 / (d as f32).sqrt();
     let (kp, vp) = io.cache.region(s, r, kvh);
-    let (kp, vp) = (kp.cast::<u16>(), vp.cast::<u16>());
-    let wide = |p: *const u16| _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i));
+    // Bytes per cached slot.
+    let row = d * io.cache.dtype.bytes();
     let quads = span / 4 * 4;
     for i in 0..t {
         let mut src = [0usize; G];
@@ -538,10 +419,10 @@ unsafe fn group_f16<const N: usize, const G: usize>(
         let mut mx1 = [f32::NEG_INFINITY; G];
         let mut lanes = [[_mm256_setzero_ps(); 4]; G];
         for slot in 0..span {
-            let k = kp.add(slot * d);
+            let k = kp.add(slot * row);
             let mut acc = [[_mm256_setzero_ps(); 2]; G];
             for n in 0..N {
-                let kn = wide(k.add(8 * n));
+                let kn = load8::<H>(k, 8 * n);
                 for (j, a) in acc.iter_mut().enumerate() {
                     a[n % 2] =
                         _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(j * d + 8 * n)), kn, a[n % 2]);
@@ -565,8 +446,9 @@ unsafe fn group_f16<const N: usize, const G: usize>(
         let total: [f32; G] = std::array::from_fn(|j| {
             softmax_unnormalized(&mut scores[j * span..(j + 1) * span], mx4[j], mx1[j])
         });
-        // Σ p·v two slots at a time, each pair's values widened once for the heads that
-        // weigh it.
+        // Σ p·v two slots at a time, each pair's values loaded once for the heads that weigh
+        // it; the pair's products are summed first, so that the accumulators' dependency
+        // chains advance once per pair.
         let mut ys = [[_mm256_setzero_ps(); N]; G];
         let evens = span / 2 * 2;
         for pair in (0..evens).step_by(2) {
@@ -578,10 +460,10 @@ unsafe fn group_f16<const N: usize, const G: usize>(
             }
             let p0: [__m256; G] = std::array::from_fn(|j| _mm256_set1_ps(p[j][0]));
             let p1: [__m256; G] = std::array::from_fn(|j| _mm256_set1_ps(p[j][1]));
-            let v0 = vp.add(pair * d);
-            let v1 = v0.add(d);
+            let v0 = vp.add(pair * row);
+            let v1 = v0.add(row);
             for n in 0..N {
-                let (a, b) = (wide(v0.add(8 * n)), wide(v1.add(8 * n)));
+                let (a, b) = (load8::<H>(v0, 8 * n), load8::<H>(v1, 8 * n));
                 for j in 0..G {
                     if live[j] {
                         let t = _mm256_mul_ps(p1[j], b);
@@ -593,9 +475,9 @@ unsafe fn group_f16<const N: usize, const G: usize>(
         for (j, y) in ys.iter_mut().enumerate() {
             let p = scores[j * span + span - 1];
             if evens < span && p != 0.0 {
-                let (p, v) = (_mm256_set1_ps(p), vp.add((span - 1) * d));
+                let (p, v) = (_mm256_set1_ps(p), vp.add((span - 1) * row));
                 for (n, yn) in y.iter_mut().enumerate() {
-                    *yn = _mm256_fmadd_ps(p, wide(v.add(8 * n)), *yn);
+                    *yn = _mm256_fmadd_ps(p, load8::<H>(v, 8 * n), *yn);
                 }
             }
             let inv = _mm256_set1_ps(1.0 / total[j]);
@@ -609,13 +491,15 @@ unsafe fn group_f16<const N: usize, const G: usize>(
     }
 }
 
-/// [`group_f16`] for the step's head size, `heads` query heads in parts of at most
-/// [`F16_GROUP`]; false (nothing done) for a head size it has no instance for.
+/// [`group_avx2`] for the step's head size and cache type, `heads` query heads in parts of
+/// at most [`GROUP_PART`]; false (nothing done) for a head size it has no instance for.
 ///
 /// # Safety
-/// As [`one_group_avx2`]: AVX2, FMA and F16C; the cache holds f16.
+/// The CPU has AVX2, FMA and F16C; the heads share one KV head, whose cache rows hold the
+/// step's span of slots; `qh` and `sc` hold `heads` heads; the item writes only its own
+/// output heads.
 #[cfg(target_arch = "x86_64")]
-unsafe fn groups_f16(
+unsafe fn groups_avx2(
     io: &HeadIo,
     r: usize,
     h0: usize,
@@ -624,69 +508,33 @@ unsafe fn groups_f16(
     sc: &mut [f32],
 ) -> bool {
     macro_rules! by_group {
-        ($n:literal, $h:expr, $g:expr) => {
-            match $g {
-                1 => group_f16::<$n, 1>(io, r, $h, qh, sc),
-                2 => group_f16::<$n, 2>(io, r, $h, qh, sc),
-                3 => group_f16::<$n, 3>(io, r, $h, qh, sc),
-                _ => group_f16::<$n, 4>(io, r, $h, qh, sc),
+        ($n:literal, $h:expr, $g:expr, $f16:expr) => {
+            match ($g, $f16) {
+                (1, false) => group_avx2::<$n, 1, false>(io, r, $h, qh, sc),
+                (2, false) => group_avx2::<$n, 2, false>(io, r, $h, qh, sc),
+                (3, false) => group_avx2::<$n, 3, false>(io, r, $h, qh, sc),
+                (_, false) => group_avx2::<$n, 4, false>(io, r, $h, qh, sc),
+                (1, true) => group_avx2::<$n, 1, true>(io, r, $h, qh, sc),
+                (2, true) => group_avx2::<$n, 2, true>(io, r, $h, qh, sc),
+                (3, true) => group_avx2::<$n, 3, true>(io, r, $h, qh, sc),
+                (_, true) => group_avx2::<$n, 4, true>(io, r, $h, qh, sc),
             }
         };
     }
+    let f16 = io.cache.dtype == KvDtype::F16;
     let mut h = h0;
     while h < h0 + heads {
-        let g = (h0 + heads - h).min(F16_GROUP);
+        let g = (h0 + heads - h).min(GROUP_PART);
         match io.s.head_dim {
-            16 => by_group!(2, h, g),
-            32 => by_group!(4, h, g),
-            64 => by_group!(8, h, g),
-            128 => by_group!(16, h, g),
+            16 => by_group!(2, h, g, f16),
+            32 => by_group!(4, h, g, f16),
+            64 => by_group!(8, h, g, f16),
+            128 => by_group!(16, h, g, f16),
             _ => return false,
         }
         h += g;
     }
     true
-}
-
-/// [`one_group_avx2`] for the step's head size; false (nothing done) for a size it has no
-/// instance for.
-///
-/// # Safety
-/// As [`one_group_avx2`]: AVX2, FMA and F16C; the cache holds f32.
-#[cfg(target_arch = "x86_64")]
-unsafe fn group_avx2(
-    io: &HeadIo,
-    r: usize,
-    h0: usize,
-    heads: usize,
-    qh: &mut [f32],
-    sc: &mut [f32],
-) -> bool {
-    match io.s.head_dim {
-        16 => one_group_avx2::<2>(io, r, h0, heads, qh, sc),
-        32 => one_group_avx2::<4>(io, r, h0, heads, qh, sc),
-        64 => one_group_avx2::<8>(io, r, h0, heads, qh, sc),
-        128 => one_group_avx2::<16>(io, r, h0, heads, qh, sc),
-        _ => return false,
-    }
-    true
-}
-
-/// q · k as 8 partial sums (k: 8·N values).
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_lanes<const N: usize>(
-    q: &[std::arch::x86_64::__m256; N],
-    k: *const f32,
-) -> std::arch::x86_64::__m256 {
-    use std::arch::x86_64::*;
-    // Two chains of fused multiply-adds (half the latency of one).
-    let mut acc = [_mm256_setzero_ps(); 2];
-    for (n, qn) in q.iter().enumerate() {
-        acc[n % 2] = _mm256_fmadd_ps(*qn, _mm256_loadu_ps(k.add(8 * n)), acc[n % 2]);
-    }
-    _mm256_add_ps(acc[0], acc[1])
 }
 
 /// Query head `h` of row `r`, for each of the step's query tokens: rotate the query, score
@@ -870,19 +718,9 @@ pub fn attend(
             // head_dim = 8·N values; `qh` and `scores` hold `per_item` heads; the item
             // writes only its own output heads.
             #[cfg(target_arch = "x86_64")]
-            {
-                let f16 = cache.dtype == KvDtype::F16;
-                let done = avx2
-                    && unsafe {
-                        match f16 {
-                            true => groups_f16(&io, r, h0, per_item, qh, sc),
-                            false => group_avx2(&io, r, h0, per_item, qh, sc),
-                        }
-                    };
-                if !done {
-                    (h0..h0 + per_item)
-                        .for_each(|h| one_head(&io, r, h, &mut qh[..d], &mut sc[..span]));
-                }
+            if !(avx2 && unsafe { groups_avx2(&io, r, h0, per_item, qh, sc) }) {
+                (h0..h0 + per_item)
+                    .for_each(|h| one_head(&io, r, h, &mut qh[..d], &mut sc[..span]));
             }
             #[cfg(not(target_arch = "x86_64"))]
             (h0..h0 + per_item).for_each(|h| one_head(&io, r, h, &mut qh[..d], &mut sc[..span]));
@@ -988,7 +826,7 @@ mod tests {
                 (2, 1, 9, 64),
                 (2, 2, 6, 128),
                 (1, 3, 3, 24),
-                // Spans of more than one block of slots (BLOCK_SLOTS = 32).
+                // Longer spans (of more than the 32-slot blocks an earlier kernel used).
                 (2, 1, 37, 64),
                 (1, 2, 70, 32),
             ] {

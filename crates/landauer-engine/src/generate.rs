@@ -284,16 +284,17 @@ impl Engine {
         &self.info
     }
 
-    /// How the model's KV cache stores keys and values (None: candle-transformers' model,
-    /// f32).
-    pub fn kv_dtype(&self) -> Option<crate::cpu_attention::KvDtype> {
+    /// How the model's KV cache stores keys and values: f16 by default in landauer's CPU
+    /// forward pass, f32 on GPUs and in candle-transformers' models.
+    pub fn kv_dtype(&self) -> crate::cpu_attention::KvDtype {
         self.model.kv_dtype()
     }
 
-    /// Sets how landauer's forward pass stores its CPU KV cache (f16 by default); false for a
-    /// model in candle-transformers' forward pass, which keeps f32.
+    /// Sets how landauer's CPU forward pass stores its KV cache; returns whether the cache
+    /// now has that type (GPUs and candle-transformers' models keep f32).
     pub fn set_kv_dtype(&mut self, dtype: crate::cpu_attention::KvDtype) -> bool {
-        self.model.set_kv_dtype(dtype)
+        self.model.set_kv_dtype(dtype);
+        self.kv_dtype() == dtype
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {

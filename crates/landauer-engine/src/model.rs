@@ -132,24 +132,19 @@ impl Model {
         }
     }
 
-    /// How landauer's forward pass stores its KV cache; None for candle-transformers' models
-    /// (f32 tensors of their own).
-    pub fn kv_dtype(&self) -> Option<crate::cpu_attention::KvDtype> {
+    /// How the KV cache stores keys and values (candle-transformers' models: f32 tensors).
+    pub fn kv_dtype(&self) -> crate::cpu_attention::KvDtype {
         match self {
-            Model::Batched(m) => Some(m.kv_dtype()),
-            _ => None,
+            Model::Batched(m) => m.kv_dtype(),
+            _ => crate::cpu_attention::KvDtype::F32,
         }
     }
 
     /// Sets how landauer's forward pass stores its CPU KV cache (from the next sequence or
-    /// batch on); false (nothing changed) for candle-transformers' models.
-    pub fn set_kv_dtype(&mut self, dtype: crate::cpu_attention::KvDtype) -> bool {
-        match self {
-            Model::Batched(m) => {
-                m.set_kv_dtype(dtype);
-                true
-            }
-            _ => false,
+    /// batch on); other models and GPUs keep f32.
+    pub fn set_kv_dtype(&mut self, dtype: crate::cpu_attention::KvDtype) {
+        if let Model::Batched(m) = self {
+            m.set_kv_dtype(dtype);
         }
     }
 

@@ -80,8 +80,8 @@ fn one_row_matches_candles_models() {
         let mut candle = Engine::load_with(&path, None, &Device::Cpu, Forward::Candle).unwrap();
         let mut ours = Engine::load_batched(&path, None, &Device::Cpu).unwrap();
         assert!(ours.is_batched() && !candle.is_batched());
-        assert_eq!(ours.kv_dtype(), Some(KvDtype::F16), "the CPU default");
-        assert!(!candle.set_kv_dtype(KvDtype::F16) && candle.kv_dtype().is_none());
+        assert_eq!(ours.kv_dtype(), KvDtype::F16, "the CPU default");
+        assert!(!candle.set_kv_dtype(KvDtype::F16) && candle.kv_dtype() == KvDtype::F32);
         let prompt = candle.encode(PROMPTS[2]).unwrap();
         let a = alone(&mut candle, &prompt, &greedy(24, true));
         // With an f32 cache (candle's), the same arithmetic up to the order of additions.
