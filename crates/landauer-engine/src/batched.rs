@@ -398,8 +398,9 @@ impl BatchedModel {
                 &layer.ffn_norm,
                 eps,
             )?;
-            let mlp = QLinear::forward_mlp(&layer.gate, &layer.up, &layer.down, &h1)?;
-            (x, h) = crate::kernels::add_rms_norm(&mlp, &x1, norm_after(l), eps)?;
+            let mlp = QLinear::forward_swiglu(&layer.gate, &layer.up, &h1)?;
+            (x, h) =
+                crate::kernels::add_rms_norm(&layer.down.forward(&mlp)?, &x1, norm_after(l), eps)?;
         }
         let x = h.i((.., t - 1, ..))?.contiguous()?;
         Ok(self.output.forward(&x)?)

@@ -333,12 +333,39 @@ impl Q8Rows {
                 detected_isa() == Isa::Avx2,
                 "AVX2 kernels on a CPU without AVX2"
             );
+            for (i, xs) in x.chunks_exact(BLOCK).enumerate() {
+                // SAFETY: AVX2 is present (checked); xs and the output block hold 32 values.
+                let (d, s) =
+                    unsafe { x86::quantize_block(xs, &mut self.qs[i * BLOCK..(i + 1) * BLOCK]) };
+                let at = self.scale_slot(i);
+                (self.d[at], self.s[at]) = (d, s);
+            }
+            return;
         }
+        let _ = isa;
         for (i, xs) in x.chunks_exact(BLOCK).enumerate() {
-            let (d, s) = quantize_block_on(xs, &mut self.qs[i * BLOCK..(i + 1) * BLOCK], isa);
-            let at = self.scale_slot(i);
-            (self.d[at], self.s[at]) = (d, s);
+            let amax = xs.iter().fold(0f32, |a, &x| a.max(x.abs()));
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let qs = &mut self.qs[i * BLOCK..(i + 1) * BLOCK];
+            let mut sum = 0i32;
+            for (q, &x) in qs.iter_mut().zip(xs) {
+                // Nearest, ties to even, as ggml's AVX2 quantizer (its scalar reference
+                // rounds ties away from zero); `as` saturates.
+                *q = (x * id).round_ties_even() as i8;
+                sum += *q as i32;
+            }
+            self.set_scales(i, amax / 127.0, sum);
         }
+    }
+
+    /// Scales of the i-th block in row-major order: d (stored rounded to f16) and
+    /// s = d·Σq (as candle: f16 sum times f16 d, rounded to f16).
+    fn set_scales(&mut self, i: usize, d: f32, sum: i32) {
+        let at = self.scale_slot(i);
+        let d = f16::from_f32(d);
+        self.d[at] = d.to_f32();
+        self.s[at] = (f16::from_f32(sum as f32) * d).to_f32();
     }
 
     /// Where the scales of the i-th block in row-major order go (they are block-major).
@@ -359,31 +386,6 @@ impl Q8Rows {
     fn row_qs(&self, r: usize) -> &[i8] {
         &self.qs[r * self.blocks * BLOCK..(r + 1) * self.blocks * BLOCK]
     }
-}
-
-/// One block of 32 values quantized into `qs`, as [`Q8Rows::quantize`] does; returns its
-/// scales d (max|x|/127 rounded to f16) and s = f16(Σq)·d rounded to f16. `isa` must be
-/// available (checked by the callers).
-fn quantize_block_on(xs: &[f32], qs: &mut [i8], isa: Isa) -> (f32, f32) {
-    #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx2 {
-        // SAFETY: the callers checked that the CPU has AVX2; xs and qs hold 32 values
-        // (asserted inside).
-        return unsafe { x86::quantize_block(xs, qs) };
-    }
-    let _ = isa;
-    let amax = xs.iter().fold(0f32, |a, &x| a.max(x.abs()));
-    let d = amax / 127.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-    let mut sum = 0i32;
-    for (q, &x) in qs.iter_mut().zip(xs) {
-        // Nearest, ties to even, as ggml's AVX2 quantizer (its scalar reference rounds ties
-        // away from zero); `as` saturates.
-        *q = (x * id).round_ties_even() as i8;
-        sum += *q as i32;
-    }
-    let d = f16::from_f32(d);
-    (d.to_f32(), (f16::from_f32(sum as f32) * d).to_f32())
 }
 
 /// The dot product of weight row `w` (blocks of `format`) with activation row `r` of `a`, in
@@ -556,69 +558,6 @@ pub fn silu_mul_in_place(g: &mut [f32], u: &[f32]) {
     }
 }
 
-/// silu(g) ⊙ u for `m` rows (g and u row-major, as long), quantized for the next matmul
-/// into `a`: the bytes [`Q8Rows::quantize`] gives for [`silu_mul_in_place`]'s result, but
-/// computed one 32-value block at a time on the thread pool, each block's product and
-/// quantization by one thread, so that the product is never quantized on the calling thread
-/// while the pool waits (at batch 8 that serial pass was ~2% of CPU decode time).
-pub fn silu_mul_quantized(g: &[f32], u: &[f32], m: usize, a: &mut Q8Rows) {
-    assert!(g.len() == u.len() && m > 0 && g.len() % (m * BLOCK) == 0);
-    let k = g.len() / m;
-    let blocks = g.len() / BLOCK;
-    a.m = m;
-    a.blocks = k / BLOCK;
-    a.qs.resize(g.len(), 0);
-    a.d.resize(blocks, 0.0);
-    a.s.resize(blocks, 0.0);
-    let isa = detected_isa();
-    let (qs, d, s) = (
-        Raw(a.qs.as_mut_ptr()),
-        Raw(a.d.as_mut_ptr()),
-        Raw(a.s.as_mut_ptr()),
-    );
-    let a = &*a;
-    let work = |range: std::ops::Range<usize>| {
-        for i in range {
-            let mut x = [0f32; BLOCK];
-            x.copy_from_slice(&g[i * BLOCK..(i + 1) * BLOCK]);
-            let u = &u[i * BLOCK..(i + 1) * BLOCK];
-            #[cfg(target_arch = "x86_64")]
-            if isa == Isa::Avx2 {
-                // SAFETY: AVX2 was detected; x and u hold 32 values.
-                unsafe { x86::silu_mul(x.as_mut_ptr(), u.as_ptr(), BLOCK) };
-            }
-            if isa != Isa::Avx2 {
-                for (v, &w) in x.iter_mut().zip(u) {
-                    *v = *v / (1.0 + (-*v).exp()) * w;
-                }
-            }
-            // SAFETY: block i's 32 bytes and its scale slot belong to this item alone, and
-            // lie inside the buffers (resized above).
-            let q = unsafe { std::slice::from_raw_parts_mut(qs.at(i * BLOCK), BLOCK) };
-            let (di, si) = quantize_block_on(&x, q, isa);
-            let at = a.scale_slot(i);
-            unsafe { (*d.at(at), *s.at(at)) = (di, si) };
-        }
-    };
-    if g.len() < 4096 {
-        work(0..blocks);
-    } else {
-        parallel_for(blocks, work);
-    }
-}
-
-/// A raw pointer that the pool's threads share to write disjoint elements.
-struct Raw<T>(*mut T);
-// SAFETY: users write disjoint elements from each thread (see each use).
-unsafe impl<T> Sync for Raw<T> {}
-
-impl<T> Raw<T> {
-    /// Element i (a method, so that closures capture the whole wrapper, which is Sync).
-    fn at(&self, i: usize) -> *mut T {
-        self.0.wrapping_add(i)
-    }
-}
-
 /// RMS normalization of the last dimension, x / sqrt(mean(x²) + eps) · alpha, as candle's
 /// `rms_norm`. On CPU f32 tensors the sum of squares runs in eight lanes (candle sums one
 /// value after another: a chain of dependent additions that made it ~1% of batched decode
@@ -754,8 +693,6 @@ pub fn parallel_for<F: Fn(std::ops::Range<usize>) + Sync>(n: usize, f: F) {
 
 thread_local! {
     static SCRATCH: RefCell<Q8Rows> = RefCell::new(Q8Rows::default());
-    /// The MLP's product, quantized for its down projection.
-    static MLP_SCRATCH: RefCell<Q8Rows> = RefCell::new(Q8Rows::default());
 }
 
 /// x (m × k, row-major f32) times each wᵀ → m × n per matrix, quantizing x once into a
@@ -927,48 +864,6 @@ impl QLinear {
         };
         silu_mul_in_place(&mut g, &u);
         Tensor::from_vec(g, gate.output_shape(x), x.device())
-    }
-
-    /// A llama MLP, down(silu(x·gateᵀ) ⊙ (x·upᵀ)). With landauer's kernels for all three, the
-    /// product is quantized for `down` block by block on the thread pool as it is made
-    /// ([`silu_mul_quantized`]): the same values as `down.forward(&forward_swiglu(..))`.
-    pub fn forward_mlp(
-        gate: &QLinear,
-        up: &QLinear,
-        down: &QLinear,
-        x: &Tensor,
-    ) -> candle_core::Result<Tensor> {
-        let fused = match (gate, up, down) {
-            (QLinear::Landauer(g), QLinear::Landauer(u), QLinear::Landauer(d)) => {
-                let (g, u, d) = (g.weights(), u.weights(), d.weights());
-                g.n == u.n && d.k == g.n
-            }
-            _ => false,
-        };
-        let host = match fused {
-            true => Self::forward_many_host([gate, up], x)?,
-            false => None,
-        };
-        let (Some([g, u]), QLinear::Landauer(down_op)) = (host, down) else {
-            return down.forward(&Self::forward_swiglu(gate, up, x)?);
-        };
-        let w = down_op.weights();
-        let m = g.len() / w.k;
-        let mut out: Vec<f32> = Vec::with_capacity(m * w.n);
-        MLP_SCRATCH.with(|s| {
-            let mut a = s.borrow_mut();
-            silu_mul_quantized(&g, &u, m, &mut a);
-            let target = [SharedOut(out.spare_capacity_mut().as_mut_ptr().cast())];
-            // SAFETY: `out` has capacity for m × n values; the matmul writes all of them.
-            unsafe {
-                matmul_into(&[w], &a, &target, detected_isa());
-                out.set_len(m * w.n);
-            }
-        });
-        let mut shape = gate.output_shape(x);
-        shape.pop();
-        shape.push(w.n);
-        Tensor::from_vec(out, shape, x.device())
     }
 
     /// x (…, k) → (…, n).

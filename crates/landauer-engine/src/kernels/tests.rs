@@ -402,59 +402,6 @@ fn swiglu_equals_candles_silu_times_up() {
 }
 
 #[test]
-fn the_fused_mlp_equals_swiglu_then_down_bit_for_bit() {
-    // The product quantized block by block on the pool gives the same bytes as quantizing
-    // `silu_mul_in_place`'s result, and so the same outputs; K-quant layers (candle's) and a
-    // mix take the unfused path.
-    let dev = Device::Cpu;
-    let mk = |n: usize, k: usize, dtype| {
-        let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
-        QLinear::new(QTensor::quantize(&w, dtype).unwrap()).unwrap()
-    };
-    for (rows, dtype, down_dtype) in [
-        (1, GgmlDType::Q4_1, GgmlDType::Q4_1),
-        (8, GgmlDType::Q4_1, GgmlDType::Q4_1),
-        (9, GgmlDType::Q8_0, GgmlDType::Q4_0),
-        (3, GgmlDType::Q4_1, GgmlDType::Q4K),
-        (2, GgmlDType::Q4K, GgmlDType::Q4K),
-    ] {
-        let (gate, up, down) = (
-            mk(512, 256, dtype),
-            mk(512, 256, dtype),
-            mk(96, 512, down_dtype),
-        );
-        let x = Tensor::randn(0f32, 1.0, (rows, 1, 256), &dev).unwrap();
-        let want = down
-            .forward(&QLinear::forward_swiglu(&gate, &up, &x).unwrap())
-            .unwrap();
-        let got = QLinear::forward_mlp(&gate, &up, &down, &x).unwrap();
-        assert_eq!(got.dims(), &[rows, 1, 96]);
-        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert_eq!(
-            flat(&got),
-            flat(&want),
-            "{rows} rows, {dtype:?} then {down_dtype:?}"
-        );
-    }
-    // The quantized product itself, at sizes that split blocks between threads.
-    let mut rng = ChaCha8Rng::seed_from_u64(7);
-    for (m, k) in [(1, 32), (3, 1536), (8, 1536)] {
-        let g = random_activations(&mut rng, m, k);
-        let u = random_activations(&mut rng, m, k);
-        let mut product = g.clone();
-        silu_mul_in_place(&mut product, &u);
-        let mut want = Q8Rows::default();
-        want.quantize(&product, m, k);
-        let mut got = Q8Rows::default();
-        silu_mul_quantized(&g, &u, m, &mut got);
-        assert_eq!((got.m, got.blocks), (want.m, want.blocks));
-        assert_eq!(got.qs, want.qs, "{m} x {k}");
-        assert_eq!(got.d, want.d, "{m} x {k}");
-        assert_eq!(got.s, want.s, "{m} x {k}");
-    }
-}
-
-#[test]
 fn silu_is_candles_within_ulps_and_independent_of_the_split() {
     let mut rng = ChaCha8Rng::seed_from_u64(8);
     // Ordinary values, large ones of both signs (e^±x saturates), zeros, and a length that is
