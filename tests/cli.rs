@@ -306,6 +306,34 @@ fn the_kv_cache_type_is_chosen_and_recorded() {
     let first = |t: &[Value]| t[1]["entropy_bits"].as_f64().unwrap();
     assert_eq!(f16[1]["type"], "token");
     assert_ne!(first(&f16), first(&f32));
+    // candle-transformers' forward pass keeps f32: asked for f16 it says so and records f32;
+    // not asked, it says nothing.
+    let trace = dir.path().join("candle.jsonl");
+    let candle = |extra: &[&str]| {
+        run(landauer()
+            .env("LANDAUER_FORWARD", "candle")
+            .args(["generate", "The cat sat on", "--model"])
+            .arg(&model)
+            .arg("--trace")
+            .arg(&trace)
+            .args(args)
+            .args(extra))
+    };
+    let o = candle(&["--kv-cache", "f16"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "--kv-cache f16 applies to landauer's CPU forward pass; this model keeps a f32 cache"
+        ),
+        "{err}"
+    );
+    let first_line = std::fs::read_to_string(&trace).unwrap();
+    let run_record: Value = serde_json::from_str(first_line.lines().next().unwrap()).unwrap();
+    assert_eq!(run_record["kv_cache"], "f32");
+    let o = candle(&[]);
+    assert!(o.status.success());
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("--kv-cache"));
 }
 
 #[test]
@@ -749,6 +777,7 @@ fn bench_reports_consistent_medians() {
         serde_json::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
     assert_eq!(r, written);
     assert_eq!(r["generated_tokens"], 8);
+    assert_eq!(r["kv_cache"], "f16", "the CPU default");
     for cfg in ["tracing_off", "tracing_on"] {
         let runs: Vec<f64> = floats(&r[cfg]["decode_tokens_per_s"]);
         assert_eq!(runs.len(), 3);

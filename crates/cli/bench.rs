@@ -131,6 +131,8 @@ struct BenchReport {
     device: String,
     device_name: Option<String>,
     threads: usize,
+    /// How the KV cache stored keys and values (`f16`, `f32`).
+    kv_cache: &'static str,
     prompt_tokens: usize,
     generated_tokens: usize,
     runs: usize,
@@ -519,6 +521,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         device_name: device.name.clone(),
         energy: energy_stats(&summaries, &untraced),
         threads,
+        kv_cache,
         prompt_tokens: tokens.len(),
         generated_tokens: generated,
         runs: args.runs,

@@ -56,11 +56,27 @@ pub fn load_engine(args: &ModelArgs) -> anyhow::Result<Loaded> {
     load_engine_with(args, false)
 }
 
+/// Applies an explicit `--kv-cache`; when the model cannot store that type (a GPU, or
+/// candle-transformers' forward pass), says so on stderr and keeps the one it has.
+fn set_kv_cache(engine: &mut Engine, asked: Option<landauer_engine::KvDtype>) {
+    if let Some(dtype) = asked {
+        if !engine.set_kv_dtype(dtype) {
+            eprintln!(
+                "landauer: note: --kv-cache {} applies to landauer's CPU forward pass; this model keeps a {} cache",
+                dtype.name(),
+                engine.kv_dtype().name()
+            );
+        }
+    }
+}
+
 /// Like [`load_engine`]; `batched` loads landauer's batched forward pass.
 pub fn load_engine_with(args: &ModelArgs, batched: bool) -> anyhow::Result<Loaded> {
-    let kv_cache: landauer_engine::KvDtype = args
+    let kv_cache: Option<landauer_engine::KvDtype> = args
         .kv_cache
-        .parse()
+        .as_deref()
+        .map(str::parse)
+        .transpose()
         .map_err(|e| anyhow::anyhow!("--kv-cache: {e}"))?;
     let device = open_device(&args.device)?;
     let info = device_info(&device);
@@ -86,7 +102,7 @@ pub fn load_engine_with(args: &ModelArgs, batched: bool) -> anyhow::Result<Loade
         } else {
             Engine::synthetic(&spec, &device)?
         };
-        engine.set_kv_dtype(kv_cache);
+        set_kv_cache(&mut engine, kv_cache);
         eprintln!(
             "landauer: built in {:.1} s; its entropy is meaningless (random weights), its energy and speed are real",
             t.elapsed().as_secs_f64()
@@ -109,7 +125,7 @@ pub fn load_engine_with(args: &ModelArgs, batched: bool) -> anyhow::Result<Loade
     } else {
         Engine::load(&resolved.path, args.tokenizer.as_deref(), &device)?
     };
-    engine.set_kv_dtype(kv_cache);
+    set_kv_cache(&mut engine, kv_cache);
     Ok(Loaded {
         engine,
         model_path: resolved.path.display().to_string(),

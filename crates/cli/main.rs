@@ -86,9 +86,10 @@ pub struct ModelArgs {
     pub device: String,
     /// How landauer's CPU forward pass stores its KV cache: f16 (llama.cpp's default; half the
     /// bytes attention reads) or f32 (the projections' values exactly). GPUs and
-    /// candle-transformers' models keep f32.
-    #[arg(long = "kv-cache", default_value = "f16", value_name = "TYPE")]
-    pub kv_cache: String,
+    /// candle-transformers' models keep f32 (a note says so when this asks otherwise).
+    /// [default: f16 on the CPU]
+    #[arg(long = "kv-cache", value_name = "TYPE")]
+    pub kv_cache: Option<String>,
 }
 
 /// Which GPUs the NVML meter counts, and how often meters are polled.
