@@ -53,6 +53,7 @@ install_toolchain() {
   for w in "$PREFIX"/wheels/*.whl; do
     unzip -qo "$w" -d "$PREFIX"
   done
+  rm -rf "$PREFIX/wheels" # unpacked; the archives would only take 0.6 GB of disk
   # Unversioned names for the linker.
   (
     cd "$CUDA_ROOT/lib"
