@@ -53,29 +53,34 @@ impl std::str::FromStr for KvDtype {
     }
 }
 
-/// One side (keys or values) of a layer's cache: f32 values or f16 bits, in a huge-page
-/// region where one could be had (every step reads the whole of each row's cache).
+/// One side (keys or values) of a layer's cache.
 #[derive(Clone)]
-struct Store {
-    dtype: KvDtype,
-    bytes: crate::kernels::pages::Bytes,
+enum Store {
+    F32(Vec<f32>),
+    /// f16 bits (`u16`, so that a zeroed buffer comes from the allocator's zeroed pages).
+    F16(Vec<u16>),
 }
 
 impl Store {
     fn zeroed(dtype: KvDtype, n: usize) -> Self {
-        Store {
-            dtype,
-            bytes: crate::kernels::pages::Bytes::zeroed(n * dtype.bytes()),
+        match dtype {
+            KvDtype::F32 => Store::F32(vec![0f32; n]),
+            KvDtype::F16 => Store::F16(vec![0u16; n]),
         }
     }
 
-    /// Values stored.
     fn len(&self) -> usize {
-        self.bytes.len() / self.dtype.bytes()
+        match self {
+            Store::F32(x) => x.len(),
+            Store::F16(x) => x.len(),
+        }
     }
 
     fn as_mut_ptr(&mut self) -> *mut u8 {
-        self.bytes.as_mut_ptr()
+        match self {
+            Store::F32(x) => x.as_mut_ptr().cast(),
+            Store::F16(x) => x.as_mut_ptr().cast(),
+        }
     }
 }
 
@@ -99,19 +104,13 @@ impl LayerCache {
     /// [`attend`]'s writes do).
     pub fn from_values(dtype: KvDtype, k: &[f32], v: &[f32]) -> Self {
         let top = half::f16::MAX.to_f32();
-        let store = |x: &[f32]| {
-            let mut st = Store::zeroed(dtype, x.len());
-            for (dst, &x) in st.bytes.chunks_exact_mut(dtype.bytes()).zip(x) {
-                match dtype {
-                    KvDtype::F32 => dst.copy_from_slice(&x.to_ne_bytes()),
-                    KvDtype::F16 => dst.copy_from_slice(
-                        &half::f16::from_f32(x.clamp(-top, top))
-                            .to_bits()
-                            .to_ne_bytes(),
-                    ),
-                }
-            }
-            st
+        let store = |x: &[f32]| match dtype {
+            KvDtype::F32 => Store::F32(x.to_vec()),
+            KvDtype::F16 => Store::F16(
+                x.iter()
+                    .map(|&x| half::f16::from_f32(x.clamp(-top, top)).to_bits())
+                    .collect(),
+            ),
         };
         Self {
             k: store(k),
@@ -120,7 +119,10 @@ impl LayerCache {
     }
 
     pub fn dtype(&self) -> KvDtype {
-        self.k.dtype
+        match self.k {
+            Store::F32(_) => KvDtype::F32,
+            Store::F16(_) => KvDtype::F16,
+        }
     }
 }
 

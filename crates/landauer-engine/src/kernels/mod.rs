@@ -40,7 +40,6 @@ use half::f16;
 use std::cell::RefCell;
 use std::sync::Arc;
 
-pub mod pages;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86;
 
@@ -137,8 +136,7 @@ pub struct QWeights {
     pub format: Format,
     pub n: usize,
     pub k: usize,
-    /// In a huge-page region where one could be had ([`pages`]): every step reads it all.
-    data: pages::Bytes,
+    data: Vec<u8>,
     tiled: bool,
 }
 
@@ -179,19 +177,18 @@ impl QWeights {
                 data.len()
             );
         }
-        let tiled = format != Format::Q4_0 && n % TILE_ROWS == 0;
         let rows = Self {
             format,
             n,
             k,
-            data: if tiled {
-                pages::Bytes::zeroed(0) // filled by `tiled` from `data`
-            } else {
-                pages::Bytes::from_slice(&data)
-            },
+            data,
             tiled: false,
         };
-        Ok(if tiled { rows.tiled(&data) } else { rows })
+        Ok(if format != Format::Q4_0 && n % TILE_ROWS == 0 {
+            rows.tiled()
+        } else {
+            rows
+        })
     }
 
     /// True when the rows are stored in interleaved tiles of [`TILE_ROWS`].
@@ -206,27 +203,27 @@ impl QWeights {
             data.extend_from_slice(&self.row(j));
         }
         Self {
-            data: pages::Bytes::from_slice(&data),
+            data,
             tiled: false,
             ..*self
         }
     }
 
-    /// Interleaves `rows` (this matrix in GGUF row layout) in tiles of 8. Tile t, block b takes 8 blocks' bytes at
+    /// Interleaves the rows in tiles of 8. Tile t, block b takes 8 blocks' bytes at
     /// `(t·blocks + b)·8·block_bytes`: first the 8 rows' f16 scales (then, for Q4_1, their 8
     /// f16 minima), then chunks of 32 bytes where chunk c holds bytes 4c..4c+4 of each row's
     /// quant bytes, row after row. Q8_0 has 8 chunks, values 4c..4c+4 of each row. Q4_1 has 4:
     /// a nibble byte holds value i (low nibble) and value i + 16 (high), so chunk c's low
     /// nibbles are values 4c..4c+4 of the 8 rows and its high nibbles values 16+4c..20+4c.
-    fn tiled(self, rows: &[u8]) -> Self {
+    fn tiled(self) -> Self {
         debug_assert!(self.n % TILE_ROWS == 0);
         let (nb, rb, bb) = (self.k / BLOCK, self.row_bytes(), self.format.block_bytes());
-        let mut data = pages::Bytes::zeroed(rows.len());
+        let mut data = vec![0u8; self.data.len()];
         for t in 0..self.n / TILE_ROWS {
             for b in 0..nb {
                 let dst = &mut data[(t * nb + b) * TILE_ROWS * bb..][..TILE_ROWS * bb];
                 for j in 0..TILE_ROWS {
-                    let src = &rows[(t * TILE_ROWS + j) * rb + b * bb..][..bb];
+                    let src = &self.data[(t * TILE_ROWS + j) * rb + b * bb..][..bb];
                     for_tile_bytes(self.format, j, |from, to, len| {
                         dst[to..to + len].copy_from_slice(&src[from..from + len])
                     });

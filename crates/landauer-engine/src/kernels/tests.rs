@@ -345,14 +345,14 @@ fn the_tiled_layout_holds_the_same_rows() {
             assert_eq!(w.dequantize_row(j), rows.dequantize_row(j));
             gguf.extend_from_slice(&rows.row(j));
         }
-        let (mut a, mut b) = (gguf.clone(), w.data.to_vec());
+        let (mut a, mut b) = (gguf.clone(), w.data.clone());
         a.sort_unstable();
         b.sort_unstable();
         assert_eq!(a, b);
-        assert_ne!(&gguf[..], &w.data[..]);
+        assert_ne!(gguf, w.data);
         assert_eq!(
-            &QWeights::from_bytes(format, n, k, gguf).unwrap().data[..],
-            &w.data[..]
+            QWeights::from_bytes(format, n, k, gguf).unwrap().data,
+            w.data
         );
         // Each row of a batch is computed alone: the same bits whatever the batch around it.
         let x = random_activations(&mut rng, 7, k);
