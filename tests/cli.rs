@@ -324,7 +324,7 @@ fn the_kv_cache_type_is_chosen_and_recorded() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains(
-            "--kv-cache f16 applies to landauer's CPU forward pass; this model keeps a f32 cache"
+            "--kv-cache f16 applies to landauer's CPU forward pass; this model keeps an f32 cache"
         ),
         "{err}"
     );

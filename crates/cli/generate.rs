@@ -62,7 +62,7 @@ fn set_kv_cache(engine: &mut Engine, asked: Option<landauer_engine::KvDtype>) {
     if let Some(dtype) = asked {
         if !engine.set_kv_dtype(dtype) {
             eprintln!(
-                "landauer: note: --kv-cache {} applies to landauer's CPU forward pass; this model keeps a {} cache",
+                "landauer: note: --kv-cache {} applies to landauer's CPU forward pass; this model keeps an {} cache",
                 dtype.name(),
                 engine.kv_dtype().name()
             );
