@@ -9,6 +9,12 @@
 //! quantized blocks with realistic scales: weights of standard deviation 1/sqrt(fan-in),
 //! centered, per-block scales that vary ±25% like trained ones. Norm weights are ones.
 //!
+//! QUANT is one type for every matrix (`q4_k`, `q5_k`) or, named as llama.cpp's file types
+//! (`q4_k_m`, `q4_0`, ...), the mix llama.cpp's `llama-quantize` writes for that type
+//! ([`SyntheticSpec::tensor_type`] has its rules). [`write_gguf`] writes a synthetic model
+//! to a GGUF file, so that llama.cpp runs the very bytes landauer generates in place;
+//! [`Vocabulary`] gives it a real tokenizer copied from another GGUF.
+//!
 //! Random weights make the *entropy* meaningless (the distribution says nothing about
 //! language); energy and speed are real. Every output of a synthetic run says so.
 //!
@@ -31,6 +37,9 @@ use rayon::prelude::*;
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
+
+/// Alignment of tensor data (GGUF's default, `general.alignment`).
+const ALIGNMENT: u64 = 32;
 
 /// The shapes of a real model, from its published `config.json`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -172,17 +181,87 @@ pub const ARCHITECTURES: &[Architecture] = &[
     },
 ];
 
-/// Weight types a synthetic model can be built in (llama.cpp's spelling, lower case).
-pub const QUANTS: &[(&str, GgmlDType)] = &[
-    ("q4_0", GgmlDType::Q4_0),
-    ("q4_1", GgmlDType::Q4_1),
-    ("q5_0", GgmlDType::Q5_0),
-    ("q5_1", GgmlDType::Q5_1),
-    ("q8_0", GgmlDType::Q8_0),
-    ("q4_k", GgmlDType::Q4K),
-    ("q5_k", GgmlDType::Q5K),
-    ("q6_k", GgmlDType::Q6K),
-    ("f16", GgmlDType::F16),
+/// A file type of llama.cpp's quantizer (`llama_ftype`, as `llama-quantize` names it): a base
+/// type for most matrices and llama.cpp's rules for the others (see
+/// [`SyntheticSpec::tensor_type`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileType {
+    F16,
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    Q8_0,
+    Q4KS,
+    Q4KM,
+    Q5KS,
+    Q5KM,
+    Q6K,
+}
+
+impl FileType {
+    /// `general.file_type`: llama.cpp's `llama_ftype` number (llama.h).
+    pub fn id(self) -> u32 {
+        match self {
+            FileType::F16 => 1,
+            FileType::Q4_0 => 2,
+            FileType::Q4_1 => 3,
+            FileType::Q8_0 => 7,
+            FileType::Q5_0 => 8,
+            FileType::Q5_1 => 9,
+            FileType::Q4KS => 14,
+            FileType::Q4KM => 15,
+            FileType::Q5KS => 16,
+            FileType::Q5KM => 17,
+            FileType::Q6K => 18,
+        }
+    }
+
+    /// The type most matrices get (llama.cpp's `llama_ftype_get_default_type`).
+    pub fn base(self) -> GgmlDType {
+        match self {
+            FileType::F16 => GgmlDType::F16,
+            FileType::Q4_0 => GgmlDType::Q4_0,
+            FileType::Q4_1 => GgmlDType::Q4_1,
+            FileType::Q5_0 => GgmlDType::Q5_0,
+            FileType::Q5_1 => GgmlDType::Q5_1,
+            FileType::Q8_0 => GgmlDType::Q8_0,
+            FileType::Q4KS | FileType::Q4KM => GgmlDType::Q4K,
+            FileType::Q5KS | FileType::Q5KM => GgmlDType::Q5K,
+            FileType::Q6K => GgmlDType::Q6K,
+        }
+    }
+}
+
+/// How a synthetic model's matrices are typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quant {
+    /// Every matrix in one type (falling back, as llama.cpp does, where rows do not fit its
+    /// blocks).
+    Pure(GgmlDType),
+    /// The mix `llama-quantize` writes for this file type.
+    Mix(FileType),
+}
+
+/// What `synthetic:ARCH:QUANT` accepts (llama.cpp's spelling, lower case). The names of
+/// llama.cpp file types (`q4_k_m`, `q4_0`, `q8_0`, ...) give the mix `llama-quantize` writes
+/// for them: the output matrix (or a tied embedding) in Q6_K, some `attn_v` and `ffn_down` in
+/// more bits for the `_m` and `_s` mixes. `q4_k` and `q5_k` put every matrix in that type.
+/// `q6_k`, `q8_0` and `f16` come out the same either way.
+pub const QUANTS: &[(&str, Quant)] = &[
+    ("q4_0", Quant::Mix(FileType::Q4_0)),
+    ("q4_1", Quant::Mix(FileType::Q4_1)),
+    ("q5_0", Quant::Mix(FileType::Q5_0)),
+    ("q5_1", Quant::Mix(FileType::Q5_1)),
+    ("q8_0", Quant::Mix(FileType::Q8_0)),
+    ("q4_k", Quant::Pure(GgmlDType::Q4K)),
+    ("q5_k", Quant::Pure(GgmlDType::Q5K)),
+    ("q6_k", Quant::Mix(FileType::Q6K)),
+    ("q4_k_s", Quant::Mix(FileType::Q4KS)),
+    ("q4_k_m", Quant::Mix(FileType::Q4KM)),
+    ("q5_k_s", Quant::Mix(FileType::Q5KS)),
+    ("q5_k_m", Quant::Mix(FileType::Q5KM)),
+    ("f16", Quant::Mix(FileType::F16)),
 ];
 
 /// The quantization used when `synthetic:ARCH` names none.
@@ -235,10 +314,18 @@ impl Architecture {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyntheticSpec {
     pub arch: Architecture,
+    /// The QUANT as written in the spec (`q4_k_m`).
     pub quant: &'static str,
+    /// How the matrices are typed: one type, or a `llama-quantize` mix.
+    pub mix: Quant,
+    /// The base type: every matrix's for [`Quant::Pure`], most matrices' for a mix (see
+    /// [`Self::tensor_type`] for each tensor's).
     pub dtype: GgmlDType,
     /// Seed of the weights (same seed, same bytes).
     pub seed: u64,
+    /// A real tokenizer copied from a GGUF file ([`Self::with_vocab`]); `None` keeps the
+    /// built-in one (a small BPE and filler tokens up to the architecture's vocabulary size).
+    pub vocab: Option<std::sync::Arc<Vocabulary>>,
 }
 
 fn known_archs() -> String {
@@ -251,6 +338,17 @@ fn known_archs() -> String {
 
 fn known_quants() -> String {
     QUANTS.iter().map(|q| q.0).collect::<Vec<_>>().join(", ")
+}
+
+/// llama.cpp's `use_more_bits`: the layers whose `attn_v` and `ffn_down` the `_M` mixes keep
+/// in Q6_K: the first and last eighth, and every third layer between.
+pub fn use_more_bits(layer: usize, layers: usize) -> bool {
+    layer < layers / 8 || layer >= 7 * layers / 8 || (layer - layers / 8) % 3 == 2
+}
+
+/// The layer of `blk.N.…`.
+fn layer_of(name: &str) -> Option<usize> {
+    name.strip_prefix("blk.")?.split('.').next()?.parse().ok()
 }
 
 impl SyntheticSpec {
@@ -289,23 +387,114 @@ impl SyntheticSpec {
                     known_archs()
                 ))
             })?;
-        let (quant, dtype) = *QUANTS.iter().find(|q| q.0 == quant).ok_or_else(|| {
+        let (quant, mix) = *QUANTS.iter().find(|q| q.0 == quant).ok_or_else(|| {
             bad(format!(
                 "unknown quantization `{quant}`; known: {}",
                 known_quants()
             ))
         })?;
+        let dtype = match mix {
+            Quant::Pure(d) => d,
+            Quant::Mix(f) => f.base(),
+        };
         Ok(Self {
             arch,
             quant,
+            mix,
             dtype,
             seed: 0x5eed,
+            vocab: None,
         })
+    }
+
+    /// The same model with `vocab`'s tokenizer: its size becomes the model's vocabulary size
+    /// (the rows of `token_embd` and `output`).
+    pub fn with_vocab(mut self, vocab: Vocabulary) -> Self {
+        self.arch.vocab = vocab.size;
+        self.vocab = Some(std::sync::Arc::new(vocab));
+        self
     }
 
     /// `synthetic:ARCH:QUANT`.
     pub fn label(&self) -> String {
         format!("synthetic:{}:{}", self.arch.name, self.quant)
+    }
+
+    /// `general.file_type`: the `llama_ftype` of a mix; a one-type model has none (llama.cpp
+    /// then guesses it from the tensors, as for any file without the key).
+    pub fn file_type(&self) -> Option<FileType> {
+        match self.mix {
+            Quant::Mix(f) => Some(f),
+            Quant::Pure(_) => None,
+        }
+    }
+
+    /// The type of tensor `name` of shape `shape` (rows, cols), as llama.cpp's quantizer picks
+    /// it for this file type from an F32/F16 model without an importance matrix.
+    ///
+    /// From llama.cpp's `src/llama-quant.cpp` (ggml-org/llama.cpp at
+    /// 007dbbf3fd17eefe9b47fee45f48f7ba5e62b714: `tensor_allows_quantization`,
+    /// `llama_tensor_get_type_impl`, `tensor_type_fallback`), for the file types here and the
+    /// dense llama/qwen2 tensors synthetic models have:
+    ///
+    /// * 1-D tensors (norms, biases) are not quantized: F32, as converted.
+    /// * F16: every matrix F16 (the rules below apply to quantized types only).
+    /// * `output.weight`, and `token_embd.weight` when the model has no `output.weight` (tied
+    ///   embeddings: "we quantize the token embeddings with the quantization of the output
+    ///   tensor"): Q8_0 if the row length is not a multiple of the base type's block, else
+    ///   Q6_K unless the base is Q8_0 (which stays).
+    /// * an untied `token_embd.weight`: the base type.
+    /// * `attn_v.weight` of layer i of n: Q4_K_M and Q5_K_M give Q6_K where
+    ///   [`use_more_bits`]`(i, n)`; Q4_K_S gives Q5_K for i < 4.
+    /// * `ffn_down` of layer i of n: Q4_K_M and Q5_K_M give Q6_K where `use_more_bits(i, n)`;
+    ///   Q4_K_S gives Q5_K for i < n/8 (the `Q4_0`/`Q5_0` rule needs an importance matrix).
+    /// * everything else (`attn_q`, `attn_k`, `attn_output`, `ffn_gate`, `ffn_up`): the base.
+    /// * then, a K-quant whose row length (columns) is not a multiple of 256 falls back
+    ///   ([`block_fallback`]): Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0 (SmolLM2's 576).
+    ///
+    /// The counters llama.cpp keeps (`i_attention_wv`, `i_ffn_down`) are layer numbers here:
+    /// its loader visits tensors in layer order (`weight_name_comparer` in
+    /// `llama-model-loader.h`) and each layer has one `attn_v` and one `ffn_down`.
+    /// [`Quant::Pure`] skips the rules but not the fallback.
+    pub fn tensor_type(&self, name: &str, shape: &[usize]) -> GgmlDType {
+        if shape.len() < 2 {
+            return GgmlDType::F32;
+        }
+        let cols = shape[1];
+        let ftype = match self.mix {
+            Quant::Pure(d) => return block_fallback(d, cols),
+            Quant::Mix(FileType::F16) => return GgmlDType::F16,
+            Quant::Mix(f) => f,
+        };
+        let base = ftype.base();
+        let layers = self.arch.layers;
+        let layer = layer_of(name).unwrap_or(0);
+        let output =
+            name == "output.weight" || (self.arch.tied_embeddings && name == "token_embd.weight");
+        let t = if output {
+            if cols % base.block_size() != 0 {
+                GgmlDType::Q8_0
+            } else if base != GgmlDType::Q8_0 {
+                GgmlDType::Q6K
+            } else {
+                base
+            }
+        } else if name.ends_with(".attn_v.weight") {
+            match ftype {
+                FileType::Q4KM | FileType::Q5KM if use_more_bits(layer, layers) => GgmlDType::Q6K,
+                FileType::Q4KS if layer < 4 => GgmlDType::Q5K,
+                _ => base,
+            }
+        } else if name.ends_with(".ffn_down.weight") {
+            match ftype {
+                FileType::Q4KM | FileType::Q5KM if use_more_bits(layer, layers) => GgmlDType::Q6K,
+                FileType::Q4KS if layer < layers / 8 => GgmlDType::Q5K,
+                _ => base,
+            }
+        } else {
+            base
+        };
+        block_fallback(t, cols)
     }
 
     /// The model's GGUF header and a reader that generates its tensor data on demand.
@@ -315,11 +504,7 @@ impl SyntheticSpec {
         let mut regions = Vec::new();
         let mut offset = 0u64;
         for (i, (name, shape, matrix)) in a.tensors().into_iter().enumerate() {
-            let dtype = if matrix {
-                block_fallback(self.dtype, shape[1])
-            } else {
-                GgmlDType::F32
-            };
+            let dtype = self.tensor_type(&name, &shape);
             let elems: usize = shape.iter().product();
             let bytes = (elems / dtype.block_size() * dtype.type_size()) as u64;
             // Weights of standard deviation 1/sqrt(fan-in) keep activations of order 1.
@@ -349,7 +534,7 @@ impl SyntheticSpec {
                     offset,
                 },
             );
-            offset = (offset + bytes).div_ceil(32) * 32;
+            offset = (offset + bytes).div_ceil(ALIGNMENT) * ALIGNMENT;
         }
         let content = Content {
             magic: VersionedMagic::GgufV3,
@@ -368,33 +553,37 @@ impl SyntheticSpec {
         }
     }
 
+    /// `general.name`: the spec, and where the vocabulary came from if it is not built in.
+    pub fn name(&self) -> String {
+        match &self.vocab {
+            Some(v) => format!(
+                "{}, vocabulary of {} tokens from {}",
+                self.label(),
+                v.size,
+                v.source
+            ),
+            None => self.label(),
+        }
+    }
+
     fn metadata(&self) -> HashMap<String, Value> {
         let a = &self.arch;
         let k = |s: &str| format!("{}.{s}", a.family);
         let u = |x: usize| Value::U32(x as u32);
-        // A tokenizer with the real vocabulary size: special tokens, the 256 byte symbols,
-        // a few merges, then filler tokens (`tok123`) that only random weights will pick.
-        let (mut vocab, merges) = crate::tiny::train_bpe(200);
-        let specials = crate::tiny::SPECIAL_TOKENS.len();
-        for i in vocab.len()..a.vocab {
-            vocab.push(format!("tok{i}"));
-        }
-        vocab.truncate(a.vocab);
-        let strings =
-            |v: Vec<String>| Value::Array(v.into_iter().map(Value::String).collect::<Vec<_>>());
-        let types = (0..a.vocab)
-            .map(|i| Value::I32(if i < specials { 3 } else { 1 }))
-            .collect();
         let mut md: HashMap<String, Value> = [
             (
                 "general.architecture".into(),
                 Value::String(a.family.into()),
             ),
-            ("general.name".into(), Value::String(self.label())),
+            ("general.type".into(), Value::String("model".into())),
+            ("general.name".into(), Value::String(self.name())),
             (
                 "general.source.huggingface.repository".into(),
                 Value::String(a.source.into()),
             ),
+            ("general.alignment".into(), Value::U32(ALIGNMENT as u32)),
+            // GGML_QNT_VERSION, which llama-quantize writes.
+            ("general.quantization_version".into(), Value::U32(2)),
             (k("block_count"), u(a.layers)),
             (k("context_length"), u(a.context)),
             (k("embedding_length"), u(a.hidden)),
@@ -406,23 +595,146 @@ impl SyntheticSpec {
             (k("attention.value_length"), u(a.head_dim())),
             (k("rope.freq_base"), Value::F32(a.rope_theta)),
             (k("attention.layer_norm_rms_epsilon"), Value::F32(a.rms_eps)),
-            ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
-            ("tokenizer.ggml.pre".into(), Value::String("smollm".into())),
-            ("tokenizer.ggml.tokens".into(), strings(vocab)),
-            ("tokenizer.ggml.token_type".into(), Value::Array(types)),
-            ("tokenizer.ggml.merges".into(), strings(merges)),
-            ("tokenizer.ggml.bos_token_id".into(), Value::U32(1)),
-            ("tokenizer.ggml.eos_token_id".into(), Value::U32(2)),
-            ("tokenizer.ggml.unknown_token_id".into(), Value::U32(0)),
-            (
-                "tokenizer.chat_template".into(),
-                Value::String(crate::tokenizer::CHATML_TEMPLATE.into()),
-            ),
+            (k("vocab_size"), u(a.vocab)),
         ]
         .into_iter()
         .collect();
+        if let Some(f) = self.file_type() {
+            md.insert("general.file_type".into(), Value::U32(f.id()));
+        }
+        match &self.vocab {
+            Some(v) => md.extend(v.metadata.iter().cloned()),
+            None => md.extend(builtin_tokenizer(a.vocab)),
+        }
         md.insert("landauer.synthetic".into(), Value::Bool(true));
+        md.insert(
+            "landauer.synthetic.spec".into(),
+            Value::String(self.label()),
+        );
+        md.insert("landauer.synthetic.seed".into(), Value::U64(self.seed));
+        md.insert("landauer.synthetic.vocab_size".into(), u(a.vocab));
+        md.insert(
+            "landauer.synthetic.vocab_from".into(),
+            Value::String(
+                self.vocab
+                    .as_ref()
+                    .map_or_else(|| "built-in".to_string(), |v| v.source.clone()),
+            ),
+        );
         md
+    }
+}
+
+/// A tokenizer with `size` tokens: special tokens, the 256 byte symbols, a few merges, then
+/// filler tokens (`tok123`) that only random weights will pick.
+fn builtin_tokenizer(size: usize) -> Vec<(String, Value)> {
+    let (mut vocab, merges) = crate::tiny::train_bpe(200);
+    let specials = crate::tiny::SPECIAL_TOKENS.len();
+    for i in vocab.len()..size {
+        vocab.push(format!("tok{i}"));
+    }
+    vocab.truncate(size);
+    let strings =
+        |v: Vec<String>| Value::Array(v.into_iter().map(Value::String).collect::<Vec<_>>());
+    let types = (0..size)
+        .map(|i| Value::I32(if i < specials { 3 } else { 1 }))
+        .collect();
+    vec![
+        ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
+        ("tokenizer.ggml.pre".into(), Value::String("smollm".into())),
+        ("tokenizer.ggml.tokens".into(), strings(vocab)),
+        ("tokenizer.ggml.token_type".into(), Value::Array(types)),
+        ("tokenizer.ggml.merges".into(), strings(merges)),
+        ("tokenizer.ggml.bos_token_id".into(), Value::U32(1)),
+        ("tokenizer.ggml.eos_token_id".into(), Value::U32(2)),
+        ("tokenizer.ggml.unknown_token_id".into(), Value::U32(0)),
+        (
+            "tokenizer.chat_template".into(),
+            Value::String(crate::tokenizer::CHATML_TEMPLATE.into()),
+        ),
+    ]
+}
+
+/// A real tokenizer: every `tokenizer.*` key of a GGUF file (tokens, token types, merges or
+/// scores, model, pre-tokenizer, special token ids, chat template).
+#[derive(Debug, Clone)]
+pub struct Vocabulary {
+    /// The file's name (not its directory), recorded in the model's metadata.
+    pub source: String,
+    /// The number of tokens.
+    pub size: usize,
+    /// The `tokenizer.*` keys, sorted.
+    pub metadata: Vec<(String, Value)>,
+}
+
+impl PartialEq for Vocabulary {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+            && self.size == other.size
+            && self.metadata.len() == other.metadata.len()
+            && self
+                .metadata
+                .iter()
+                .zip(&other.metadata)
+                .all(|((ka, va), (kb, vb))| ka == kb && value_eq(va, vb))
+    }
+}
+
+/// Equality of two GGUF values (candle's `Value` has none).
+pub fn value_eq(a: &Value, b: &Value) -> bool {
+    use Value::*;
+    match (a, b) {
+        (U8(x), U8(y)) => x == y,
+        (I8(x), I8(y)) => x == y,
+        (U16(x), U16(y)) => x == y,
+        (I16(x), I16(y)) => x == y,
+        (U32(x), U32(y)) => x == y,
+        (I32(x), I32(y)) => x == y,
+        (U64(x), U64(y)) => x == y,
+        (I64(x), I64(y)) => x == y,
+        (F32(x), F32(y)) => x.to_bits() == y.to_bits(),
+        (F64(x), F64(y)) => x.to_bits() == y.to_bits(),
+        (Bool(x), Bool(y)) => x == y,
+        (String(x), String(y)) => x == y,
+        (Array(x), Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| value_eq(p, q)),
+        _ => false,
+    }
+}
+
+impl Vocabulary {
+    /// Copies the tokenizer of the GGUF file at `path` (only its header is read).
+    pub fn from_gguf(path: &std::path::Path) -> Result<Self> {
+        let g = GgufFile::open(path)?;
+        let mut metadata: Vec<(String, Value)> = g
+            .content
+            .metadata
+            .iter()
+            .filter(|(k, _)| k.starts_with("tokenizer."))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        metadata.sort_by(|a, b| a.0.cmp(&b.0));
+        let size = g
+            .content
+            .metadata
+            .get("tokenizer.ggml.tokens")
+            .and_then(|v| v.to_vec().ok())
+            .map(|v| v.len())
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                EngineError::Synthetic(format!(
+                    "{} has no tokenizer.ggml.tokens: no vocabulary to copy",
+                    path.display()
+                ))
+            })?;
+        let source = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        );
+        Ok(Self {
+            source,
+            size,
+            metadata,
+        })
     }
 }
 
@@ -567,16 +879,25 @@ impl Region {
 }
 
 /// The type a matrix of `cols` columns gets when `dtype` needs rows of a multiple of its
-/// block (K-quants: 256) and `cols` is not one: llama.cpp's quantizer falls back the same way
-/// (SmolLM2's 576-wide matrices cannot be Q4_K and become Q5_0).
+/// block and `cols` is not one, as llama.cpp's `tensor_type_fallback` (src/llama-quant.cpp)
+/// picks it: Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0 (SmolLM2's 576-wide matrices cannot be
+/// Q4_K and become Q5_0), Q2_K and Q3_K to Q4_0 (older llama.cpp: IQ4_NL, which has no
+/// synthetic blocks here); F16 when even the fallback's 32 does not divide the row.
 pub fn block_fallback(dtype: GgmlDType, cols: usize) -> GgmlDType {
     if cols % dtype.block_size() == 0 {
         return dtype;
     }
-    match dtype {
+    let fallback = match dtype {
         GgmlDType::Q4K => GgmlDType::Q5_0,
         GgmlDType::Q5K => GgmlDType::Q5_1,
-        _ => GgmlDType::Q8_0,
+        GgmlDType::Q6K => GgmlDType::Q8_0,
+        GgmlDType::Q2K | GgmlDType::Q3K => GgmlDType::Q4_0,
+        _ => GgmlDType::F16,
+    };
+    if cols % fallback.block_size() == 0 {
+        fallback
+    } else {
+        GgmlDType::F16
     }
 }
 
@@ -663,6 +984,170 @@ impl Seek for SyntheticReader {
         self.pos = new as u64;
         Ok(self.pos)
     }
+}
+
+/// ggml's number for a type (`enum ggml_type` in ggml.h), as GGUF tensor infos store it.
+fn ggml_type_id(d: GgmlDType) -> u32 {
+    use GgmlDType::*;
+    match d {
+        F32 => 0,
+        F16 => 1,
+        Q4_0 => 2,
+        Q4_1 => 3,
+        Q5_0 => 6,
+        Q5_1 => 7,
+        Q8_0 => 8,
+        Q8_1 => 9,
+        Q2K => 10,
+        Q3K => 11,
+        Q4K => 12,
+        Q5K => 13,
+        Q6K => 14,
+        Q8K => 15,
+        BF16 => 30,
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// GGUF's number for a value type.
+fn value_type_id(v: &Value) -> u32 {
+    match v {
+        Value::U8(_) => 0,
+        Value::I8(_) => 1,
+        Value::U16(_) => 2,
+        Value::I16(_) => 3,
+        Value::U32(_) => 4,
+        Value::I32(_) => 5,
+        Value::F32(_) => 6,
+        Value::Bool(_) => 7,
+        Value::String(_) => 8,
+        Value::Array(_) => 9,
+        Value::U64(_) => 10,
+        Value::I64(_) => 11,
+        Value::F64(_) => 12,
+    }
+}
+
+fn put_value(out: &mut Vec<u8>, key: &str, v: &Value) -> Result<()> {
+    match v {
+        Value::U8(x) => out.push(*x),
+        Value::I8(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::U16(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::I16(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::U32(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::I32(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::U64(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::I64(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::F32(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::F64(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::Bool(x) => out.push(u8::from(*x)),
+        Value::String(s) => put_str(out, s),
+        Value::Array(items) => {
+            // An empty array's element type does not matter; candle writes U32 too.
+            let t = items.first().map_or(4, value_type_id);
+            if items.iter().any(|x| value_type_id(x) != t) {
+                return Err(EngineError::Synthetic(format!(
+                    "metadata `{key}` mixes value types in one array"
+                )));
+            }
+            out.extend_from_slice(&t.to_le_bytes());
+            out.extend_from_slice(&(items.len() as u64).to_le_bytes());
+            for x in items {
+                put_value(out, key, x)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The GGUF v3 header of `content` (metadata, tensor infos, padding to the data), with
+/// `general.architecture` first and the other keys sorted, tensors in data order.
+fn gguf_header(content: &Content) -> Result<Vec<u8>> {
+    let mut keys: Vec<&String> = content.metadata.keys().collect();
+    keys.sort_by_key(|k| (*k != "general.architecture", k.as_str()));
+    let mut tensors: Vec<(&String, &TensorInfo)> = content.tensor_infos.iter().collect();
+    tensors.sort_by_key(|(_, t)| t.offset);
+    let mut out = Vec::new();
+    out.extend_from_slice(b"GGUF");
+    out.extend_from_slice(&3u32.to_le_bytes());
+    out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(keys.len() as u64).to_le_bytes());
+    for k in keys {
+        let v = &content.metadata[k];
+        put_str(&mut out, k);
+        out.extend_from_slice(&value_type_id(v).to_le_bytes());
+        put_value(&mut out, k, v)?;
+    }
+    for (name, t) in tensors {
+        put_str(&mut out, name);
+        let dims = t.shape.dims();
+        out.extend_from_slice(&(dims.len() as u32).to_le_bytes());
+        // GGUF lists dimensions innermost first (ggml's ne[0] is the row length).
+        for &d in dims.iter().rev() {
+            out.extend_from_slice(&(d as u64).to_le_bytes());
+        }
+        out.extend_from_slice(&ggml_type_id(t.ggml_dtype).to_le_bytes());
+        out.extend_from_slice(&t.offset.to_le_bytes());
+    }
+    out.resize(
+        (out.len() as u64).div_ceil(ALIGNMENT) as usize * ALIGNMENT as usize,
+        0,
+    );
+    Ok(out)
+}
+
+/// Bytes of tensor data generated per write (a whole number of chunks, filled in parallel).
+const WRITE_BYTES: u64 = 32 << 20;
+
+/// Writes `spec` as a GGUF file to `out`: the header [`SyntheticSpec::open`] makes, then every
+/// tensor's bytes as the in-memory reader generates them (so llama.cpp, reading the file, and
+/// landauer, running `spec` in place, see the same bytes). Tensor data is generated and written
+/// a piece at a time, so memory stays small whatever the model's size. `progress(done, total)`
+/// is called after each piece with the bytes written so far. Returns the bytes written.
+pub fn write_gguf<W: std::io::Write>(
+    spec: &SyntheticSpec,
+    out: &mut W,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<u64> {
+    let g = spec.open();
+    let header = gguf_header(&g.content)?;
+    let total = header.len() as u64 + g.file.len;
+    let io = |e: std::io::Error| EngineError::Synthetic(format!("cannot write the file: {e}"));
+    out.write_all(&header).map_err(io)?;
+    let mut done = header.len() as u64;
+    progress(done, total);
+    let mut pos = 0u64;
+    let mut buf = Vec::new();
+    for r in &g.file.regions {
+        let zeros = (r.start - pos) as usize;
+        out.write_all(&vec![0u8; zeros]).map_err(io)?;
+        done += zeros as u64;
+        let cb = r.chunk_bytes();
+        let per_write = (WRITE_BYTES / cb).max(1);
+        let chunks = r.len.div_ceil(cb);
+        let mut c = 0;
+        while c < chunks {
+            let n = per_write.min(chunks - c);
+            let bytes = (n * cb).min(r.len - c * cb) as usize;
+            buf.resize(bytes, 0);
+            buf.par_chunks_mut(cb as usize)
+                .enumerate()
+                .for_each(|(i, o)| r.fill_chunk(c + i as u64, o));
+            out.write_all(&buf).map_err(io)?;
+            c += n;
+            done += bytes as u64;
+            progress(done, total);
+        }
+        pos = r.start + r.len;
+    }
+    out.write_all(&vec![0u8; (g.file.len - pos) as usize])
+        .map_err(io)?;
+    progress(total, total);
+    Ok(total)
 }
 
 #[cfg(test)]
@@ -760,5 +1245,337 @@ mod tests {
             "names are case-insensitive and the quant defaults"
         );
         assert_eq!(spec("synthetic:qwen2.5-7b:Q4_K").dtype, GgmlDType::Q4K);
+    }
+
+    /// Counts of each type among a model's matrices.
+    fn matrix_types(spec: &SyntheticSpec) -> HashMap<GgmlDType, usize> {
+        let mut n = HashMap::new();
+        for t in spec.open().content.tensor_infos.values() {
+            if t.shape.rank() == 2 {
+                *n.entry(t.ggml_dtype).or_default() += 1;
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn use_more_bits_picks_llama_cpps_layers() {
+        let more = |n: usize| (0..n).filter(|&i| use_more_bits(i, n)).collect::<Vec<_>>();
+        // n/8 = 2, 7n/8 = 14, and (i - 2) % 3 == 2 between.
+        assert_eq!(more(16), [0, 1, 4, 7, 10, 13, 14, 15]);
+        // n/8 = 4, 7n/8 = 28: 16 of 32 layers.
+        assert_eq!(
+            more(32),
+            [0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31]
+        );
+    }
+
+    #[test]
+    fn mixes_match_llama_quantize_files() {
+        use GgmlDType::*;
+        let counts = |s: &str| {
+            let mut v: Vec<(String, usize)> = matrix_types(&spec(s))
+                .into_iter()
+                .map(|(d, n)| (crate::gguf::dtype_name(d).to_string(), n))
+                .collect();
+            v.sort();
+            v
+        };
+        let c = |v: &[(&str, usize)]| {
+            let mut v: Vec<(String, usize)> = v.iter().map(|(d, n)| (d.to_string(), *n)).collect();
+            v.sort();
+            v
+        };
+        // llama.cpp's loader on a Llama-3.1-8B Q4_K_M file prints "type q4_K: 193 tensors,
+        // type q6_K: 33 tensors": attn_v and ffn_down of 16 layers, and output.weight.
+        assert_eq!(
+            counts("synthetic:llama-3.1-8b:q4_k_m"),
+            c(&[("Q4_K", 193), ("Q6_K", 33)])
+        );
+        // Tied: the embedding is the output, so Q6_K (Llama-3.2-1B Q4_K_M: 96 and 17).
+        assert_eq!(
+            counts("synthetic:llama-3.2-1b:q4_k_m"),
+            c(&[("Q4_K", 96), ("Q6_K", 17)])
+        );
+        // SmolLM2's 576 columns: Q4_K falls back to Q5_0 and Q6_K to Q8_0 except in ffn_down
+        // (1536 columns); attn_v and ffn_down of 14 of 30 layers get more bits; the tied
+        // embedding's 576 columns make it Q8_0.
+        assert_eq!(
+            counts("synthetic:smollm2-135m:q4_k_m"),
+            c(&[
+                ("Q5_0", 30 * 5 + 16),
+                ("Q8_0", 14 + 1),
+                ("Q6_K", 14),
+                ("Q4_K", 16)
+            ])
+        );
+        // The default model's real file (SmolLM2-135M-Instruct.Q4_1.gguf, from llama-quantize)
+        // has token_embd in Q8_0 and every other matrix in Q4_1.
+        let s = spec("synthetic:smollm2-135m:q4_1");
+        assert_eq!(s.tensor_type("token_embd.weight", &[49152, 576]), Q8_0);
+        assert_eq!(
+            counts("synthetic:smollm2-135m:q4_1"),
+            c(&[("Q4_1", 210), ("Q8_0", 1)])
+        );
+        // Untied Q4_0: the output matrix in Q6_K, the embedding stays Q4_0.
+        let s = spec("synthetic:llama-3.1-8b:q4_0");
+        assert_eq!(s.tensor_type("output.weight", &[128_256, 4096]), Q6K);
+        assert_eq!(s.tensor_type("token_embd.weight", &[128_256, 4096]), Q4_0);
+        // Q4_K_S: attn_v of layers 0-3 and ffn_down of the first eighth in Q5_K.
+        assert_eq!(
+            counts("synthetic:llama-3.1-8b:q4_k_s"),
+            c(&[("Q4_K", 224 + 1 - 4 - 4), ("Q5_K", 8), ("Q6_K", 1)])
+        );
+        // Q5_K_S: only the output; Q5_K_M as Q4_K_M.
+        assert_eq!(
+            counts("synthetic:llama-3.1-8b:q5_k_s"),
+            c(&[("Q5_K", 225), ("Q6_K", 1)])
+        );
+        assert_eq!(
+            counts("synthetic:llama-3.1-8b:q5_k_m"),
+            c(&[("Q5_K", 193), ("Q6_K", 33)])
+        );
+        // Q6_K, Q8_0 and F16 mixes are their one type (with Q6_K's fallback).
+        for arch in ARCHITECTURES {
+            for (mix, pure) in [("q6_k", Q6K), ("q8_0", Q8_0), ("f16", F16)] {
+                let s = spec(&format!("synthetic:{}:{mix}", arch.name));
+                for (name, shape, _) in arch.tensors() {
+                    let want = if shape.len() == 1 {
+                        F32
+                    } else {
+                        block_fallback(pure, shape[1])
+                    };
+                    assert_eq!(
+                        s.tensor_type(&name, &shape),
+                        want,
+                        "{} {mix} {name}",
+                        arch.name
+                    );
+                }
+            }
+        }
+        // q4_k and q5_k stay one type.
+        assert_eq!(matrix_types(&spec("synthetic:llama-3.1-8b:q4_k")).len(), 1);
+        assert_eq!(matrix_types(&spec("synthetic:llama-3.1-8b:q5_k")).len(), 1);
+    }
+
+    /// A small llama: 16 layers (so that `use_more_bits` picks layers 0, 1, 4, 7, 10, 13, 14
+    /// and 15), rows of 256 except ffn_down's 320 (which K-quants cannot hold).
+    fn small(family: &'static str, tied: bool) -> Architecture {
+        Architecture {
+            name: "test-small",
+            source: "test",
+            family,
+            layers: 16,
+            hidden: 256,
+            ffn: 320,
+            heads: 4,
+            kv_heads: 2,
+            vocab: 1000,
+            context: 512,
+            rope_theta: 10_000.0,
+            rms_eps: 1e-5,
+            tied_embeddings: tied,
+            qkv_bias: family == "qwen2",
+        }
+    }
+
+    /// Writes `spec`, reads the file back with the GGUF loader, checks every tensor's type
+    /// against `want`, its shape and bytes against the in-memory model; returns the file.
+    fn write_and_check(
+        spec: &SyntheticSpec,
+        dir: &std::path::Path,
+        want: impl Fn(&str) -> GgmlDType,
+    ) -> GgufFile {
+        let path = dir.join(format!("{}.gguf", spec.quant));
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        let mut last = (0, 0);
+        let n = write_gguf(spec, &mut f, |d, t| {
+            assert!(d >= last.0 && d <= t);
+            last = (d, t);
+        })
+        .unwrap();
+        drop(f);
+        assert_eq!(last, (n, n), "progress ends at the total");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), n);
+        let mut file = GgufFile::open(&path).unwrap();
+        let mut mem = spec.open();
+        let names: Vec<String> = spec.arch.tensors().into_iter().map(|t| t.0).collect();
+        assert_eq!(file.content.tensor_infos.len(), names.len());
+        assert_eq!(file.content.tensor_data_offset % ALIGNMENT, 0);
+        for name in &names {
+            let info = &file.content.tensor_infos[name];
+            let m = &mem.content.tensor_infos[name];
+            assert_eq!(info.ggml_dtype, want(name), "{} {name}", spec.quant);
+            assert_eq!(info.ggml_dtype, m.ggml_dtype, "{name}");
+            assert_eq!(info.shape.dims(), m.shape.dims(), "{name}");
+            let a = file
+                .content
+                .tensor(&mut file.file, name, &Device::Cpu)
+                .unwrap();
+            let b = mem
+                .content
+                .tensor(&mut mem.file, name, &Device::Cpu)
+                .unwrap();
+            assert_eq!(a.data().unwrap(), b.data().unwrap(), "{name}: bytes differ");
+        }
+        file
+    }
+
+    #[test]
+    fn written_gguf_reads_back_with_the_mix_the_bytes_and_the_tokenizer() {
+        use GgmlDType::*;
+        let dir = tempfile::tempdir().unwrap();
+        // A source tokenizer: a tiny model's GGUF with a trained BPE vocabulary.
+        let source = dir.path().join("source.gguf");
+        crate::tiny::write_tiny_llama(&source, &crate::tiny::TinyConfig::default()).unwrap();
+        let vocab = Vocabulary::from_gguf(&source).unwrap();
+        let src = GgufFile::open(&source).unwrap();
+        let src_tokens = src.content.metadata["tokenizer.ggml.tokens"]
+            .to_vec()
+            .unwrap()
+            .len();
+        assert_eq!(vocab.size, src_tokens);
+        assert_ne!(vocab.size, 1000, "the test needs a size that differs");
+
+        let mut s = spec("synthetic:smollm2-135m:q4_k_m").with_vocab(vocab);
+        s.arch = Architecture {
+            vocab: src_tokens,
+            ..small("llama", true)
+        };
+        let more = [0, 1, 4, 7, 10, 13, 14, 15];
+        let g = write_and_check(&s, dir.path(), |name| {
+            let layer = layer_of(name);
+            let more_bits = layer.is_some_and(|i| more.contains(&i));
+            if name.ends_with("norm.weight") {
+                F32
+            } else if name == "token_embd.weight" {
+                Q6K // tied: the output's type; 256 columns hold Q6_K
+            } else if name.ends_with("attn_v.weight") {
+                if more_bits {
+                    Q6K
+                } else {
+                    Q4K
+                }
+            } else if name.ends_with("ffn_down.weight") {
+                // 320 columns: Q6_K falls back to Q8_0, Q4_K to Q5_0.
+                if more_bits {
+                    Q8_0
+                } else {
+                    Q5_0
+                }
+            } else {
+                Q4K
+            }
+        });
+        let md = &g.content.metadata;
+        assert_eq!(g.architecture().as_deref(), Some("llama"));
+        assert_eq!(
+            g.get_u32("general.file_type"),
+            Some(15),
+            "LLAMA_FTYPE_MOSTLY_Q4_K_M"
+        );
+        assert_eq!(g.get_u32("general.alignment"), Some(32));
+        assert_eq!(g.get_u32("general.quantization_version"), Some(2));
+        for (k, v) in [
+            ("block_count", 16),
+            ("embedding_length", 256),
+            ("feed_forward_length", 320),
+            ("attention.head_count", 4),
+            ("attention.head_count_kv", 2),
+            ("rope.dimension_count", 64),
+            ("context_length", 512),
+            ("vocab_size", src_tokens as u32),
+        ] {
+            assert_eq!(g.get_u32(&format!("llama.{k}")), Some(v), "llama.{k}");
+        }
+        assert_eq!(
+            g.content.tensor_infos["token_embd.weight"].shape.dims(),
+            [src_tokens, 256]
+        );
+        // Every tokenizer key of the source, and nothing else, with the same values.
+        let tok_keys = |m: &HashMap<String, Value>| {
+            let mut k: Vec<String> = m
+                .keys()
+                .filter(|k| k.starts_with("tokenizer."))
+                .cloned()
+                .collect();
+            k.sort();
+            k
+        };
+        assert_eq!(tok_keys(md), tok_keys(&src.content.metadata));
+        for k in tok_keys(md) {
+            assert!(value_eq(&md[&k], &src.content.metadata[&k]), "{k}");
+        }
+        let name = g.get_str("general.name").unwrap();
+        assert!(
+            name.contains(&format!(
+                "vocabulary of {src_tokens} tokens from source.gguf"
+            )),
+            "{name}"
+        );
+        assert_eq!(
+            g.get_u32("landauer.synthetic.vocab_size"),
+            Some(src_tokens as u32)
+        );
+        assert_eq!(
+            g.get_str("landauer.synthetic.vocab_from").as_deref(),
+            Some("source.gguf")
+        );
+        let info = g.info();
+        assert!(info.synthetic);
+        assert_eq!(info.vocab_size, Some(src_tokens));
+        // The file loads as a model and its tokenizer encodes text.
+        let engine = crate::generate::Engine::from_gguf(g, None, &Device::Cpu).unwrap();
+        assert!(!engine.encode("The cat sat").unwrap().is_empty());
+
+        // Qwen2, untied, Q4_0 and the built-in vocabulary: biases F32, the output in Q6_K, the
+        // embedding and every other matrix in Q4_0.
+        let mut s = spec("synthetic:qwen2.5-0.5b:q4_0");
+        s.arch = small("qwen2", false);
+        let g = write_and_check(&s, dir.path(), |name| {
+            if name.ends_with("norm.weight") || name.ends_with(".bias") {
+                F32
+            } else if name == "output.weight" {
+                Q6K
+            } else {
+                Q4_0
+            }
+        });
+        assert_eq!(g.architecture().as_deref(), Some("qwen2"));
+        assert_eq!(
+            g.get_u32("general.file_type"),
+            Some(2),
+            "LLAMA_FTYPE_MOSTLY_Q4_0"
+        );
+        assert_eq!(g.info().vocab_size, Some(1000));
+        assert_eq!(
+            g.get_str("landauer.synthetic.vocab_from").as_deref(),
+            Some("built-in")
+        );
+    }
+
+    #[test]
+    fn a_file_without_a_tokenizer_is_no_vocabulary() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Vocabulary::from_gguf(&dir.path().join("none.gguf"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not found"), "{e}");
+        let p = dir.path().join("bare.gguf");
+        let mut s = spec("synthetic:smollm2-135m:q8_0");
+        s.arch = small("llama", true);
+        let mut g = s.open();
+        g.content
+            .metadata
+            .retain(|k, _| !k.starts_with("tokenizer."));
+        let mut f = std::fs::File::create(&p).unwrap();
+        std::io::Write::write_all(&mut f, &gguf_header(&g.content).unwrap()).unwrap();
+        let mut data = Vec::new();
+        g.file.read_to_end(&mut data).unwrap();
+        std::io::Write::write_all(&mut f, &data).unwrap();
+        drop(f);
+        let e = Vocabulary::from_gguf(&p).unwrap_err().to_string();
+        assert!(e.contains("has no tokenizer.ggml.tokens"), "{e}");
     }
 }
