@@ -930,6 +930,107 @@ fn devices_and_synthetic_specs_are_checked() {
 }
 
 #[test]
+fn synthetic_gguf_writes_a_file_both_engines_load() {
+    use candle_core::quantized::{gguf_file, GgmlDType};
+    let dir = tempfile::tempdir().unwrap();
+    let source = tiny_model(dir.path(), &TinyConfig::default());
+    let out = dir.path().join("smol.gguf");
+    std::fs::write(&out, "an old file, replaced").unwrap();
+    let o = run(landauer()
+        .args(["synthetic-gguf", "smollm2-135m:q4_k_m", "-o"])
+        .arg(&out)
+        .arg("--vocab-from")
+        .arg(&source));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        out.to_str().unwrap()
+    );
+    let file_name = source.file_name().unwrap().to_str().unwrap();
+    let mut f = std::fs::File::open(&out).unwrap();
+    let content = gguf_file::Content::read(&mut f).unwrap();
+    let tokens = content.metadata["tokenizer.ggml.tokens"]
+        .to_vec()
+        .unwrap()
+        .len();
+    assert!(
+        stderr.contains(&format!("vocabulary {tokens} tokens from {file_name}")),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("smol.gguf.tmp").exists());
+    let md = |k: &str| content.metadata[k].clone();
+    assert_eq!(md("general.architecture").to_string().unwrap(), "llama");
+    assert_eq!(md("general.file_type").to_u32().unwrap(), 15);
+    assert_eq!(md("llama.rope.dimension_count").to_u32().unwrap(), 64);
+    assert!(md("general.name")
+        .to_string()
+        .unwrap()
+        .contains(&format!("vocabulary of {tokens} tokens from {file_name}")));
+    let t = |n: &str| &content.tensor_infos[n];
+    assert_eq!(t("token_embd.weight").shape.dims(), [tokens, 576]);
+    // Q4_K_M on SmolLM2: 576-wide rows fall back (Q4_K to Q5_0, Q6_K to Q8_0); layer 0's
+    // attn_v and ffn_down get more bits, layer 3's do not.
+    assert_eq!(t("token_embd.weight").ggml_dtype, GgmlDType::Q8_0);
+    assert_eq!(t("blk.0.attn_v.weight").ggml_dtype, GgmlDType::Q8_0);
+    assert_eq!(t("blk.3.attn_v.weight").ggml_dtype, GgmlDType::Q5_0);
+    assert_eq!(t("blk.0.ffn_down.weight").ggml_dtype, GgmlDType::Q6K);
+    assert_eq!(t("blk.3.ffn_down.weight").ggml_dtype, GgmlDType::Q4K);
+    assert_eq!(t("blk.3.ffn_up.weight").ggml_dtype, GgmlDType::Q5_0);
+    // landauer runs the file, and knows it for a synthetic model.
+    let (o, trace) = generate(
+        &out,
+        dir.path(),
+        &["-n", "2", "--ignore-eos", "--seed", "1"],
+    );
+    assert_eq!(token_ids(&trace).len(), 2);
+    assert_eq!(trace[0]["synthetic"], true);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("MEANINGLESS"));
+
+    let bad = dir.path().join("bad.gguf");
+    refuses(
+        &[
+            "synthetic-gguf",
+            "gpt-9:q4_k_m",
+            "-o",
+            bad.to_str().unwrap(),
+        ],
+        "unknown architecture `gpt-9`",
+    );
+    refuses(
+        &[
+            "synthetic-gguf",
+            "smollm2-135m:q3_x",
+            "-o",
+            bad.to_str().unwrap(),
+        ],
+        "unknown quantization `q3_x`",
+    );
+    refuses(
+        &[
+            "synthetic-gguf",
+            "smollm2-135m:q8_0",
+            "-o",
+            bad.to_str().unwrap(),
+            "--vocab-from",
+            "/no/such/file.gguf",
+        ],
+        "--vocab-from /no/such/file.gguf: model file not found",
+    );
+    let nowhere = dir.path().join("no/such/dir/x.gguf");
+    refuses(
+        &[
+            "synthetic-gguf",
+            "smollm2-135m:q8_0",
+            "-o",
+            nowhere.to_str().unwrap(),
+        ],
+        "cannot create",
+    );
+    assert!(!bad.exists() && !dir.path().join("bad.gguf.tmp").exists());
+}
+
+#[test]
 fn sweep_writes_one_row_per_batch_size() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path(), &long_context());

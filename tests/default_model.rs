@@ -137,6 +137,25 @@ fn synthetic_smollm2_has_the_real_files_shapes() {
         v
     }
     assert_eq!(shapes(&syn), shapes(&real));
+    // llama-quantize's Q4_1 mix: token_embd (tied, 576 wide) in Q8_0, the other matrices Q4_1.
+    fn types<R>(g: &landauer_engine::gguf::GgufFile<R>) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = g
+            .content
+            .tensor_infos
+            .iter()
+            .map(|(n, t)| {
+                let d = landauer_engine::gguf::dtype_name(t.ggml_dtype);
+                (n.clone(), d.to_string())
+            })
+            .collect();
+        v.sort();
+        v
+    }
+    assert_eq!(types(&syn), types(&real));
+    assert_eq!(
+        syn.get_u32("general.file_type"),
+        real.get_u32("general.file_type")
+    );
     assert_eq!(syn.info().parameters, real.info().parameters);
     assert_eq!(syn.info().vocab_size, real.info().vocab_size);
     assert_eq!(syn.info().layers, real.info().layers);

@@ -8,6 +8,7 @@ mod meters;
 mod plot;
 mod report;
 mod sweep;
+mod synthetic_gguf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -41,6 +42,9 @@ enum Command {
     Gap(gap::GapArgs),
     /// Write one self-contained HTML report (inline SVG figures) for a trace or a sweep.
     Report(report::ReportArgs),
+    /// Write a synthetic model (real shapes, random weights) as a GGUF file that llama.cpp
+    /// and landauer both load, with llama-quantize's type mix and optionally a real tokenizer.
+    SyntheticGguf(synthetic_gguf::SyntheticGgufArgs),
 }
 
 impl MeterArg {
@@ -72,7 +76,8 @@ pub enum MeterArg {
 pub struct ModelArgs {
     /// A local .gguf file, a hub `owner/repo:file.gguf`, or `synthetic:ARCH[:QUANT]` (real
     /// shapes, random weights: smollm2-135m, llama-3.2-1b, llama-3.1-8b, qwen2.5-7b, ...;
-    /// QUANT q4_0, q4_k, q8_0, f16, ...); the default model when omitted.
+    /// QUANT q4_k_m, q4_0, q8_0, f16 (llama-quantize's mixes), q4_k, q5_k (one type), ...);
+    /// the default model when omitted.
     #[arg(long, short = 'm')]
     pub model: Option<String>,
     /// A Hugging Face tokenizer.json to use instead of the GGUF's embedded vocabulary.
@@ -264,6 +269,7 @@ fn main() -> ExitCode {
         Command::Sweep(args) => sweep::run(args),
         Command::Gap(args) => gap::run(args),
         Command::Report(args) => report::run(args),
+        Command::SyntheticGguf(args) => synthetic_gguf::run(args),
     };
     match result {
         Ok(code) => code,
