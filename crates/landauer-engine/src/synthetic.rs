@@ -1286,13 +1286,15 @@ mod tests {
             v.sort();
             v
         };
-        // llama.cpp's loader on a Llama-3.1-8B Q4_K_M file prints "type q4_K: 193 tensors,
-        // type q6_K: 33 tensors": attn_v and ffn_down of 16 layers, and output.weight.
+        // llama.cpp's loader prints "type q4_K: 193 tensors, type q6_K: 33 tensors" for Q4_K_M
+        // files of 32-layer untied llamas (Llama-2-7B, Mistral-7B; Llama-3.1-8B has their
+        // tensors): attn_v and ffn_down of 16 layers, and output.weight.
         assert_eq!(
             counts("synthetic:llama-3.1-8b:q4_k_m"),
             c(&[("Q4_K", 193), ("Q6_K", 33)])
         );
-        // Tied: the embedding is the output, so Q6_K (Llama-3.2-1B Q4_K_M: 96 and 17).
+        // Tied: the embedding is the output, so Q6_K ("type q4_K: 96 tensors, type q6_K: 17
+        // tensors" for a Llama-3.2-1B-Instruct Q4_K_M file).
         assert_eq!(
             counts("synthetic:llama-3.2-1b:q4_k_m"),
             c(&[("Q4_K", 96), ("Q6_K", 17)])
