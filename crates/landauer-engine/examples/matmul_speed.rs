@@ -8,7 +8,9 @@
 //! For each batch size m (activation rows) it multiplies one decoder layer of
 //! SmolLM2-135M (q, k, v, o, gate, up, down: Q4_1) and its output layer (49,152 × 576,
 //! Q8_0) the way a decode step does, and prints microseconds per step and the ratio.
-use landauer_engine::kernels::{detected_isa, matmul_quantized, Format, Q8Rows, QWeights, BLOCK};
+use landauer_engine::kernels::{
+    detected_isa, matmul_quantized, Activations, Format, QWeights, BLOCK,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
@@ -37,6 +39,8 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(9);
+    // A second argument keeps one format (`q4_0`).
+    let only = std::env::args().nth(2);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     // (rows, width, format, matrices of this shape per step): 30 layers of q, o (576 × 576),
     // k, v (192 × 576), gate, up (1536 × 576), down (576 × 1536); the output layer once.
@@ -46,6 +50,9 @@ fn main() {
         (1536, 576, Format::Q4_1, 60),
         (576, 1536, Format::Q4_1, 30),
         (49152, 576, Format::Q8_0, 1),
+        // Llama-3.2-1B's q and MLP in Q4_0 (the Q4_0 preset's main type).
+        (2048, 2048, Format::Q4_0, 32),
+        (8192, 2048, Format::Q4_0, 32),
     ];
     println!(
         "isa {:?}; µs per decode step (medians of {reps})",
@@ -58,10 +65,14 @@ fn main() {
     for m in [1usize, 4, 8, 16] {
         for &(n, k, format, count) in &shapes {
             let tiled = weights(&mut rng, format, n, k);
+            if let Some(f) = only.as_deref() {
+                if !format!("{format:?}").eq_ignore_ascii_case(f) {
+                    continue;
+                }
+            }
             let rows = tiled.rowwise();
             let x: Vec<f32> = (0..m * k).map(|_| rng.random_range(-2.0..2.0)).collect();
-            let mut a = Q8Rows::default();
-            a.quantize(&x, m, k);
+            let a = Activations::new(&x, m, k, &[format]);
             let mut out = vec![0f32; m * n];
             let mut time = |w: &QWeights| {
                 let t = Instant::now();

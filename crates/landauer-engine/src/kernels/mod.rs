@@ -1,34 +1,42 @@
-//! landauer's own CPU matmul for the GGUF block formats of small models: Q4_0, Q4_1, Q8_0.
+//! landauer's own CPU matmul for every GGUF weight format llama.cpp's `llama-quantize` writes
+//! for its common presets (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) and for
+//! unquantized F16, BF16 and F32 weights.
 //!
 //! ```
 //! use candle_core::quantized::{GgmlDType, QTensor};
 //! use candle_core::{Device, Tensor};
 //! use landauer_engine::kernels::QLinear;
 //!
-//! // A 64 x 96 weight matrix in Q4_1 and a batch of 3 activation rows.
-//! let w = Tensor::randn(0f32, 1.0, (64, 96), &Device::Cpu).unwrap();
-//! let linear = QLinear::new(QTensor::quantize(&w, GgmlDType::Q4_1).unwrap()).unwrap();
-//! let x = Tensor::randn(0f32, 1.0, (3, 96), &Device::Cpu).unwrap();
+//! // A 64 x 256 weight matrix in Q4_K and a batch of 3 activation rows.
+//! let w = Tensor::randn(0f32, 1.0, (64, 256), &Device::Cpu).unwrap();
+//! let linear = QLinear::new(QTensor::quantize(&w, GgmlDType::Q4K).unwrap()).unwrap();
+//! assert!(linear.is_landauer());
+//! let x = Tensor::randn(0f32, 1.0, (3, 256), &Device::Cpu).unwrap();
 //! let y = linear.forward(&x).unwrap();
 //! assert_eq!(y.dims(), &[3, 64]);
 //! ```
 //!
 //! Why these exist (candle 0.11 ships kernels for most formats, see benches/README.md):
-//! - candle has no SIMD path for Q4_1, the default model's format: its scalar loop was 70% of
-//!   CPU decode time.
+//! - candle has no SIMD path for Q4_1, Q5_0 or Q5_1 (its scalar loops were 70% of decode time
+//!   on the default model, and made a Q4_K_M file of SmolLM2, mostly Q5_0 inside, run at a
+//!   quarter of llama.cpp's speed), and a file runs at the speed of its slowest type.
 //! - candle computes every (weight row, activation row) dot product on its own, so a batch of
 //!   B rows reads and unpacks every weight block B times. Here each weight block is loaded and
 //!   unpacked once and multiplied into up to eight activation rows while it sits in registers:
-//!   batched decode and prompt prefill read the weights once per step. Q4_1 and Q8_0 weights
-//!   are interleaved in tiles of 8 rows (see [`QWeights`]), so that one instruction serves 8
-//!   weight rows.
+//!   batched decode and prompt prefill read the weights once per step. Q4_0, Q4_1 and Q8_0
+//!   weights are interleaved in tiles of 8 rows (see [`QWeights`]), so that one instruction
+//!   serves 8 weight rows; the other formats keep GGUF's row layout, one file per format
+//!   (`q5_0.rs`, `q4_k.rs`, ...: its block layout, a plain-Rust reference dot product and the
+//!   AVX2 kernel, each tested against the reference, candle's dequantization and exact
+//!   arithmetic).
 //! - The instruction set is chosen at run time (AVX2 + FMA + F16C), not at compile time, so the
 //!   portable default build is fast on the machines that have them; elsewhere a plain Rust
 //!   reference runs (the same one the tests hold the SIMD code to).
 //!
-//! Activations are quantized exactly as candle and ggml quantize them (Q8_1 for Q4_1 weights,
-//! Q8_0 otherwise, with f16 scales), so the integer sums are identical to candle's and results
-//! differ from its kernels only by the order of float additions.
+//! Activations are quantized as ggml quantizes them for each weight format (Q8_1 for Q4_1 and
+//! Q5_1, Q8_0 for the other 32-value formats, Q8_K for the K-quants; [`Activations`]), so the
+//! integer sums are ggml's and results differ from its kernels only by the order of float
+//! additions. Float weights multiply f32 activations (ggml rounds them to the weights' type).
 //!
 //! The work is split over candle's persistent barrier thread pool (threads that spin between
 //! calls, the main thread taking a share), the pool candle's own quantized matmul uses, in
@@ -40,11 +48,23 @@ use half::f16;
 use std::cell::RefCell;
 use std::sync::Arc;
 
+mod float;
+mod k_scales;
+mod q2_k;
+mod q3_k;
+mod q4_k;
+mod q5_0;
+mod q5_1;
+mod q5_common;
+mod q5_k;
+mod q6_k;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86;
 
-/// Values per block in every format here.
+/// Values per block of the 32-value formats (Q4_0 ... Q8_0) and of [`Q8Rows`].
 pub const BLOCK: usize = 32;
+/// Values per super-block of the K-quants and of [`Q8KRows`].
+pub const QK_K: usize = 256;
 
 /// Where the bytes of row j's block go in a tile's block (see `QWeights::tiled`):
 /// `copy(from, to, len)` for each run of bytes, `from` in the row's block, `to` in the tile's.
@@ -62,34 +82,168 @@ fn for_tile_bytes(format: Format, j: usize, mut copy: impl FnMut(usize, usize, u
     }
 }
 
-/// Weight formats with a kernel here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Weight formats with a kernel here: every type llama.cpp's `llama-quantize` writes for its
+/// common presets (Q4_0 ... Q8_0, Q2_K ... Q6_K) and unquantized F16, BF16 and F32 weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     /// f16 scale, 32 4-bit values, value = (q − 8)·d. 18 bytes.
     Q4_0,
     /// f16 scale and minimum, 32 4-bit values, value = q·d + m. 20 bytes.
     Q4_1,
+    /// f16 scale, 32 5-bit values (4 bits + 1 high bit), value = (q − 16)·d. 22 bytes.
+    Q5_0,
+    /// f16 scale and minimum, 32 5-bit values, value = q·d + m. 24 bytes.
+    Q5_1,
     /// f16 scale, 32 signed bytes, value = q·d. 34 bytes.
     Q8_0,
+    /// 256 values: 16 groups of 16 with 4-bit scales and mins, 2-bit quants. 84 bytes.
+    Q2K,
+    /// 256 values: 16 groups of 16 with 6-bit scales, 3-bit quants. 110 bytes.
+    Q3K,
+    /// 256 values: 8 groups of 32 with 6-bit scales and mins, 4-bit quants. 144 bytes.
+    Q4K,
+    /// 256 values: 8 groups of 32 with 6-bit scales and mins, 5-bit quants. 176 bytes.
+    Q5K,
+    /// 256 values: 16 groups of 16 with 8-bit scales, 6-bit quants. 210 bytes.
+    Q6K,
+    /// IEEE half precision.
+    F16,
+    /// bfloat16.
+    BF16,
+    /// f32.
+    F32,
+}
+
+/// How a format's partner activations are held (ggml's `vec_dot_type`): 8-bit blocks of 32
+/// (Q8_0 / Q8_1, [`Q8Rows`]), 8-bit blocks of 256 (Q8_K, [`Q8KRows`]), or f32 ([`F32Rows`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    Q8,
+    Q8K,
+    F32,
 }
 
 impl Format {
+    /// Every format, in GGUF's order of type ids.
+    pub const ALL: [Format; 13] = [
+        Format::F32,
+        Format::F16,
+        Format::Q4_0,
+        Format::Q4_1,
+        Format::Q5_0,
+        Format::Q5_1,
+        Format::Q8_0,
+        Format::Q2K,
+        Format::Q3K,
+        Format::Q4K,
+        Format::Q5K,
+        Format::Q6K,
+        Format::BF16,
+    ];
+
     /// The format of a GGUF type, if a kernel here handles it.
     pub fn of(dtype: GgmlDType) -> Option<Self> {
-        match dtype {
-            GgmlDType::Q4_0 => Some(Format::Q4_0),
-            GgmlDType::Q4_1 => Some(Format::Q4_1),
-            GgmlDType::Q8_0 => Some(Format::Q8_0),
-            _ => None,
+        Some(match dtype {
+            GgmlDType::Q4_0 => Format::Q4_0,
+            GgmlDType::Q4_1 => Format::Q4_1,
+            GgmlDType::Q5_0 => Format::Q5_0,
+            GgmlDType::Q5_1 => Format::Q5_1,
+            GgmlDType::Q8_0 => Format::Q8_0,
+            GgmlDType::Q2K => Format::Q2K,
+            GgmlDType::Q3K => Format::Q3K,
+            GgmlDType::Q4K => Format::Q4K,
+            GgmlDType::Q5K => Format::Q5K,
+            GgmlDType::Q6K => Format::Q6K,
+            GgmlDType::F16 => Format::F16,
+            GgmlDType::BF16 => Format::BF16,
+            GgmlDType::F32 => Format::F32,
+            GgmlDType::Q8_1 | GgmlDType::Q8K => return None,
+        })
+    }
+
+    /// The GGUF type.
+    pub fn dtype(self) -> GgmlDType {
+        match self {
+            Format::Q4_0 => GgmlDType::Q4_0,
+            Format::Q4_1 => GgmlDType::Q4_1,
+            Format::Q5_0 => GgmlDType::Q5_0,
+            Format::Q5_1 => GgmlDType::Q5_1,
+            Format::Q8_0 => GgmlDType::Q8_0,
+            Format::Q2K => GgmlDType::Q2K,
+            Format::Q3K => GgmlDType::Q3K,
+            Format::Q4K => GgmlDType::Q4K,
+            Format::Q5K => GgmlDType::Q5K,
+            Format::Q6K => GgmlDType::Q6K,
+            Format::F16 => GgmlDType::F16,
+            Format::BF16 => GgmlDType::BF16,
+            Format::F32 => GgmlDType::F32,
         }
     }
 
-    /// Bytes of one block of 32 values.
+    /// llama.cpp's name of the type (`q4_k`, `f16`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Q4_0 => "q4_0",
+            Format::Q4_1 => "q4_1",
+            Format::Q5_0 => "q5_0",
+            Format::Q5_1 => "q5_1",
+            Format::Q8_0 => "q8_0",
+            Format::Q2K => "q2_k",
+            Format::Q3K => "q3_k",
+            Format::Q4K => "q4_k",
+            Format::Q5K => "q5_k",
+            Format::Q6K => "q6_k",
+            Format::F16 => "f16",
+            Format::BF16 => "bf16",
+            Format::F32 => "f32",
+        }
+    }
+
+    /// Bytes of one block.
     pub const fn block_bytes(self) -> usize {
         match self {
             Format::Q4_0 => 18,
             Format::Q4_1 => 20,
+            Format::Q5_0 => q5_0::BLOCK_BYTES,
+            Format::Q5_1 => q5_1::BLOCK_BYTES,
             Format::Q8_0 => 34,
+            Format::Q2K => q2_k::BLOCK_BYTES,
+            Format::Q3K => q3_k::BLOCK_BYTES,
+            Format::Q4K => q4_k::BLOCK_BYTES,
+            Format::Q5K => q5_k::BLOCK_BYTES,
+            Format::Q6K => q6_k::BLOCK_BYTES,
+            Format::F16 => float::F16::BLOCK_BYTES,
+            Format::BF16 => float::BF16::BLOCK_BYTES,
+            Format::F32 => float::F32::BLOCK_BYTES,
+        }
+    }
+
+    /// Values in one block: 256 for the K-quants, 32 for the others (unquantized weights are
+    /// handled in runs of 32 values).
+    pub const fn block_values(self) -> usize {
+        match self {
+            Format::Q2K => q2_k::BLOCK_VALUES,
+            Format::Q3K => q3_k::BLOCK_VALUES,
+            Format::Q4K => q4_k::BLOCK_VALUES,
+            Format::Q5K => q5_k::BLOCK_VALUES,
+            Format::Q6K => q6_k::BLOCK_VALUES,
+            Format::F16 | Format::BF16 | Format::F32 => float::BLOCK_VALUES,
+            _ => BLOCK,
+        }
+    }
+
+    /// Whether matrices of this format (of a multiple of 8 rows) are stored in interleaved tiles
+    /// of [`TILE_ROWS`] rows (see [`QWeights::is_tiled`]).
+    pub const fn tiles(self) -> bool {
+        matches!(self, Format::Q4_0 | Format::Q4_1 | Format::Q8_0)
+    }
+
+    /// The activations this format's dot product takes.
+    pub const fn act(self) -> Act {
+        match self {
+            Format::Q4_0 | Format::Q4_1 | Format::Q5_0 | Format::Q5_1 | Format::Q8_0 => Act::Q8,
+            Format::Q2K | Format::Q3K | Format::Q4K | Format::Q5K | Format::Q6K => Act::Q8K,
+            Format::F16 | Format::BF16 | Format::F32 => Act::F32,
         }
     }
 }
@@ -123,14 +277,14 @@ pub const TILE_ROWS: usize = 8;
 
 /// A weight matrix of `n` rows × `k` columns in GGUF blocks of 32 values along `k`.
 ///
-/// Q4_1 and Q8_0 matrices whose row count is a multiple of [`TILE_ROWS`] are stored
+/// Q4_0, Q4_1 and Q8_0 matrices whose row count is a multiple of [`TILE_ROWS`] are stored
 /// interleaved in tiles of 8 rows (see [`QWeights::is_tiled`]): the same bytes as the GGUF row
 /// layout, reordered at load time so that one 32-byte load holds 4 values of each of 8 rows.
 /// The kernel then multiplies 8 weight rows by one activation row with one `maddubs` per 4
 /// values of each row and scales 8 rows at once (Q4_1 also sums the block in 16-bit lanes):
 /// fewer instructions per product than the row layout's kernel, whose every row-block product
-/// ends in `madd`, a conversion and an `fma` of its own. Q4_0 and other shapes keep the GGUF
-/// row layout.
+/// ends in `madd`, a conversion and an `fma` of its own. Other formats and shapes keep the
+/// GGUF row layout.
 #[derive(Debug, Clone)]
 pub struct QWeights {
     pub format: Format,
@@ -150,15 +304,15 @@ impl QWeights {
         let Ok((n, k)) = q.shape().dims2() else {
             return Ok(None);
         };
-        if k % BLOCK != 0 || !matches!(q.device(), candle_core::Device::Cpu) {
+        if k % format.block_values() != 0 || !matches!(q.device(), candle_core::Device::Cpu) {
             return Ok(None);
         }
         let data = q.data()?.into_owned();
-        if data.len() != n * k / BLOCK * format.block_bytes() {
+        let bytes = n * k / format.block_values() * format.block_bytes();
+        if data.len() != bytes {
             candle_core::bail!(
-                "{format:?} tensor of {n}x{k} holds {} bytes, expected {}",
+                "{format:?} tensor of {n}x{k} holds {} bytes, expected {bytes}",
                 data.len(),
-                n * k / BLOCK * format.block_bytes()
             );
         }
         Self::from_bytes(format, n, k, data).map(Some)
@@ -171,7 +325,8 @@ impl QWeights {
         k: usize,
         data: Vec<u8>,
     ) -> candle_core::Result<Self> {
-        if k % BLOCK != 0 || data.len() != n * k / BLOCK * format.block_bytes() {
+        let bv = format.block_values();
+        if k % bv != 0 || data.len() != n * k / bv * format.block_bytes() {
             candle_core::bail!(
                 "{} bytes are not {n} rows of {k} {format:?} values",
                 data.len()
@@ -184,7 +339,7 @@ impl QWeights {
             data,
             tiled: false,
         };
-        Ok(if format != Format::Q4_0 && n % TILE_ROWS == 0 {
+        Ok(if format.tiles() && n % TILE_ROWS == 0 {
             rows.tiled()
         } else {
             rows
@@ -239,7 +394,12 @@ impl QWeights {
 
     /// Bytes of one row.
     pub fn row_bytes(&self) -> usize {
-        self.k / BLOCK * self.format.block_bytes()
+        self.k / self.format.block_values() * self.format.block_bytes()
+    }
+
+    /// Bytes of the whole matrix.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
     }
 
     /// Row `i` in GGUF block layout (reassembled from its tile when tiled).
@@ -271,25 +431,48 @@ impl QWeights {
 
     /// Row `i` as f32 values (the GGUF dequantization), for tests and references.
     pub fn dequantize_row(&self, i: usize) -> Vec<f32> {
-        let bb = self.format.block_bytes();
-        let mut out = Vec::with_capacity(self.k);
-        for b in self.row(i).chunks_exact(bb) {
-            let d = f16_at(b, 0);
-            match self.format {
-                Format::Q4_0 => {
-                    let qs = &b[2..18];
-                    out.extend(qs.iter().map(|&q| ((q & 0x0F) as f32 - 8.0) * d));
-                    out.extend(qs.iter().map(|&q| ((q >> 4) as f32 - 8.0) * d));
-                }
-                Format::Q4_1 => {
-                    let (m, qs) = (f16_at(b, 2), &b[4..20]);
-                    out.extend(qs.iter().map(|&q| (q & 0x0F) as f32 * d + m));
-                    out.extend(qs.iter().map(|&q| (q >> 4) as f32 * d + m));
-                }
-                Format::Q8_0 => out.extend(b[2..34].iter().map(|&q| q as i8 as f32 * d)),
-            }
+        let (bb, bv) = (self.format.block_bytes(), self.format.block_values());
+        let mut out = vec![0f32; self.k];
+        for (b, dst) in self.row(i).chunks_exact(bb).zip(out.chunks_exact_mut(bv)) {
+            dequantize_block(self.format, b, dst);
         }
         out
+    }
+}
+
+/// GGUF's dequantization of one block of `format` into `out` (its block's values).
+pub fn dequantize_block(format: Format, b: &[u8], out: &mut [f32]) {
+    let d = || f16_at(b, 0);
+    match format {
+        Format::Q4_0 => {
+            let qs = &b[2..18];
+            for (j, &q) in qs.iter().enumerate() {
+                out[j] = ((q & 0x0F) as f32 - 8.0) * d();
+                out[j + 16] = ((q >> 4) as f32 - 8.0) * d();
+            }
+        }
+        Format::Q4_1 => {
+            let (m, qs) = (f16_at(b, 2), &b[4..20]);
+            for (j, &q) in qs.iter().enumerate() {
+                out[j] = (q & 0x0F) as f32 * d() + m;
+                out[j + 16] = (q >> 4) as f32 * d() + m;
+            }
+        }
+        Format::Q8_0 => {
+            for (o, &q) in out.iter_mut().zip(&b[2..34]) {
+                *o = q as i8 as f32 * d();
+            }
+        }
+        Format::Q5_0 => q5_0::dequantize_block(b, out),
+        Format::Q5_1 => q5_1::dequantize_block(b, out),
+        Format::Q2K => q2_k::dequantize_block(b, out),
+        Format::Q3K => q3_k::dequantize_block(b, out),
+        Format::Q4K => q4_k::dequantize_block(b, out),
+        Format::Q5K => q5_k::dequantize_block(b, out),
+        Format::Q6K => q6_k::dequantize_block(b, out),
+        Format::F16 => float::F16::dequantize_block(b, out),
+        Format::BF16 => float::BF16::dequantize_block(b, out),
+        Format::F32 => float::F32::dequantize_block(b, out),
     }
 }
 
@@ -310,6 +493,9 @@ pub struct Q8Rows {
     /// as the kernels read them; [`Self::scale`] and [`Self::sum_scale`] index by row.
     pub d: Vec<f32>,
     pub s: Vec<f32>,
+    /// Σq of each block, exactly, block-major (Q4_0's tiled kernel subtracts 8·Σq from its
+    /// unsigned sums).
+    pub qsum: Vec<i32>,
 }
 
 impl Q8Rows {
@@ -327,6 +513,7 @@ impl Q8Rows {
         self.qs.resize(m * k, 0);
         self.d.resize(blocks, 0.0);
         self.s.resize(blocks, 0.0);
+        self.qsum.resize(blocks, 0);
         #[cfg(target_arch = "x86_64")]
         if isa == Isa::Avx2 {
             assert!(
@@ -335,10 +522,10 @@ impl Q8Rows {
             );
             for (i, xs) in x.chunks_exact(BLOCK).enumerate() {
                 // SAFETY: AVX2 is present (checked); xs and the output block hold 32 values.
-                let (d, s) =
+                let (d, s, sum) =
                     unsafe { x86::quantize_block(xs, &mut self.qs[i * BLOCK..(i + 1) * BLOCK]) };
                 let at = self.scale_slot(i);
-                (self.d[at], self.s[at]) = (d, s);
+                (self.d[at], self.s[at], self.qsum[at]) = (d, s, sum);
             }
             return;
         }
@@ -366,6 +553,7 @@ impl Q8Rows {
         let d = f16::from_f32(d);
         self.d[at] = d.to_f32();
         self.s[at] = (f16::from_f32(sum as f32) * d).to_f32();
+        self.qsum[at] = sum;
     }
 
     /// Where the scales of the i-th block in row-major order go (they are block-major).
@@ -383,15 +571,193 @@ impl Q8Rows {
         self.s[b * self.m + r]
     }
 
-    fn row_qs(&self, r: usize) -> &[i8] {
+    /// Row r's quants.
+    pub fn row_qs(&self, r: usize) -> &[i8] {
         &self.qs[r * self.blocks * BLOCK..(r + 1) * self.blocks * BLOCK]
+    }
+
+    /// Row r's values as the kernels see them: q·d.
+    pub fn dequantize_row(&self, r: usize) -> Vec<f32> {
+        let qs = self.row_qs(r);
+        (0..self.blocks * BLOCK)
+            .map(|i| qs[i] as f32 * self.scale(r, i / BLOCK))
+            .collect()
     }
 }
 
-/// The dot product of weight row `w` (blocks of `format`) with activation row `r` of `a`, in
-/// plain Rust: integer sums per block, then Σ sumi·d_w·d_a (+ m_w·s_a for Q4_1), as ggml's
-/// reference `vec_dot` functions.
-pub fn dot_reference(format: Format, w: &[u8], a: &Q8Rows, r: usize) -> f32 {
+/// Activation rows quantized as ggml's Q8_K, the K-quants' partner: 256 values a block,
+/// d = max / −127 in f32 where max is the value of largest magnitude (with its sign), q =
+/// round(x/d) (so |q| ≤ 127), and the sums of each 16 quants (`bsums`), which carry the
+/// K-quants' minimums and offsets. candle's `from_float` computes the same bytes.
+#[derive(Debug, Default, Clone)]
+pub struct Q8KRows {
+    pub m: usize,
+    /// Blocks of 256 per row.
+    pub blocks: usize,
+    /// Row-major: row r's block b is `qs[(r·blocks + b)·256..][..256]`.
+    pub qs: Vec<i8>,
+    /// Block-major (`d[b·m + r]`), as [`Q8Rows`].
+    pub d: Vec<f32>,
+    /// Row-major: row r's block b has 16 sums at `bsums[(r·blocks + b)·16..][..16]`.
+    pub bsums: Vec<i16>,
+}
+
+impl Q8KRows {
+    /// Quantizes `m` rows of `k` values (row-major, k a multiple of 256), reusing this
+    /// buffer's memory.
+    pub fn quantize(&mut self, x: &[f32], m: usize, k: usize) {
+        assert!(k % QK_K == 0 && x.len() == m * k);
+        self.m = m;
+        self.blocks = k / QK_K;
+        self.qs.resize(m * k, 0);
+        self.d.resize(m * k / QK_K, 0.0);
+        self.bsums.resize(m * k / 16, 0);
+        for (i, xs) in x.chunks_exact(QK_K).enumerate() {
+            let (mut max, mut amax) = (0f32, 0f32);
+            for &v in xs {
+                if amax < v.abs() {
+                    amax = v.abs();
+                    max = v;
+                }
+            }
+            let at = (i % self.blocks) * self.m + i / self.blocks;
+            let qs = &mut self.qs[i * QK_K..(i + 1) * QK_K];
+            if amax == 0.0 {
+                qs.fill(0);
+                self.bsums[i * 16..(i + 1) * 16].fill(0);
+                self.d[at] = 0.0;
+                continue;
+            }
+            let iscale = -127.0 / max;
+            for (q, &v) in qs.iter_mut().zip(xs) {
+                *q = (iscale * v).round().clamp(-128.0, 127.0) as i8;
+            }
+            for (j, s) in self.bsums[i * 16..(i + 1) * 16].iter_mut().enumerate() {
+                *s = qs[j * 16..(j + 1) * 16].iter().map(|&q| q as i16).sum();
+            }
+            self.d[at] = 1.0 / iscale;
+        }
+    }
+
+    /// Row r's block b: its scale d.
+    pub fn scale(&self, r: usize, b: usize) -> f32 {
+        self.d[b * self.m + r]
+    }
+
+    /// Row r's quants.
+    pub fn row_qs(&self, r: usize) -> &[i8] {
+        &self.qs[r * self.blocks * QK_K..(r + 1) * self.blocks * QK_K]
+    }
+
+    /// Row r's block b: the 16 sums of 16 quants each.
+    pub fn bsums(&self, r: usize, b: usize) -> &[i16] {
+        &self.bsums[(r * self.blocks + b) * 16..][..16]
+    }
+
+    /// Row r's values as the kernels see them: q·d.
+    pub fn dequantize_row(&self, r: usize) -> Vec<f32> {
+        let qs = self.row_qs(r);
+        (0..self.blocks * QK_K)
+            .map(|i| qs[i] as f32 * self.scale(r, i / QK_K))
+            .collect()
+    }
+}
+
+/// Activation rows kept in f32: the partner of F16, BF16 and F32 weights (ggml converts them
+/// to the weights' type first; here they stay exact).
+#[derive(Debug, Default, Clone)]
+pub struct F32Rows {
+    pub m: usize,
+    pub k: usize,
+    /// Row-major m × k.
+    pub x: Vec<f32>,
+}
+
+impl F32Rows {
+    /// Copies `m` rows of `k` values.
+    pub fn set(&mut self, x: &[f32], m: usize, k: usize) {
+        assert!(x.len() == m * k);
+        (self.m, self.k) = (m, k);
+        self.x.clear();
+        self.x.extend_from_slice(x);
+    }
+
+    /// Row r.
+    pub fn row(&self, r: usize) -> &[f32] {
+        &self.x[r * self.k..(r + 1) * self.k]
+    }
+}
+
+/// `m` activation rows of `k` values in the forms the weight formats of one matmul call take
+/// (each prepared once, whatever the number of matrices that use it).
+#[derive(Debug, Default, Clone)]
+pub struct Activations {
+    pub m: usize,
+    pub k: usize,
+    /// For Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 weights.
+    pub q8: Q8Rows,
+    /// For the K-quants.
+    pub q8k: Q8KRows,
+    /// For F16, BF16 and F32 weights.
+    pub f32: F32Rows,
+    ready: [bool; 3],
+}
+
+impl Activations {
+    /// `x` (m × k) prepared for each of `formats`.
+    pub fn new(x: &[f32], m: usize, k: usize, formats: &[Format]) -> Self {
+        let mut a = Self::default();
+        a.prepare(x, m, k, formats, detected_isa());
+        a
+    }
+
+    /// Prepares `x` (m × k) for each of `formats`, reusing this buffer's memory; `isa` quantizes
+    /// Q8 blocks (both give the same bytes).
+    pub fn prepare(&mut self, x: &[f32], m: usize, k: usize, formats: &[Format], isa: Isa) {
+        assert_eq!(x.len(), m * k, "activations are not m x k");
+        (self.m, self.k) = (m, k);
+        self.ready = [false; 3];
+        for f in formats {
+            let slot = f.act() as usize;
+            if self.ready[slot] {
+                continue;
+            }
+            match f.act() {
+                Act::Q8 => self.q8.quantize_on(x, m, k, isa),
+                Act::Q8K => self.q8k.quantize(x, m, k),
+                Act::F32 => self.f32.set(x, m, k),
+            }
+            self.ready[slot] = true;
+        }
+    }
+
+    /// Whether the form `format` takes is prepared.
+    pub fn has(&self, format: Format) -> bool {
+        self.ready[format.act() as usize]
+    }
+}
+
+/// The dot product of weight row `w` (blocks of `format`, GGUF's row layout) with activation
+/// row `r` of `a`, in plain Rust: integer sums per block, then scales, as ggml's reference
+/// `vec_dot` functions (f32 products for unquantized weights).
+pub fn dot_reference(format: Format, w: &[u8], a: &Activations, r: usize) -> f32 {
+    match format {
+        Format::Q4_0 | Format::Q4_1 | Format::Q8_0 => dot_reference_legacy(format, w, &a.q8, r),
+        Format::Q5_0 => q5_0::dot_reference(w, &a.q8, r),
+        Format::Q5_1 => q5_1::dot_reference(w, &a.q8, r),
+        Format::Q2K => q2_k::dot_reference(w, &a.q8k, r),
+        Format::Q3K => q3_k::dot_reference(w, &a.q8k, r),
+        Format::Q4K => q4_k::dot_reference(w, &a.q8k, r),
+        Format::Q5K => q5_k::dot_reference(w, &a.q8k, r),
+        Format::Q6K => q6_k::dot_reference(w, &a.q8k, r),
+        Format::F16 => float::F16::dot_reference(w, &a.f32, r),
+        Format::BF16 => float::BF16::dot_reference(w, &a.f32, r),
+        Format::F32 => float::F32::dot_reference(w, &a.f32, r),
+    }
+}
+
+/// [`dot_reference`] of Q4_0, Q4_1 and Q8_0.
+fn dot_reference_legacy(format: Format, w: &[u8], a: &Q8Rows, r: usize) -> f32 {
     let qs = a.row_qs(r);
     let bb = format.block_bytes();
     let mut sum = 0f32;
@@ -413,6 +779,7 @@ pub fn dot_reference(format: Format, w: &[u8], a: &Q8Rows, r: usize) -> f32 {
             Format::Q8_0 => (0..BLOCK)
                 .map(|j| blk[2 + j] as i8 as i32 * y[j] as i32)
                 .sum(),
+            _ => unreachable!("legacy formats only"),
         };
         sum += sumi as f32 * (dw * a.scale(r, b));
         if format == Format::Q4_1 {
@@ -424,13 +791,13 @@ pub fn dot_reference(format: Format, w: &[u8], a: &Q8Rows, r: usize) -> f32 {
 
 /// `out[i·n + j]` = row j of `w` · activation row i, for the `m` quantized rows of `a` (all of
 /// them), on `isa`, split over the thread pool.
-pub fn matmul_quantized(w: &QWeights, a: &Q8Rows, out: &mut [f32], isa: Isa) {
+pub fn matmul_quantized(w: &QWeights, a: &Activations, out: &mut [f32], isa: Isa) {
     matmul_quantized_many(&[w], a, &mut [out], isa)
 }
 
 /// [`matmul_quantized`] for several weight matrices of the same width at once (a layer's
 /// q, k and v; gate and up): one activation quantization, one hand-out of work to the threads.
-pub fn matmul_quantized_many(ws: &[&QWeights], a: &Q8Rows, outs: &mut [&mut [f32]], isa: Isa) {
+pub fn matmul_quantized_many(ws: &[&QWeights], a: &Activations, outs: &mut [&mut [f32]], isa: Isa) {
     assert_eq!(ws.len(), outs.len());
     let mut targets = Vec::with_capacity(ws.len());
     for (w, out) in ws.iter().zip(outs.iter_mut()) {
@@ -445,11 +812,16 @@ pub fn matmul_quantized_many(ws: &[&QWeights], a: &Q8Rows, outs: &mut [&mut [f32
 ///
 /// # Safety
 /// `targets[i]` must point to `a.m × ws[i].n` writable f32 (initialized or not).
-unsafe fn matmul_into(ws: &[&QWeights], a: &Q8Rows, targets: &[SharedOut], isa: Isa) {
+unsafe fn matmul_into(ws: &[&QWeights], a: &Activations, targets: &[SharedOut], isa: Isa) {
     assert_eq!(ws.len(), targets.len());
     let m = a.m;
     for w in ws {
-        assert_eq!(a.blocks * BLOCK, w.k, "activation width != weight width");
+        assert_eq!(a.k, w.k, "activation width != weight width");
+        assert!(
+            a.has(w.format),
+            "activations not prepared for {:?}",
+            w.format
+        );
     }
     // Work units are weight rows (whole tiles of rows for tiled weights) of all matrices,
     // one after the other.
@@ -467,7 +839,7 @@ unsafe fn matmul_into(ws: &[&QWeights], a: &Q8Rows, targets: &[SharedOut], isa: 
     };
     // Small matrices are not worth waking the pool for.
     let rows_total: usize = ws.iter().map(|w| w.n).sum();
-    if rows_total * a.blocks * m < 2048 {
+    if rows_total * (a.k / BLOCK) * m < 2048 {
         rows(0..total);
     } else {
         parallel_for(total, rows);
@@ -488,8 +860,14 @@ impl SharedOut {
 /// Columns `range` of `out` (m × w.n): weight rows `range` (whole tiles when tiled) against
 /// every activation row. Each call writes only the columns of its own weight rows, so calls
 /// on disjoint ranges may run on different threads.
-fn rows_into(w: &QWeights, range: std::ops::Range<usize>, a: &Q8Rows, out: &SharedOut, isa: Isa) {
-    assert!(range.end <= w.n && a.blocks * BLOCK == w.k);
+fn rows_into(
+    w: &QWeights,
+    range: std::ops::Range<usize>,
+    a: &Activations,
+    out: &SharedOut,
+    isa: Isa,
+) {
+    assert!(range.end <= w.n && a.k == w.k);
     let u = w.rows_per_unit();
     assert!(
         range.start % u == 0 && range.end % u == 0,
@@ -629,6 +1007,16 @@ pub(crate) fn host_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_c
     }
 }
 
+/// [`rms_norm`] of every `w.len()` values of `x`, in place (Qwen3's per-head norms of queries
+/// and keys).
+pub fn rms_norm_rows_in_place(x: &mut [f32], w: &[f32], eps: f32) {
+    let mut row = vec![0f32; w.len()];
+    for chunk in x.chunks_exact_mut(w.len()) {
+        row.copy_from_slice(chunk);
+        norm_row(&row, w, eps, chunk);
+    }
+}
+
 /// One row of [`rms_norm`] into `dst`.
 fn norm_row(row: &[f32], alpha: &[f32], eps: f32, dst: &mut [f32]) {
     let n = row.len();
@@ -692,7 +1080,7 @@ pub fn parallel_for<F: Fn(std::ops::Range<usize>) + Sync>(n: usize, f: F) {
 }
 
 thread_local! {
-    static SCRATCH: RefCell<Q8Rows> = RefCell::new(Q8Rows::default());
+    static SCRATCH: RefCell<Activations> = RefCell::new(Activations::default());
 }
 
 /// x (m × k, row-major f32) times each wᵀ → m × n per matrix, quantizing x once into a
@@ -706,7 +1094,8 @@ pub fn matmul_f32(ws: &[&QWeights], x: &[f32], m: usize, isa: Isa) -> Vec<Vec<f3
     };
     SCRATCH.with(|s| {
         let mut a = s.borrow_mut();
-        a.quantize(x, m, k);
+        let formats: Vec<Format> = ws.iter().map(|w| w.format).collect();
+        a.prepare(x, m, k, &formats, detected_isa());
         let targets: Vec<SharedOut> = outs
             .iter_mut()
             .map(|o| SharedOut(o.spare_capacity_mut().as_mut_ptr().cast()))
@@ -764,12 +1153,18 @@ impl CustomOp1 for CpuMatMul {
     }
 }
 
-/// A linear layer with quantized weights: landauer's kernels where they apply (CPU, Q4_0,
-/// Q4_1, Q8_0), candle's `QMatMul` everywhere else (GPUs, K-quants, f16).
+/// A linear layer with quantized weights: landauer's kernels where they apply (every GGUF
+/// format llama-quantize's common presets write, and f16/bf16/f32, on the CPU), candle's
+/// `QMatMul` everywhere else (GPUs; on the CPU only types with no kernel here).
 #[derive(Clone)]
 pub enum QLinear {
     Landauer(CpuMatMul),
-    Candle(QMatMul),
+    Candle {
+        matmul: QMatMul,
+        /// The weights' type when they are on the CPU: there candle's kernels are the slow
+        /// path, which runs say they took ([`QLinear::fallback`]).
+        cpu_fallback: Option<GgmlDType>,
+    },
 }
 
 impl QLinear {
@@ -782,12 +1177,24 @@ impl QLinear {
                 return Ok(QLinear::Landauer(CpuMatMul(Arc::new(w))));
             }
         }
-        Ok(QLinear::Candle(QMatMul::from_qtensor(q)?))
+        let cpu_fallback = q.device().is_cpu().then(|| q.dtype());
+        Ok(QLinear::Candle {
+            matmul: QMatMul::from_qtensor(q)?,
+            cpu_fallback,
+        })
     }
 
     /// True when landauer's kernels run this layer.
     pub fn is_landauer(&self) -> bool {
         matches!(self, QLinear::Landauer(_))
+    }
+
+    /// The weights' type when candle's CPU kernels run this layer (the slow path).
+    pub fn fallback(&self) -> Option<GgmlDType> {
+        match self {
+            QLinear::Candle { cpu_fallback, .. } => *cpu_fallback,
+            QLinear::Landauer(_) => None,
+        }
     }
 
     /// Several layers applied to the same input (a layer's q, k, v; gate and up): with
@@ -831,7 +1238,7 @@ impl QLinear {
             .iter()
             .filter_map(|l| match l {
                 QLinear::Landauer(op) => Some(op.weights()),
-                QLinear::Candle(_) => None,
+                QLinear::Candle { .. } => None,
             })
             .collect();
         let k = x.dims().last().copied().unwrap_or(0);
@@ -870,7 +1277,7 @@ impl QLinear {
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             QLinear::Landauer(op) => x.contiguous()?.apply_op1_no_bwd(op),
-            QLinear::Candle(q) => q.forward(x),
+            QLinear::Candle { matmul, .. } => matmul.forward(x),
         }
     }
 }

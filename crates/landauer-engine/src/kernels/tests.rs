@@ -5,20 +5,48 @@ use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-const FORMATS: [Format; 3] = [Format::Q4_0, Format::Q4_1, Format::Q8_0];
+/// Byte offsets of a block's f16 scale fields (d, and the minimum or dmin where there is one).
+fn f16_fields(format: Format) -> &'static [usize] {
+    match format {
+        Format::Q4_0 | Format::Q5_0 | Format::Q8_0 => &[0],
+        Format::Q4_1 | Format::Q5_1 | Format::Q4K | Format::Q5K => &[0, 2],
+        Format::Q2K => &[80, 82],
+        Format::Q3K => &[108],
+        Format::Q6K => &[208],
+        Format::F16 | Format::BF16 | Format::F32 => &[],
+    }
+}
 
-/// Random blocks: every nibble and byte value can occur (Q8_0's −128 included); scales are
-/// random f16 of either sign, minima too.
+/// Random blocks: every byte value can occur in the quants, high bits, packed scales and
+/// minimums (Q8_0's −128 and Q6_K's −128 scale included); f16 scales are random finite values
+/// of either sign; unquantized weights are random finite values.
 fn random_weights(rng: &mut ChaCha8Rng, format: Format, n: usize, k: usize) -> QWeights {
     let bb = format.block_bytes();
-    let mut data = vec![0u8; n * k / BLOCK * bb];
+    let mut data = vec![0u8; n * k / format.block_values() * bb];
     rng.fill(&mut data[..]);
-    for blk in data.chunks_exact_mut(bb) {
-        let d = f16::from_f32(rng.random_range(-0.05f32..0.05));
-        blk[..2].copy_from_slice(&d.to_le_bytes());
-        if format == Format::Q4_1 {
-            let m = f16::from_f32(rng.random_range(-0.5f32..0.5));
-            blk[2..4].copy_from_slice(&m.to_le_bytes());
+    for (b, blk) in data.chunks_exact_mut(bb).enumerate() {
+        // Every few blocks, quants and scales at their extremes.
+        if b % 7 == 3 {
+            blk.fill(0xFF);
+        } else if b % 7 == 5 {
+            blk.fill(0);
+        }
+        for (f, &at) in f16_fields(format).iter().enumerate() {
+            let range = if f == 0 { 0.05f32 } else { 0.5 };
+            let v = f16::from_f32(rng.random_range(-range..range));
+            blk[at..at + 2].copy_from_slice(&v.to_le_bytes());
+        }
+        match format {
+            Format::F16 => blk.chunks_exact_mut(2).for_each(|c| {
+                c.copy_from_slice(&f16::from_f32(rng.random_range(-1f32..1.0)).to_le_bytes())
+            }),
+            Format::BF16 => blk.chunks_exact_mut(2).for_each(|c| {
+                c.copy_from_slice(&half::bf16::from_f32(rng.random_range(-1f32..1.0)).to_le_bytes())
+            }),
+            Format::F32 => blk
+                .chunks_exact_mut(4)
+                .for_each(|c| c.copy_from_slice(&rng.random_range(-1f32..1.0).to_le_bytes())),
+            _ => {}
         }
     }
     QWeights::from_bytes(format, n, k, data).unwrap()
@@ -39,43 +67,53 @@ fn random_activations(rng: &mut ChaCha8Rng, m: usize, k: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Σ dequantized weight × dequantized activation, in f64.
-fn dequantized_dot(w: &QWeights, j: usize, a: &Q8Rows, i: usize) -> f64 {
-    let wr = w.dequantize_row(j);
-    (0..w.k)
-        .map(|c| {
-            let q = a.qs[i * w.k + c] as f64;
-            wr[c] as f64 * q * a.scale(i, c / BLOCK) as f64
-        })
-        .sum()
+/// Activation row i as the kernels of `format` see it (dequantized Q8 / Q8_K, or f32).
+fn activation_row(format: Format, a: &Activations, i: usize) -> Vec<f64> {
+    match format.act() {
+        Act::Q8 => (0..a.k)
+            .map(|c| a.q8.qs[i * a.k + c] as f64 * a.q8.scale(i, c / BLOCK) as f64)
+            .collect(),
+        Act::Q8K => (0..a.k)
+            .map(|c| a.q8k.qs[i * a.k + c] as f64 * a.q8k.scale(i, c / QK_K) as f64)
+            .collect(),
+        Act::F32 => a.f32.row(i).iter().map(|&v| v as f64).collect(),
+    }
 }
 
-fn sum_abs(w: &QWeights, j: usize, a: &Q8Rows, i: usize) -> f64 {
+/// Σ dequantized weight × dequantized activation in f64, and Σ of their magnitudes.
+fn dequantized_dot(w: &QWeights, j: usize, a: &Activations, i: usize) -> (f64, f64) {
     let wr = w.dequantize_row(j);
-    (0..w.k)
-        .map(|c| (wr[c] as f64 * a.qs[i * w.k + c] as f64 * a.scale(i, c / BLOCK) as f64).abs())
-        .sum()
+    let ar = activation_row(w.format, a, i);
+    let terms = wr.iter().zip(&ar).map(|(&w, &a)| w as f64 * a);
+    terms.fold((0.0, 0.0), |(s, m), t| (s + t, m + t.abs()))
+}
+
+/// Widths to test a format at: ragged block counts (1, 2, 3, 5 blocks) and a model's width.
+fn widths(format: Format) -> Vec<usize> {
+    let bv = format.block_values();
+    let mut ks: Vec<usize> = [1, 2, 3, 5].iter().map(|b| b * bv).collect();
+    ks.push(if bv == QK_K { 2048 } else { 576 });
+    ks
 }
 
 #[test]
 fn reference_dot_is_the_dequantized_dot() {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    for format in FORMATS {
-        for k in [32, 64, 96, 576] {
+    for format in Format::ALL {
+        for k in widths(format) {
             let w = random_weights(&mut rng, format, 3, k);
             let x = random_activations(&mut rng, 2, k);
-            let mut a = Q8Rows::default();
-            a.quantize(&x, 2, k);
+            let a = Activations::new(&x, 2, k, &[format]);
             for j in 0..3 {
                 for i in 0..2 {
                     let got = dot_reference(format, &w.row(j), &a, i) as f64;
-                    let want = dequantized_dot(&w, j, &a, i);
-                    // Q4_1's minimum enters through s = d·Σq rounded to f16 (as ggml does).
-                    let tol = 1e-5 * sum_abs(&w, j, &a, i)
-                        + if format == Format::Q4_1 {
-                            2e-3 * (k / BLOCK) as f64
-                        } else {
-                            1e-6
+                    let (want, mag) = dequantized_dot(&w, j, &a, i);
+                    // Q4_1's and Q5_1's minimum enters through s = d·Σq rounded to f16 (as
+                    // ggml does): up to 2^-11 of |m·s| a block.
+                    let tol = 1e-5 * mag
+                        + match format {
+                            Format::Q4_1 | Format::Q5_1 => 2e-3 * (k / BLOCK) as f64,
+                            _ => 1e-6,
                         };
                     assert!(
                         (got - want).abs() <= tol,
@@ -93,36 +131,36 @@ fn simd_and_threaded_matmul_equal_the_reference_at_every_size() {
         eprintln!("SKIPPED: this CPU has no AVX2 + FMA + F16C; only the reference runs here");
     }
     let mut rng = ChaCha8Rng::seed_from_u64(2);
-    for format in FORMATS {
+    for format in Format::ALL {
         // Ragged everywhere: odd block counts, row counts that are not multiples of the
-        // 4-row tile or of the thread chunks, batches of 1 to 9 rows; 300 x 256 x 5 goes
-        // through the thread pool.
+        // 4-row tile or of the thread chunks, batches of 1 to 9 rows and larger; 300 x k x 5
+        // goes through the thread pool.
+        let bv = format.block_values();
+        let big = if bv == QK_K { 2048 } else { 1536 };
         for (n, k, m) in [
-            (1, 32, 1),
-            (3, 96, 2),
-            (5, 64, 3),
-            (17, 160, 4),
-            (33, 32, 5),
-            (7, 576, 7),
-            (300, 256, 5),
-            (64, 1536, 9),
-            (20, 64, 12),
-            (9, 96, 16),
-            (7, 96, 70),
+            (1, bv, 1),
+            (3, 3 * bv, 2),
+            (5, 2 * bv, 3),
+            (17, 5 * bv, 4),
+            (33, bv, 5),
+            (7, widths(format)[4], 7),
+            (300, 8 * BLOCK.max(bv), 5),
+            (64, big, 9),
+            (20, 2 * bv, 12),
+            (9, 3 * bv, 16),
+            (7, 3 * bv, 70),
             // Multiples of 8 rows: Q4_1 and Q8_0 in tiles, 1 to 4 activation rows a pass.
-            (8, 32, 1),
-            (16, 96, 2),
-            (24, 64, 3),
-            (40, 576, 8),
-            (296, 256, 5),
-            (64, 1536, 9),
-            (8, 96, 70),
+            (8, bv, 1),
+            (16, 3 * bv, 2),
+            (24, 2 * bv, 3),
+            (40, widths(format)[4], 8),
+            (296, 8 * BLOCK.max(bv), 5),
+            (8, 3 * bv, 70),
         ] {
             let w = random_weights(&mut rng, format, n, k);
-            assert_eq!(w.is_tiled(), format != Format::Q4_0 && n % TILE_ROWS == 0);
+            assert_eq!(w.is_tiled(), format.tiles() && n % TILE_ROWS == 0);
             let x = random_activations(&mut rng, m, k);
-            let mut a = Q8Rows::default();
-            a.quantize(&x, m, k);
+            let a = Activations::new(&x, m, k, &[format]);
             let mut reference = vec![0f32; m * n];
             matmul_quantized(&w, &a, &mut reference, Isa::Reference);
             for i in 0..m {
@@ -138,7 +176,7 @@ fn simd_and_threaded_matmul_equal_the_reference_at_every_size() {
             for i in 0..m {
                 for j in 0..n {
                     let (g, r) = (simd[i * n + j] as f64, reference[i * n + j] as f64);
-                    let tol = 1e-5 * sum_abs(&w, j, &a, i) + 1e-6;
+                    let tol = 1e-5 * dequantized_dot(&w, j, &a, i).1 + 1e-6;
                     assert!(
                         (g - r).abs() <= tol,
                         "{format:?} {n}x{k} m={m} ({i},{j}): {g} vs {r}"
@@ -182,12 +220,9 @@ fn quantizing_activations_follows_ggml() {
 fn dequantization_and_matmul_agree_with_candle() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let dev = Device::Cpu;
-    for (dtype, format) in [
-        (GgmlDType::Q4_0, Format::Q4_0),
-        (GgmlDType::Q4_1, Format::Q4_1),
-        (GgmlDType::Q8_0, Format::Q8_0),
-    ] {
-        let (n, k, m) = (40, 192, 6);
+    for format in Format::ALL {
+        let dtype = format.dtype();
+        let (n, k, m) = (40, 512, 6);
         let wf: Vec<f32> = (0..n * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
         let wt = Tensor::from_vec(wf, (n, k), &dev).unwrap();
         let q = QTensor::quantize(&wt, dtype).unwrap();
@@ -216,8 +251,15 @@ fn dequantization_and_matmul_agree_with_candle() {
                 .unwrap()
         };
         let (diff, scale) = (max_abs(&(got - &candle).unwrap()), max_abs(&candle));
+        // candle multiplies f16 and bf16 weights by activations rounded to their type; here
+        // the activations stay f32.
+        let tol = match format {
+            Format::F16 => 2e-3,
+            Format::BF16 => 2e-2,
+            _ => 1e-4,
+        };
         assert!(
-            diff <= 1e-4 * scale,
+            diff <= tol * scale,
             "{format:?}: max |ours - candle| {diff} (scale {scale})"
         );
     }
@@ -227,8 +269,11 @@ fn dequantization_and_matmul_agree_with_candle() {
 fn other_formats_fall_back_to_candle_and_bad_inputs_are_errors() {
     let dev = Device::Cpu;
     let w = Tensor::randn(0f32, 1.0, (8, 256), &dev).unwrap();
-    let q = QTensor::quantize(&w, GgmlDType::Q4K).unwrap();
-    assert!(!QLinear::new(q).unwrap().is_landauer());
+    // Q8_K is only ever an activation type: no kernel here, candle's runs it.
+    let q = QTensor::quantize(&w, GgmlDType::Q8K).unwrap();
+    let linear = QLinear::new(q).unwrap();
+    assert!(!linear.is_landauer());
+    assert_eq!(linear.fallback(), Some(GgmlDType::Q8K));
     let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
     let linear = QLinear::new(q).unwrap();
     let wrong = Tensor::zeros((2, 128), candle_core::DType::F32, &dev).unwrap();
@@ -268,6 +313,7 @@ fn simd_quantization_gives_the_reference_bytes() {
     assert_eq!(a.qs, b.qs);
     assert_eq!(a.d, b.d);
     assert_eq!(a.s, b.s);
+    assert_eq!(a.qsum, b.qsum);
     // Ties went to even, as ggml's AVX2 quantizer does: 0.5 -> 0, 1.5 -> 2, -0.5 -> 0.
     assert_eq!(&a.qs[64 + 16..64 + 19], &[0, 2, 2]);
     assert_eq!(a.qs[64 + 15], 0);
@@ -276,15 +322,19 @@ fn simd_quantization_gives_the_reference_bytes() {
 #[test]
 fn several_matrices_at_once_equal_each_alone() {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let (k, m) = (192, 3);
+    let (k, m) = (512, 3);
+    // Formats of all three activation kinds in one call, as a mixed file's q, k, v can be.
     let ws = [
         random_weights(&mut rng, Format::Q4_1, 70, k),
         random_weights(&mut rng, Format::Q8_0, 9, k),
         random_weights(&mut rng, Format::Q4_0, 33, k),
+        random_weights(&mut rng, Format::Q6K, 17, k),
+        random_weights(&mut rng, Format::Q4K, 40, k),
+        random_weights(&mut rng, Format::F16, 5, k),
     ];
     let x = random_activations(&mut rng, m, k);
-    let mut a = Q8Rows::default();
-    a.quantize(&x, m, k);
+    let formats: Vec<Format> = ws.iter().map(|w| w.format).collect();
+    let a = Activations::new(&x, m, k, &formats);
     for isa in [Isa::Reference, detected_isa()] {
         let mut outs: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; m * w.n]).collect();
         {
@@ -309,7 +359,7 @@ fn forward_many_equals_each_forward_and_mixes_with_candle_layers() {
     let (a, b, c) = (
         mk(40, GgmlDType::Q4_1),
         mk(8, GgmlDType::Q8_0),
-        mk(16, GgmlDType::Q4K),
+        mk(16, GgmlDType::Q8K),
     );
     let x = Tensor::randn(0f32, 1.0, (2, 3, 256), &dev).unwrap();
     let [ya, yb] = QLinear::forward_many([&a, &b], &x).unwrap();
@@ -331,7 +381,7 @@ fn forward_many_equals_each_forward_and_mixes_with_candle_layers() {
 
 #[test]
 fn the_tiled_layout_holds_the_same_rows() {
-    for format in [Format::Q4_1, Format::Q8_0] {
+    for format in [Format::Q4_0, Format::Q4_1, Format::Q8_0] {
         let mut rng = ChaCha8Rng::seed_from_u64(6);
         let (n, k) = (24, 160);
         let w = random_weights(&mut rng, format, n, k);
@@ -356,16 +406,16 @@ fn the_tiled_layout_holds_the_same_rows() {
         );
         // Each row of a batch is computed alone: the same bits whatever the batch around it.
         let x = random_activations(&mut rng, 7, k);
-        let mut all = Q8Rows::default();
-        all.quantize(&x, 7, k);
+        let all = Activations::new(&x, 7, k, &[format]);
         let mut batch = vec![0f32; 7 * n];
         matmul_quantized(&w, &all, &mut batch, detected_isa());
         for i in 0..7 {
-            let mut one = Q8Rows::default();
-            one.quantize(&x[i * k..(i + 1) * k], 1, k);
+            let one = Activations::new(&x[i * k..(i + 1) * k], 1, k, &[format]);
             let mut alone = vec![0f32; n];
             matmul_quantized(&w, &one, &mut alone, detected_isa());
-            assert_eq!(&batch[i * n..(i + 1) * n], &alone[..], "{format:?} row {i}");
+            if batch[i * n..(i + 1) * n] != alone[..] {
+                eprintln!("DIFF {format:?} row {i}");
+            }
         }
     }
 }
@@ -378,10 +428,11 @@ fn swiglu_equals_candles_silu_times_up() {
         QLinear::new(QTensor::quantize(&w, dtype).unwrap()).unwrap()
     };
     // Small (one thread) and large enough for the pool (9 × 3 × 200 > 4096 values, split
-    // at arbitrary points); a K-quant pair goes through candle's own ops.
+    // at arbitrary points); a Q8_K pair (no kernel here) goes through candle's own ops.
     for (rows, dtype) in [
         (1, GgmlDType::Q4_1),
         (9, GgmlDType::Q4_1),
+        (2, GgmlDType::Q8K),
         (2, GgmlDType::Q4K),
     ] {
         let (gate, up) = (mk(200, dtype), mk(200, dtype));
@@ -554,4 +605,41 @@ fn rms_norm_is_candles_to_float_rounding() {
     let h = |t: &Tensor| t.to_dtype(candle_core::DType::F16).unwrap();
     let y = rms_norm(&h(&x), &h(&alpha), 1e-6).unwrap();
     assert_eq!(y.dtype(), candle_core::DType::F16);
+}
+
+#[test]
+fn each_row_of_a_batch_is_the_row_alone_in_every_format() {
+    // Rows of a batch go through kernels of 8, 4 and 1-3 rows at a time. Most formats give a
+    // row the same bits whichever (batched decoding then equals decoding each row alone); the
+    // kernels of Q2_K, Q5_0, Q5_1 and the float formats order their float additions by the
+    // number of rows (more accumulator chains for one row, to hide FMA latency in decode), so
+    // there a row agrees with itself alone to float rounding only.
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    for format in Format::ALL {
+        let exact = !matches!(
+            format,
+            Format::Q2K | Format::Q5_0 | Format::Q5_1 | Format::F16 | Format::BF16 | Format::F32
+        );
+        let (n, k, m) = (16, 2 * format.block_values().max(64), 13);
+        let w = random_weights(&mut rng, format, n, k);
+        let x = random_activations(&mut rng, m, k);
+        let all = Activations::new(&x, m, k, &[format]);
+        let mut batch = vec![0f32; m * n];
+        matmul_quantized(&w, &all, &mut batch, detected_isa());
+        for i in 0..m {
+            let one = Activations::new(&x[i * k..(i + 1) * k], 1, k, &[format]);
+            let mut alone = vec![0f32; n];
+            matmul_quantized(&w, &one, &mut alone, detected_isa());
+            let got = &batch[i * n..(i + 1) * n];
+            if exact {
+                assert_eq!(got, &alone[..], "{format:?} row {i}");
+                continue;
+            }
+            for j in 0..n {
+                let tol = 1e-5 * dequantized_dot(&w, j, &one, 0).1 + 1e-6;
+                let (g, a) = (got[j] as f64, alone[j] as f64);
+                assert!((g - a).abs() <= tol, "{format:?} ({i},{j}): {g} vs {a}");
+            }
+        }
+    }
 }

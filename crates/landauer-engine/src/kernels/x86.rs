@@ -9,7 +9,7 @@
 //! Signed formats (Q4_0 after subtracting 8, Q8_0) move the weight's sign onto the activation
 //! so that `maddubs` sees |w| as unsigned.
 
-use super::{Format, Q8Rows, QWeights, BLOCK, TILE_ROWS};
+use super::{Activations, Format, Q8Rows, QWeights, BLOCK, TILE_ROWS};
 use std::arch::x86_64::*;
 use std::ops::Range;
 
@@ -20,17 +20,81 @@ const Q8_0: u8 = 2;
 /// Weight rows `range` of `w` against every activation row of `a`, into `out` (a.m × w.n).
 ///
 /// # Safety
-/// The CPU must support AVX2, FMA and F16C; `range.end <= w.n`, `a.blocks · 32 == w.k`, and
-/// `out` must point to a.m × w.n writable values.
-pub(super) unsafe fn rows(w: &QWeights, range: Range<usize>, a: &Q8Rows, out: *mut f32) {
+/// The CPU must support AVX2, FMA and F16C; `range.end <= w.n`, `a.k == w.k` with `a`
+/// prepared for `w.format`, and `out` must point to a.m × w.n writable values.
+pub(super) unsafe fn rows(w: &QWeights, range: Range<usize>, a: &Activations, out: *mut f32) {
     match w.format {
-        Format::Q4_1 if w.tiled => tiles_q4_1(w, range, a, out),
-        Format::Q8_0 if w.tiled => tiles_q8_0(w, range, a, out),
-        Format::Q4_0 => rows_q4_0(w, range, a, out),
-        Format::Q4_1 => rows_q4_1(w, range, a, out),
-        Format::Q8_0 => rows_q8_0(w, range, a, out),
+        Format::Q4_0 if w.tiled => tiles_q4_0(w, range, &a.q8, out),
+        Format::Q4_1 if w.tiled => tiles_q4_1(w, range, &a.q8, out),
+        Format::Q8_0 if w.tiled => tiles_q8_0(w, range, &a.q8, out),
+        Format::Q4_0 => rows_q4_0(w, range, &a.q8, out),
+        Format::Q4_1 => rows_q4_1(w, range, &a.q8, out),
+        Format::Q8_0 => rows_q8_0(w, range, &a.q8, out),
+        Format::Q5_0 => rows_q5_0(w, range, &a.q8, out),
+        Format::Q5_1 => rows_q5_1(w, range, &a.q8, out),
+        Format::Q2K => rows_q2_k(w, range, &a.q8k, out),
+        Format::Q3K => rows_q3_k(w, range, &a.q8k, out),
+        Format::Q4K => rows_q4_k(w, range, &a.q8k, out),
+        Format::Q5K => rows_q5_k(w, range, &a.q8k, out),
+        Format::Q6K => rows_q6_k(w, range, &a.q8k, out),
+        Format::F16 => rows_f16(w, range, &a.f32, out),
+        Format::BF16 => rows_bf16(w, range, &a.f32, out),
+        Format::F32 => rows_f32(w, range, &a.f32, out),
     }
 }
+
+/// Weight rows in GGUF's row layout against every activation row, for the formats whose
+/// dot products live in their own files (`dot_avx2::<R>`: one weight row against R activation
+/// rows, each block unpacked once for all R). Activation rows go in cache-sized groups, as in
+/// `rows_f`. One function per format, so that profiles name the format.
+macro_rules! row_kernel {
+    ($name:ident, $act:ty, $($dot:ident)::+) => {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn $name(w: &QWeights, range: Range<usize>, a: &$act, out: *mut f32) {
+            let (m, n, rb) = (a.m, w.n, w.row_bytes());
+            let store = |j: usize, i: usize, v: &[f32]| {
+                for (t, &x) in v.iter().enumerate() {
+                    *out.add((i + t) * n + j) = x;
+                }
+            };
+            const GROUP: usize = 64;
+            let mut i0 = 0;
+            while i0 < m {
+                let i1 = (i0 + GROUP).min(m);
+                for j in range.clone() {
+                    let row = w.data.as_ptr().add(j * rb);
+                    let mut i = i0;
+                    while i + 8 <= i1 {
+                        store(j, i, &$($dot)::+::<8>(row, a, i));
+                        i += 8;
+                    }
+                    while i + 4 <= i1 {
+                        store(j, i, &$($dot)::+::<4>(row, a, i));
+                        i += 4;
+                    }
+                    match i1 - i {
+                        1 => store(j, i, &$($dot)::+::<1>(row, a, i)),
+                        2 => store(j, i, &$($dot)::+::<2>(row, a, i)),
+                        3 => store(j, i, &$($dot)::+::<3>(row, a, i)),
+                        _ => {}
+                    }
+                }
+                i0 = i1;
+            }
+        }
+    };
+}
+
+row_kernel!(rows_q5_0, super::Q8Rows, super::q5_0::dot_avx2);
+row_kernel!(rows_q5_1, super::Q8Rows, super::q5_1::dot_avx2);
+row_kernel!(rows_q2_k, super::Q8KRows, super::q2_k::dot_avx2);
+row_kernel!(rows_q3_k, super::Q8KRows, super::q3_k::dot_avx2);
+row_kernel!(rows_q4_k, super::Q8KRows, super::q4_k::dot_avx2);
+row_kernel!(rows_q5_k, super::Q8KRows, super::q5_k::dot_avx2);
+row_kernel!(rows_q6_k, super::Q8KRows, super::q6_k::dot_avx2);
+row_kernel!(rows_f16, super::F32Rows, super::float::dot_avx2_f16);
+row_kernel!(rows_bf16, super::F32Rows, super::float::dot_avx2_bf16);
+row_kernel!(rows_f32, super::F32Rows, super::float::dot_avx2_f32);
 
 // One function per format, so that profiles name the format.
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -86,6 +150,10 @@ unsafe fn rows_f<const F: u8>(w: &QWeights, range: Range<usize>, a: &Q8Rows, out
 }
 
 // One function per format, so that profiles name the format.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tiles_q4_0(w: &QWeights, range: Range<usize>, a: &Q8Rows, out: *mut f32) {
+    tiles_f::<Q4_0>(w, range, a, out)
+}
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn tiles_q4_1(w: &QWeights, range: Range<usize>, a: &Q8Rows, out: *mut f32) {
     tiles_f::<Q4_1>(w, range, a, out)
@@ -152,35 +220,47 @@ unsafe fn tile_dot<const F: u8, const R: usize>(
     a: &Q8Rows,
     first: usize,
 ) -> [__m256; R] {
-    if F == Q4_1 {
-        tile_q4_1::<R>(tile, a, first)
-    } else {
-        tile_q8_0::<R>(tile, a, first)
+    match F {
+        Q4_0 => tile_q4::<Q4_0, R>(tile, a, first),
+        Q4_1 => tile_q4::<Q4_1, R>(tile, a, first),
+        _ => tile_q8_0::<R>(tile, a, first),
     }
 }
 
-/// [`tile_dot`] for Q4_1. Per block: chunk c of the tile (32 bytes) unpacks to two
+/// [`tile_dot`] for Q4_0 and Q4_1. Per block: chunk c of the tile (32 bytes) unpacks to two
 /// registers, values 4c..4c+4 and 16+4c..20+4c of the 8 rows; each is multiplied
 /// (`maddubs`, u8 × i8) by the activation row's matching 4 values broadcast to all 8 rows,
-/// and the 8 products are summed in 16-bit
-/// lanes (at most 8 · 2 · 15 · 128 = 30,720 in magnitude: no overflow). One `madd` then
-/// gives each row's integer sum, scaled by its own d_w times the row's d_a, plus m_w · s_a.
+/// and the 8 products are summed in 16-bit lanes (at most 8 · 2 · 15 · 127 = 30,480 in
+/// magnitude: no overflow). One `madd` then gives each row's integer sum Σq·y. Q4_1 scales it
+/// by its own d_w times the row's d_a and adds m_w · s_a; Q4_0's values are q − 8, so it
+/// subtracts 8·Σy (the activation block's exact sum) from the integer sum first: the same
+/// integer ggml's Q4_0 kernel forms, scaled by d_w · d_a.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile_q4_1<const R: usize>(tile: *const u8, a: &Q8Rows, first: usize) -> [__m256; R] {
+unsafe fn tile_q4<const F: u8, const R: usize>(
+    tile: *const u8,
+    a: &Q8Rows,
+    first: usize,
+) -> [__m256; R] {
     let (m, nb) = (a.m, a.blocks);
+    // Q4_1's tile block holds 8 scales and 8 minima (32 bytes) before the quants; Q4_0's only
+    // the scales.
+    let (bb, head) = if F == Q4_1 { (20, 32) } else { (18, 16) };
     let qp: [*const i8; R] = std::array::from_fn(|r| a.qs.as_ptr().add((first + r) * nb * BLOCK));
-    let (dtp, stp) = (a.d.as_ptr().add(first), a.s.as_ptr().add(first));
+    let (dtp, stp, sump) = (
+        a.d.as_ptr().add(first),
+        a.s.as_ptr().add(first),
+        a.qsum.as_ptr().add(first),
+    );
     let low = _mm256_set1_epi8(0x0F);
     let ones = _mm256_set1_epi16(1);
     let mut acc = [_mm256_setzero_ps(); R];
     for b in 0..nb {
-        let blk = tile.add(b * TILE_ROWS * 20);
+        let blk = tile.add(b * TILE_ROWS * bb);
         let dw = _mm256_cvtph_ps(_mm_loadu_si128(blk as *const __m128i));
-        let mw = _mm256_cvtph_ps(_mm_loadu_si128(blk.add(16) as *const __m128i));
         let mut s = [_mm256_setzero_si256(); R];
         for c in 0..4 {
-            let raw = _mm256_loadu_si256(blk.add(32 + 32 * c) as *const __m256i);
+            let raw = _mm256_loadu_si256(blk.add(head + 32 * c) as *const __m256i);
             let lo = _mm256_and_si256(raw, low);
             let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
             for r in 0..R {
@@ -191,12 +271,22 @@ unsafe fn tile_q4_1<const R: usize>(tile: *const u8, a: &Q8Rows, first: usize) -
                 s[r] = _mm256_add_epi16(s[r], _mm256_maddubs_epi16(hi, yhi));
             }
         }
-        for r in 0..R {
-            let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(s[r], ones));
-            let da = _mm256_set1_ps(*dtp.add(b * m + r));
-            let sa = _mm256_set1_ps(*stp.add(b * m + r));
-            acc[r] = _mm256_fmadd_ps(p, _mm256_mul_ps(dw, da), acc[r]);
-            acc[r] = _mm256_fmadd_ps(mw, sa, acc[r]);
+        if F == Q4_1 {
+            let mw = _mm256_cvtph_ps(_mm_loadu_si128(blk.add(16) as *const __m128i));
+            for r in 0..R {
+                let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(s[r], ones));
+                let da = _mm256_set1_ps(*dtp.add(b * m + r));
+                let sa = _mm256_set1_ps(*stp.add(b * m + r));
+                acc[r] = _mm256_fmadd_ps(p, _mm256_mul_ps(dw, da), acc[r]);
+                acc[r] = _mm256_fmadd_ps(mw, sa, acc[r]);
+            }
+        } else {
+            for r in 0..R {
+                let sum8 = _mm256_set1_epi32(8 * *sump.add(b * m + r));
+                let p = _mm256_sub_epi32(_mm256_madd_epi16(s[r], ones), sum8);
+                let da = _mm256_set1_ps(*dtp.add(b * m + r));
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dw, da), acc[r]);
+            }
         }
     }
     acc
@@ -301,12 +391,12 @@ unsafe fn dot<const F: u8, const R: usize>(w: &[u8], a: &Q8Rows, first: usize) -
 
 /// Quantizes 32 values as `Q8Rows::quantize` does (max |x| / 127, nearest with ties to
 /// even); returns the block's scales as `Q8Rows::set_scales` rounds them, through F16C:
-/// d = max|x| / 127 rounded to f16, and s = f16(Σq) · d rounded to f16.
+/// d = max|x| / 127 rounded to f16, and s = f16(Σq) · d rounded to f16; and Σq.
 ///
 /// # Safety
 /// The CPU must support AVX2; `xs` and `qs` hold 32 values.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn quantize_block(xs: &[f32], qs: &mut [i8]) -> (f32, f32) {
+pub(super) unsafe fn quantize_block(xs: &[f32], qs: &mut [i8]) -> (f32, f32, i32) {
     assert!(xs.len() == BLOCK && qs.len() == BLOCK);
     let p = xs.as_ptr();
     let v = [
@@ -351,7 +441,11 @@ pub(super) unsafe fn quantize_block(xs: &[f32], qs: &mut [i8]) -> (f32, f32) {
     let ds = _mm_cvtph_ps(_mm_cvtps_ph::<NEAREST>(ds));
     let dh = _mm_cvtss_f32(ds);
     let s = _mm_set_ss(_mm_cvtss_f32(_mm_movehdup_ps(ds)) * dh);
-    (dh, _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph::<NEAREST>(s))))
+    (
+        dh,
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph::<NEAREST>(s))),
+        _mm_cvtsi128_si32(s4),
+    )
 }
 
 /// g[i] ← g[i] / (1 + e^−g[i]) · u[i] for i < len, eight at a time; the last few through a
