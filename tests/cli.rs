@@ -337,6 +337,56 @@ fn the_kv_cache_type_is_chosen_and_recorded() {
 }
 
 #[test]
+fn the_slow_path_is_said_once_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--max-tokens", "3", "--greedy", "--meter", "none"];
+    let notes = |o: &std::process::Output| {
+        String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .filter(|l| l.contains("slower CPU kernels"))
+            .count()
+    };
+    // Every matrix has a kernel: nothing said, nothing recorded.
+    let model = tiny_model(dir.path(), &TinyConfig::default());
+    let (o, t) = generate(&model, dir.path(), &args);
+    assert_eq!(
+        (notes(&o), &t[0]["slow_tensors"]),
+        (0, &serde_json::json!([]))
+    );
+    // F16 matrices 40 and 72 values wide (landauer's kernels take runs of 32; candle's run
+    // these): each is named, with its type, in the run record; stderr says so once.
+    let sub = tempfile::tempdir_in(dir.path()).unwrap();
+    let cfg = TinyConfig {
+        dtype: candle_core::quantized::GgmlDType::F16,
+        hidden: 40,
+        ffn: 72,
+        ..Default::default()
+    };
+    let odd = tiny_model(sub.path(), &cfg);
+    let (o, t) = generate(&odd, sub.path(), &args);
+    let slow = t[0]["slow_tensors"].as_array().unwrap();
+    // 2 layers x 7 matrices, and the tied embedding as the output layer.
+    assert_eq!(slow.len(), 15, "{slow:?}");
+    assert!(slow.iter().all(|s| s["type"] == "F16"));
+    assert!(slow.iter().any(|s| s["name"] == "blk.1.ffn_down.weight"));
+    assert!(slow.iter().any(|s| s["name"] == "token_embd.weight"));
+    assert_eq!(notes(&o), 1, "{}", String::from_utf8_lossy(&o.stderr));
+    // candle-transformers' forward pass runs every matrix on candle's kernels.
+    let trace = dir.path().join("candle.jsonl");
+    let o = run(landauer()
+        .env("LANDAUER_FORWARD", "candle")
+        .args(["generate", "The cat sat on", "--model"])
+        .arg(&model)
+        .arg("--trace")
+        .arg(&trace)
+        .args(args));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(notes(&o), 1);
+    let t = read_jsonl(&trace);
+    assert_eq!(t[0]["slow_tensors"].as_array().unwrap().len(), 14);
+}
+
+#[test]
 fn same_seed_same_text_and_greedy_ignores_seed() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path(), &TinyConfig::default());
@@ -628,6 +678,8 @@ fn every_supported_architecture_generates() {
             &["--max-tokens", "4", "--ignore-eos", "--seed", "1", "-q"],
         );
         assert_eq!(t[0]["architecture"], *arch);
+        // Every family runs on landauer's forward pass and kernels: nothing on the slow path.
+        assert_eq!(t[0]["slow_tensors"], serde_json::json!([]), "{arch}");
         let toks = t.iter().filter(|r| r["type"] == "token").count();
         assert_eq!(toks, 4, "{arch}");
         assert!(t

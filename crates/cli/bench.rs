@@ -133,6 +133,8 @@ struct BenchReport {
     threads: usize,
     /// How the KV cache stored keys and values (`f16`, `f32`).
     kv_cache: &'static str,
+    /// Weight matrices that ran on candle's CPU kernels (the slow path): name and type.
+    slow_tensors: Vec<landauer_trace::SlowTensorRecord>,
     prompt_tokens: usize,
     generated_tokens: usize,
     runs: usize,
@@ -374,6 +376,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         })
     };
     let kv_cache = engine.kv_dtype().name();
+    let slow_tensors = crate::generate::slow_tensor_records(&engine);
     let make_recorder = |i: usize| -> anyhow::Result<Recorder> {
         let StartedMeter {
             sampler,
@@ -397,6 +400,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             device_pci_bus_id: device.pci_bus_id.clone(),
             threads,
             kv_cache: Some(kv_cache.into()),
+            slow_tensors: slow_tensors.clone(),
             meter: crate::generate::meter_info(&sampler).0,
             meter_description: crate::generate::meter_info(&sampler).1,
             meter_reason: reason,
@@ -522,6 +526,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         energy: energy_stats(&summaries, &untraced),
         threads,
         kv_cache,
+        slow_tensors,
         prompt_tokens: tokens.len(),
         generated_tokens: generated,
         runs: args.runs,

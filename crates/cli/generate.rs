@@ -70,6 +70,43 @@ fn set_kv_cache(engine: &mut Engine, asked: Option<landauer_engine::KvDtype>) {
     }
 }
 
+/// The engine's slow-path tensors as trace records.
+pub fn slow_tensor_records(engine: &Engine) -> Vec<landauer_trace::SlowTensorRecord> {
+    engine
+        .slow_tensors()
+        .into_iter()
+        .map(|t| landauer_trace::SlowTensorRecord {
+            name: t.name,
+            dtype: t.dtype,
+        })
+        .collect()
+}
+
+/// Says once, on stderr, which weight matrices run on candle's CPU kernels rather than
+/// landauer's (the slow path), grouped by type.
+fn note_slow_path(engine: &Engine) {
+    let slow = engine.slow_tensors();
+    if slow.is_empty() {
+        return;
+    }
+    let mut by_type: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for t in &slow {
+        by_type.entry(&t.dtype).or_default().push(&t.name);
+    }
+    let groups: Vec<String> = by_type
+        .iter()
+        .map(|(d, names)| match names.len() {
+            1 => format!("{d}: {}", names[0]),
+            n => format!("{d}: {n} matrices ({}, ...)", names[0]),
+        })
+        .collect();
+    eprintln!(
+        "landauer: note: {} weight matrices run on candle's slower CPU kernels (no landauer kernel for them here), so speed and energy figures reflect that: {}",
+        slow.len(),
+        groups.join("; ")
+    );
+}
+
 /// Like [`load_engine`]; `batched` loads landauer's batched forward pass.
 pub fn load_engine_with(args: &ModelArgs, batched: bool) -> anyhow::Result<Loaded> {
     let kv_cache: Option<landauer_engine::KvDtype> = args
@@ -103,6 +140,7 @@ pub fn load_engine_with(args: &ModelArgs, batched: bool) -> anyhow::Result<Loade
             Engine::synthetic(&spec, &device)?
         };
         set_kv_cache(&mut engine, kv_cache);
+        note_slow_path(&engine);
         eprintln!(
             "landauer: built in {:.1} s; its entropy is meaningless (random weights), its energy and speed are real",
             t.elapsed().as_secs_f64()
@@ -126,6 +164,7 @@ pub fn load_engine_with(args: &ModelArgs, batched: bool) -> anyhow::Result<Loade
         Engine::load(&resolved.path, args.tokenizer.as_deref(), &device)?
     };
     set_kv_cache(&mut engine, kv_cache);
+    note_slow_path(&engine);
     Ok(Loaded {
         engine,
         model_path: resolved.path.display().to_string(),
@@ -298,6 +337,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         device_pci_bus_id: device.pci_bus_id.clone(),
         threads,
         kv_cache: Some(engine.kv_dtype().name().into()),
+        slow_tensors: slow_tensor_records(&engine),
         meter: meter_name,
         meter_description,
         meter_reason: opened.reason.clone(),

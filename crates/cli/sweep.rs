@@ -325,6 +325,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         device_name: device.name.clone(),
         threads,
         kv_cache: engine.kv_dtype().name().into(),
+        slow_tensors: crate::generate::slow_tensor_records(&engine),
         meter: meter.clone(),
         meter_reason: opened.reason.clone(),
         estimated,
@@ -490,6 +491,8 @@ struct Header {
     threads: usize,
     /// How the KV cache stored keys and values (`f16`, `f32`).
     kv_cache: String,
+    /// Weight matrices that ran on candle's CPU kernels (the slow path): name and type.
+    slow_tensors: Vec<landauer_trace::SlowTensorRecord>,
     meter: String,
     meter_reason: String,
     estimated: bool,

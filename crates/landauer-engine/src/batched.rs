@@ -1,4 +1,4 @@
-//! landauer's own forward pass for batches of sequences (llama and qwen2 families).
+//! landauer's own forward pass for batches of sequences (llama, qwen2 and qwen3 families).
 //!
 //! candle-transformers' quantized models share one position across a batch and grow their
 //! KV cache by concatenation every step. Here B sequences of any prompt lengths decode
@@ -30,6 +30,9 @@ pub enum Family {
     Llama,
     /// Qwen2: rotate-half ("neox") RoPE, biases on q, k, v.
     Qwen2,
+    /// Qwen3: rotate-half RoPE, no biases, an RMS norm over each query and key head before
+    /// RoPE, and a head size of its own (`attention.key_length`, not hidden / heads).
+    Qwen3,
 }
 
 impl Family {
@@ -38,8 +41,15 @@ impl Family {
         match arch {
             "llama" | "mistral" => Some(Family::Llama),
             "qwen2" => Some(Family::Qwen2),
+            "qwen3" => Some(Family::Qwen3),
             _ => None,
         }
+    }
+
+    /// RoPE on the two halves of a head (candle's `rope`) rather than on interleaved pairs
+    /// (`rope_i`).
+    pub fn rotate_half(self) -> bool {
+        matches!(self, Family::Qwen2 | Family::Qwen3)
     }
 }
 
@@ -52,6 +62,8 @@ pub struct Config {
     pub heads: usize,
     pub kv_heads: usize,
     pub head_dim: usize,
+    /// Query width, heads × head_dim (the hidden size except in Qwen3).
+    pub q_dim: usize,
     pub rope_theta: f32,
     pub rms_eps: f64,
     pub vocab: usize,
@@ -63,6 +75,8 @@ struct Layer {
     wk: QLinear,
     wv: QLinear,
     bias: Option<(Tensor, Tensor, Tensor)>,
+    /// Qwen3's per-head norms of queries and keys (head_dim weights each).
+    qk_norm: Option<(Tensor, Tensor)>,
     wo: QLinear,
     ffn_norm: Tensor,
     gate: QLinear,
@@ -87,6 +101,8 @@ pub struct BatchedModel {
     layers: Vec<Layer>,
     norm: Tensor,
     output: QLinear,
+    /// `output.weight`, or `token_embd.weight` when the embedding is tied.
+    output_name: String,
     /// RoPE tables for `max_positions` positions, (positions, head_dim / 2).
     cos: Tensor,
     sin: Tensor,
@@ -101,7 +117,7 @@ pub struct BatchedModel {
 pub const MAX_POSITIONS: usize = 4096;
 
 impl BatchedModel {
-    /// Loads the weights of a llama- or qwen2-family GGUF onto `device`.
+    /// Loads the weights of a llama-, qwen2- or qwen3-family GGUF onto `device`.
     pub fn load<R: Read + Seek>(gguf: &mut GgufFile<R>, device: &Device) -> Result<Self> {
         let path = gguf.path.clone();
         let err = |e: candle_core::Error| EngineError::Load {
@@ -111,7 +127,7 @@ impl BatchedModel {
         let arch = gguf.architecture().unwrap_or_default();
         let family = Family::of(&arch).ok_or_else(|| EngineError::UnsupportedArchitecture {
             path: path.clone(),
-            arch: format!("{arch} (batched decoding supports llama, mistral and qwen2)"),
+            arch: format!("{arch} (batched decoding supports llama, mistral, qwen2 and qwen3)"),
         })?;
         let key = |k: &str| format!("{arch}.{k}");
         let num = |k: &str| -> Result<usize> {
@@ -130,13 +146,20 @@ impl BatchedModel {
         };
         let heads = num("attention.head_count")?;
         let hidden = num("embedding_length")?;
+        // Qwen3 states its head size (Qwen3-0.6B: 128, with 16 heads of a 1024 hidden size);
+        // elsewhere it is hidden / heads, which llama files also state.
+        let head_dim = match family {
+            Family::Qwen3 => num("attention.key_length")?,
+            _ => hidden / heads,
+        };
         let config = Config {
             family,
             layers: num("block_count")?,
             hidden,
             heads,
             kv_heads: num("attention.head_count_kv")?,
-            head_dim: hidden / heads,
+            head_dim,
+            q_dim: heads * head_dim,
             rope_theta: f("rope.freq_base").unwrap_or(10_000.0),
             rms_eps: f("attention.layer_norm_rms_epsilon").unwrap_or(1e-5) as f64,
             vocab: 0,
@@ -157,7 +180,14 @@ impl BatchedModel {
                     dense(&tensor(&p("attn_k.bias"))?)?,
                     dense(&tensor(&p("attn_v.bias"))?)?,
                 )),
-                Family::Llama => None,
+                Family::Llama | Family::Qwen3 => None,
+            };
+            let qk_norm = match family {
+                Family::Qwen3 => Some((
+                    dense(&tensor(&p("attn_q_norm.weight"))?)?,
+                    dense(&tensor(&p("attn_k_norm.weight"))?)?,
+                )),
+                _ => None,
             };
             layers.push(Layer {
                 attn_norm: dense(&tensor(&p("attn_norm.weight"))?)?,
@@ -165,6 +195,7 @@ impl BatchedModel {
                 wk: qmm(tensor(&p("attn_k.weight"))?)?,
                 wv: qmm(tensor(&p("attn_v.weight"))?)?,
                 bias,
+                qk_norm,
                 wo: qmm(tensor(&p("attn_output.weight"))?)?,
                 ffn_norm: dense(&tensor(&p("ffn_norm.weight"))?)?,
                 gate: qmm(tensor(&p("ffn_gate.weight"))?)?,
@@ -173,9 +204,9 @@ impl BatchedModel {
             });
         }
         let norm = dense(&tensor("output_norm.weight")?)?;
-        let output = match ct.tensor_infos.contains_key("output.weight") {
-            true => qmm(tensor("output.weight")?)?,
-            false => qmm(embed_q)?,
+        let (output, output_name) = match ct.tensor_infos.contains_key("output.weight") {
+            true => (qmm(tensor("output.weight")?)?, "output.weight"),
+            false => (qmm(embed_q)?, "token_embd.weight"),
         };
         let (cos, sin) =
             rope_tables(config.head_dim, config.rope_theta, MAX_POSITIONS, device).map_err(err)?;
@@ -185,6 +216,7 @@ impl BatchedModel {
             layers,
             norm,
             output,
+            output_name: output_name.into(),
             cos,
             sin,
             max_positions: MAX_POSITIONS,
@@ -192,6 +224,36 @@ impl BatchedModel {
             kv_dtype: KvDtype::default(),
             device: device.clone(),
         })
+    }
+
+    /// The weight matrices that landauer's kernels do not run (candle's CPU kernels, the slow
+    /// path), by GGUF tensor name and type; empty on a GPU, where candle's kernels are the
+    /// fast path.
+    pub fn slow_tensors(&self) -> Vec<crate::model::SlowTensor> {
+        let mut named: Vec<(String, &QLinear)> = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            for (n, q) in [
+                ("attn_q", &l.wq),
+                ("attn_k", &l.wk),
+                ("attn_v", &l.wv),
+                ("attn_output", &l.wo),
+                ("ffn_gate", &l.gate),
+                ("ffn_up", &l.up),
+                ("ffn_down", &l.down),
+            ] {
+                named.push((format!("blk.{i}.{n}.weight"), q));
+            }
+        }
+        named.push((self.output_name.clone(), &self.output));
+        named
+            .into_iter()
+            .filter_map(|(name, q)| {
+                q.fallback().map(|d| crate::model::SlowTensor {
+                    name,
+                    dtype: crate::gguf::dtype_name(d).into(),
+                })
+            })
+            .collect()
     }
 
     /// Positions the RoPE tables cover.
@@ -327,6 +389,13 @@ impl BatchedModel {
                         })?;
                     }
                 }
+                if let Some((qn, kn)) = &layer.qk_norm {
+                    for (x, w) in qkv.iter_mut().zip([qn, kn]) {
+                        crate::kernels::host_slice(w, |w| {
+                            crate::kernels::rms_norm_rows_in_place(x, w, eps)
+                        })?;
+                    }
+                }
                 let [q, k, v] = qkv;
                 let step = crate::cpu_attention::Step {
                     batch: b,
@@ -350,7 +419,7 @@ impl BatchedModel {
                     mask_v.as_deref(),
                     None,
                 );
-                Tensor::from_vec(y, (b, t, c.hidden), &self.device)?
+                Tensor::from_vec(y, (b, t, c.q_dim), &self.device)?
             } else {
                 let [mut q, mut k, mut v] =
                     QLinear::forward_many([&layer.wq, &layer.wk, &layer.wv], &h)?;
@@ -364,12 +433,17 @@ impl BatchedModel {
                         .transpose(1, 2)?
                         .contiguous()
                 };
-                let rope = |x: &Tensor| match c.family {
-                    Family::Llama => candle_nn::rotary_emb::rope_i(x, &cos, &sin),
-                    Family::Qwen2 => candle_nn::rotary_emb::rope(x, &cos, &sin),
+                let rope = |x: &Tensor| match c.family.rotate_half() {
+                    false => candle_nn::rotary_emb::rope_i(x, &cos, &sin),
+                    true => candle_nn::rotary_emb::rope(x, &cos, &sin),
                 };
-                let q = rope(&split(q, c.heads)?)?;
-                let k = rope(&split(k, c.kv_heads)?)?;
+                let (mut q, mut k) = (split(q, c.heads)?, split(k, c.kv_heads)?);
+                if let Some((qn, kn)) = &layer.qk_norm {
+                    q = candle_nn::ops::rms_norm(&q, qn, eps)?;
+                    k = candle_nn::ops::rms_norm(&k, kn, eps)?;
+                }
+                let q = rope(&q)?;
+                let k = rope(&k)?;
                 let v = split(v, c.kv_heads)?;
                 let cache = self.cache.as_ref().expect("checked above");
                 cache.k[l].slice_set(&k, 2, slot)?;
@@ -390,7 +464,7 @@ impl BatchedModel {
                 att.matmul(&values)?
                     .reshape((b, c.heads, t, c.head_dim))?
                     .transpose(1, 2)?
-                    .reshape((b, t, c.hidden))?
+                    .reshape((b, t, c.q_dim))?
             };
             let (x1, h1) = crate::kernels::add_rms_norm(
                 &layer.wo.forward(&y)?,

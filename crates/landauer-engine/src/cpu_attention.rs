@@ -155,7 +155,7 @@ fn rope(x: &mut [f32], cos: &[f32], sin: &[f32], family: Family) {
             }
         }
         // Halves (x[i], x[i + half]), as candle's `rope`.
-        Family::Qwen2 => {
+        Family::Qwen2 | Family::Qwen3 => {
             for i in 0..half {
                 let (a, b) = (x[i], x[i + half]);
                 x[i] = a * cos[i] - b * sin[i];
@@ -765,7 +765,7 @@ mod tests {
         };
         let rope = |x: &Tensor, c: &Tensor, sn: &Tensor| match s.family {
             Family::Llama => candle_nn::rotary_emb::rope_i(x, c, sn).unwrap(),
-            Family::Qwen2 => candle_nn::rotary_emb::rope(x, c, sn).unwrap(),
+            Family::Qwen2 | Family::Qwen3 => candle_nn::rotary_emb::rope(x, c, sn).unwrap(),
         };
         let q = rope(&split(q, s.heads, t), cos, sin);
         // Keys of earlier slots were rotated with their own positions when written: here every
@@ -934,7 +934,9 @@ mod tests {
                     let s4 = sin_all.reshape((b, span, d / 2)).unwrap();
                     let r = match family {
                         Family::Llama => candle_nn::rotary_emb::rope_i(&kk, &c4, &s4).unwrap(),
-                        Family::Qwen2 => candle_nn::rotary_emb::rope(&kk, &c4, &s4).unwrap(),
+                        Family::Qwen2 | Family::Qwen3 => {
+                            candle_nn::rotary_emb::rope(&kk, &c4, &s4).unwrap()
+                        }
                     };
                     r.transpose(1, 2)
                         .unwrap()

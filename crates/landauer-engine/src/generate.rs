@@ -284,6 +284,12 @@ impl Engine {
         &self.info
     }
 
+    /// The weight matrices that run on candle's CPU kernels instead of landauer's (the slow
+    /// path), by name and type; empty when every matrix has a landauer kernel, and on GPUs.
+    pub fn slow_tensors(&self) -> Vec<crate::model::SlowTensor> {
+        self.model.slow_tensors()
+    }
+
     /// How the model's KV cache stores keys and values: f16 by default in landauer's CPU
     /// forward pass, f32 on GPUs and in candle-transformers' models.
     pub fn kv_dtype(&self) -> crate::cpu_attention::KvDtype {

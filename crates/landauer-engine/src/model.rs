@@ -24,12 +24,22 @@ pub fn supported_architecture<R>(gguf: &GgufFile<R>) -> Result<String> {
     })
 }
 
+/// A weight matrix that runs on candle's CPU kernels rather than landauer's: the slow path,
+/// which a run reports so that no figure hides it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlowTensor {
+    /// GGUF tensor name (`blk.3.ffn_down.weight`).
+    pub name: String,
+    /// Its type in llama.cpp's spelling (`Q8_K`).
+    pub dtype: String,
+}
+
 /// A loaded model: one variant per family, with a uniform `forward`.
 pub enum Model {
     /// Llama, Mistral and the models that share their graph (SmolLM, TinyLlama, ...).
-    Llama(quantized_llama::ModelWeights),
-    Qwen2(quantized_qwen2::ModelWeights),
-    Qwen3(quantized_qwen3::ModelWeights),
+    Llama(quantized_llama::ModelWeights, Vec<SlowTensor>),
+    Qwen2(quantized_qwen2::ModelWeights, Vec<SlowTensor>),
+    Qwen3(quantized_qwen3::ModelWeights, Vec<SlowTensor>),
     /// landauer's own batched forward pass (llama and qwen2 families), here used one
     /// sequence at a time.
     Batched(crate::batched::BatchedModel),
@@ -49,6 +59,21 @@ impl Model {
         };
         let mut content = gguf.content;
         let file = &mut gguf.file;
+        // candle-transformers' models multiply every weight matrix with candle's kernels: on
+        // the CPU all of them take the slow path.
+        let mut slow: Vec<SlowTensor> = match device.is_cpu() {
+            true => content
+                .tensor_infos
+                .iter()
+                .filter(|(name, t)| t.shape.rank() == 2 && *name != "token_embd.weight")
+                .map(|(name, t)| SlowTensor {
+                    name: name.clone(),
+                    dtype: crate::gguf::dtype_name(t.ggml_dtype).into(),
+                })
+                .collect(),
+            false => Vec::new(),
+        };
+        slow.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(match arch.as_str() {
             "llama" | "mistral" => {
                 // candle's llama reads `llama.*` keys; Mistral files use `mistral.*` for the
@@ -68,21 +93,24 @@ impl Model {
                 Model::Llama(
                     quantized_llama::ModelWeights::from_gguf(content, file, device)
                         .map_err(load_err)?,
+                    slow,
                 )
             }
             "qwen2" => Model::Qwen2(
                 quantized_qwen2::ModelWeights::from_gguf(content, file, device)
                     .map_err(load_err)?,
+                slow,
             ),
             "qwen3" => Model::Qwen3(
                 quantized_qwen3::ModelWeights::from_gguf(content, file, device)
                     .map_err(load_err)?,
+                slow,
             ),
             _ => unreachable!("checked against SUPPORTED_ARCHITECTURES above"),
         })
     }
 
-    /// Loads the weights into landauer's own batched forward pass (llama, mistral, qwen2),
+    /// Loads the weights into landauer's own batched forward pass (llama, mistral, qwen2, qwen3),
     /// which [`crate::Engine::generate_batch`] needs.
     pub fn load_batched<R: std::io::Read + std::io::Seek>(
         mut gguf: GgufFile<R>,
@@ -98,9 +126,9 @@ impl Model {
     /// the last position, shape `(batch, vocab)`.
     pub fn forward(&mut self, tokens: &Tensor, pos: usize) -> Result<Tensor> {
         Ok(match self {
-            Model::Llama(m) => m.forward(tokens, pos)?,
-            Model::Qwen2(m) => m.forward(tokens, pos)?,
-            Model::Qwen3(m) => m.forward(tokens, pos)?,
+            Model::Llama(m, _) => m.forward(tokens, pos)?,
+            Model::Qwen2(m, _) => m.forward(tokens, pos)?,
+            Model::Qwen3(m, _) => m.forward(tokens, pos)?,
             Model::Batched(m) => {
                 let (b, t) = tokens.dims2()?;
                 if pos == 0 {
@@ -122,12 +150,22 @@ impl Model {
         })
     }
 
+    /// The weight matrices that run on candle's CPU kernels (the slow path): every matrix
+    /// of candle-transformers' models on the CPU; those of a type with no landauer kernel in
+    /// landauer's forward pass; none on a GPU.
+    pub fn slow_tensors(&self) -> Vec<SlowTensor> {
+        match self {
+            Model::Llama(_, s) | Model::Qwen2(_, s) | Model::Qwen3(_, s) => s.clone(),
+            Model::Batched(m) => m.slow_tensors(),
+        }
+    }
+
     /// Forgets the KV cache so that a new sequence can start at position 0.
     pub fn clear_kv_cache(&mut self) {
         match self {
-            Model::Llama(m) => m.clear_kv_cache(),
-            Model::Qwen2(m) => m.clear_kv_cache(),
-            Model::Qwen3(m) => m.clear_kv_cache(),
+            Model::Llama(m, _) => m.clear_kv_cache(),
+            Model::Qwen2(m, _) => m.clear_kv_cache(),
+            Model::Qwen3(m, _) => m.clear_kv_cache(),
             Model::Batched(_) => {}
         }
     }
@@ -152,7 +190,7 @@ impl Model {
     /// precomputes RoPE tables for 4096 positions).
     pub fn max_positions(&self) -> Option<usize> {
         match self {
-            Model::Llama(_) => Some(quantized_llama::MAX_SEQ_LEN),
+            Model::Llama(..) => Some(quantized_llama::MAX_SEQ_LEN),
             Model::Batched(m) => Some(m.max_positions()),
             _ => None,
         }

@@ -36,6 +36,8 @@ pub struct TinyConfig {
     pub seed: u64,
     /// `tokenizer.ggml.eos_token_id` (2, `<|im_end|>`, by default).
     pub eos_token_id: u32,
+    /// Size of an attention head (default hidden / heads; Qwen3 states its own).
+    pub head_dim: Option<usize>,
 }
 
 impl Default for TinyConfig {
@@ -53,6 +55,7 @@ impl Default for TinyConfig {
             scale: 3.0,
             seed: 42,
             eos_token_id: 2,
+            head_dim: None,
         }
     }
 }
@@ -157,7 +160,8 @@ pub fn write_tiny_llama(path: &Path, cfg: &TinyConfig) -> candle_core::Result<()
     let (vocab, merges) = train_bpe(cfg.merges);
     let mut rng = ChaCha20Rng::seed_from_u64(cfg.seed);
     let dev = Device::Cpu;
-    let head_dim = cfg.hidden / cfg.heads;
+    let head_dim = cfg.head_dim.unwrap_or(cfg.hidden / cfg.heads);
+    let q_dim = cfg.heads * head_dim;
     let mut tensors: Vec<(String, QTensor)> = Vec::new();
     let mut matrix = |name: String, rows: usize, cols: usize, rng: &mut ChaCha20Rng| {
         let t = Tensor::from_vec(
@@ -178,7 +182,7 @@ pub fn write_tiny_llama(path: &Path, cfg: &TinyConfig) -> candle_core::Result<()
         let kv = cfg.kv_heads * head_dim;
         matrix(
             format!("blk.{i}.attn_q.weight"),
-            cfg.hidden,
+            q_dim,
             cfg.hidden,
             &mut rng,
         )?;
@@ -187,7 +191,7 @@ pub fn write_tiny_llama(path: &Path, cfg: &TinyConfig) -> candle_core::Result<()
         matrix(
             format!("blk.{i}.attn_output.weight"),
             cfg.hidden,
-            cfg.hidden,
+            q_dim,
             &mut rng,
         )?;
         matrix(
@@ -248,7 +252,7 @@ pub fn write_tiny_llama(path: &Path, cfg: &TinyConfig) -> candle_core::Result<()
             .map(|i| Value::I32(if i < SPECIAL_TOKENS.len() { 3 } else { 1 }))
             .collect(),
     );
-    let metadata: Vec<(String, Value)> = vec![
+    let mut metadata: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String(arch.into())),
         ("general.name".into(), Value::String("tiny-random".into())),
         (k("block_count"), Value::U32(cfg.layers as u32)),
@@ -281,6 +285,10 @@ pub fn write_tiny_llama(path: &Path, cfg: &TinyConfig) -> candle_core::Result<()
             Value::String(crate::tokenizer::CHATML_TEMPLATE.into()),
         ),
     ];
+    if arch == "qwen3" {
+        // candle's Qwen3 computes in f16 unless the file says f32 (0).
+        metadata.push(("general.dtype".into(), Value::U32(0)));
+    }
     let md: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let ts: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut f = std::fs::File::create(path)?;

@@ -71,9 +71,11 @@ const PROMPTS: [&str; 4] = [
 #[test]
 fn one_row_matches_candles_models() {
     let dir = tempfile::tempdir().unwrap();
-    for arch in ["llama", "mistral", "qwen2"] {
+    for arch in ["llama", "mistral", "qwen2", "qwen3"] {
         let cfg = TinyConfig {
             architecture: arch.into(),
+            // Qwen3's heads need not divide the hidden size: 4 heads of 24 in a width of 64.
+            head_dim: (arch == "qwen3").then_some(24),
             ..Default::default()
         };
         let path = model(dir.path(), &cfg);
@@ -115,7 +117,7 @@ fn one_row_matches_candles_models() {
 #[test]
 fn a_batch_equals_each_row_alone_whatever_the_prompt_lengths() {
     let dir = tempfile::tempdir().unwrap();
-    for arch in ["llama", "qwen2"] {
+    for arch in ["llama", "qwen2", "qwen3"] {
         let cfg = TinyConfig {
             architecture: arch.into(),
             ..Default::default()

@@ -29,7 +29,9 @@ mod records;
 mod sinks;
 
 pub use recorder::{Recorder, MIN_STEADY_WINDOW_S};
-pub use records::{Alternative, Record, RunRecord, SamplingRecord, SummaryRecord, TokenRecord};
+pub use records::{
+    Alternative, Record, RunRecord, SamplingRecord, SlowTensorRecord, SummaryRecord, TokenRecord,
+};
 pub use sinks::{format_summary, CsvTrace, JsonlTrace, TerminalPrinter};
 
 /// Receives records. Every method has a default; a sink implements what it needs.

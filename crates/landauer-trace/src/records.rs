@@ -21,6 +21,15 @@ pub struct SamplingRecord {
     pub greedy: bool,
 }
 
+/// A weight matrix that took the slow path.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SlowTensorRecord {
+    pub name: String,
+    /// llama.cpp's spelling of its type (`Q8_K`).
+    #[serde(rename = "type")]
+    pub dtype: String,
+}
+
 /// What was run, where, and how it was measured. First line of a trace.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -54,6 +63,11 @@ pub struct RunRecord {
     /// it.
     #[serde(default)]
     pub kv_cache: Option<String>,
+    /// Weight matrices that ran on candle's CPU kernels instead of landauer's (the slow path),
+    /// by GGUF name and type: a figure never hides a fallback. Empty when every matrix had a
+    /// landauer kernel (and on GPUs); absent in traces that predate it.
+    #[serde(default)]
+    pub slow_tensors: Vec<SlowTensorRecord>,
     /// Meter identifier (`rapl`, `cpu-time-estimate`, `none`).
     pub meter: String,
     /// What the meter measures, in words.
