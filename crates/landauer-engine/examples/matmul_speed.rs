@@ -8,22 +8,25 @@
 //! For each batch size m (activation rows) it multiplies one decoder layer of
 //! SmolLM2-135M (q, k, v, o, gate, up, down: Q4_1) and its output layer (49,152 × 576,
 //! Q8_0) the way a decode step does, and prints microseconds per step and the ratio.
-use landauer_engine::kernels::{
-    detected_isa, matmul_quantized, Activations, Format, QWeights, BLOCK,
-};
+use landauer_engine::kernels::{detected_isa, matmul_quantized, Activations, Format, QWeights};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
 
 fn weights(rng: &mut ChaCha8Rng, format: Format, n: usize, k: usize) -> QWeights {
     let bb = format.block_bytes();
-    let mut data = vec![0u8; n * k / BLOCK * bb];
+    let mut data = vec![0u8; n * k / format.block_values() * bb];
     rng.fill(&mut data[..]);
+    // Small finite f16 scales (and minima), as real weights have: the high byte of each f16
+    // field (Q4_K: d, dmin at 0 and 2; Q6_K: d at 208; the 32-value formats: d at 0, m at 2).
+    let high: &[usize] = match format {
+        Format::Q6K => &[209],
+        Format::Q4_1 | Format::Q4K => &[1, 3],
+        _ => &[1],
+    };
     for blk in data.chunks_exact_mut(bb) {
-        // Small finite f16 scales (and minima), as real weights have.
-        blk[1] = 0x20;
-        if format == Format::Q4_1 {
-            blk[3] = 0xa0;
+        for &h in high {
+            blk[h] = 0x20;
         }
     }
     QWeights::from_bytes(format, n, k, data).expect("sizes")
@@ -53,6 +56,10 @@ fn main() {
         // Llama-3.2-1B's q and MLP in Q4_0 (the Q4_0 preset's main type).
         (2048, 2048, Format::Q4_0, 32),
         (8192, 2048, Format::Q4_0, 32),
+        // And in the K-quants of the Q4_K_M preset (row layout: both columns time the same).
+        (2048, 2048, Format::Q4K, 32),
+        (8192, 2048, Format::Q4K, 32),
+        (8192, 2048, Format::Q6K, 16),
     ];
     println!(
         "isa {:?}; µs per decode step (medians of {reps})",
