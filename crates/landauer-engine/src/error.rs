@@ -21,6 +21,8 @@ pub enum EngineError {
     },
     #[error("{path} is a corrupt or truncated GGUF file ({reason}); download it again")]
     CorruptGguf { path: PathBuf, reason: String },
+    #[error("{path} holds tensors of type {dtype}, which landauer cannot read (it reads F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q2_K to Q6_K); use a Q4_K_M, Q5_K_M, Q6_K or Q8_0 file of the model, or make one with llama.cpp's `llama-quantize --allow-requantize`")]
+    UnsupportedTensorType { path: PathBuf, dtype: String },
     #[error("unsupported architecture `{arch}` in {path}; supported: {}", crate::SUPPORTED_ARCHITECTURES.join(", "))]
     UnsupportedArchitecture { path: PathBuf, arch: String },
     #[error("cannot load the model from {path}: {reason}")]

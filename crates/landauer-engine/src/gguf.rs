@@ -102,11 +102,19 @@ impl GgufFile {
             });
         }
         file.seek(SeekFrom::Start(0)).map_err(io)?;
-        let content =
-            gguf_file::Content::read(&mut file).map_err(|e| EngineError::CorruptGguf {
-                path: path.clone(),
-                reason: one_line(&e.to_string()),
-            })?;
+        let content = gguf_file::Content::read(&mut file).map_err(|e| {
+            let reason = one_line(&e.to_string());
+            match unknown_type(&reason) {
+                Some(dtype) => EngineError::UnsupportedTensorType {
+                    path: path.clone(),
+                    dtype,
+                },
+                None => EngineError::CorruptGguf {
+                    path: path.clone(),
+                    reason,
+                },
+            }
+        })?;
         let expected = content.tensor_data_offset
             + content
                 .tensor_infos
@@ -247,6 +255,84 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 /// First line of an error message (candle errors may carry backtraces).
+/// The name of the ggml type in candle's "unknown dtype for tensor N" (types newer than
+/// candle 0.11's reader: the IQ formats, ternary and MXFP4 ones, integer tensors), if that is
+/// the error; a type number no ggml release has used stays a corrupt file.
+fn unknown_type(reason: &str) -> Option<String> {
+    let n: u32 = reason
+        .split("unknown dtype for tensor ")
+        .nth(1)?
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
+    let name = match n {
+        16 => "IQ2_XXS",
+        17 => "IQ2_XS",
+        18 => "IQ3_XXS",
+        19 => "IQ1_S",
+        20 => "IQ4_NL",
+        21 => "IQ3_S",
+        22 => "IQ2_S",
+        23 => "IQ4_XS",
+        24 => "I8",
+        25 => "I16",
+        26 => "I32",
+        27 => "I64",
+        28 => "F64",
+        29 => "IQ1_M",
+        34 => "TQ1_0",
+        35 => "TQ2_0",
+        39 => "MXFP4",
+        _ => return None,
+    };
+    Some(format!("{name} (ggml type {n})"))
+}
+
 pub(crate) fn one_line(s: &str) -> String {
     s.lines().next().unwrap_or("").trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny model whose `output_norm.weight` claims ggml type `dtype` (its tensor-info entry
+    /// patched in place: name, dimension count, dimensions, then the u32 type).
+    fn tiny_with_type(dir: &Path, dtype: u32) -> PathBuf {
+        let path = dir.join(format!("type{dtype}.gguf"));
+        crate::tiny::write_tiny_llama(&path, &Default::default()).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let name = b"output_norm.weight";
+        let at = bytes
+            .windows(name.len())
+            .position(|w| w == name)
+            .expect("tensor info")
+            + name.len();
+        let dims = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let t = at + 4 + 8 * dims;
+        bytes[t..t + 4].copy_from_slice(&dtype.to_le_bytes());
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_tensor_type_candle_cannot_read_is_named_not_called_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = GgufFile::open(tiny_with_type(dir.path(), 20))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.contains("tensors of type IQ4_NL (ggml type 20)") && err.contains("llama-quantize"),
+            "{err}"
+        );
+        assert!(!err.contains("corrupt"), "{err}");
+        // A type number ggml never used is a corrupt file.
+        let err = GgufFile::open(tiny_with_type(dir.path(), 250))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains("corrupt"), "{err}");
+    }
 }

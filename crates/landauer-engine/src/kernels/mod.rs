@@ -82,6 +82,22 @@ fn for_tile_bytes(format: Format, j: usize, mut copy: impl FnMut(usize, usize, u
     }
 }
 
+/// Interleaves block b of 8 rows (GGUF layout) into one block of their tile.
+fn tile_block(format: Format, rows: [&[u8]; TILE_ROWS], dst: &mut [u8]) {
+    for (j, src) in rows.iter().enumerate() {
+        for_tile_bytes(format, j, |from, to, len| {
+            dst[to..to + len].copy_from_slice(&src[from..from + len])
+        });
+    }
+}
+
+/// Row j's GGUF block back from a block of its tile.
+fn untile_block(format: Format, tile: &[u8], j: usize, dst: &mut [u8]) {
+    for_tile_bytes(format, j, |from, to, len| {
+        dst[from..from + len].copy_from_slice(&tile[to..to + len])
+    });
+}
+
 /// Weight formats with a kernel here: every type llama.cpp's `llama-quantize` writes for its
 /// common presets (Q4_0 ... Q8_0, Q2_K ... Q6_K) and unquantized F16, BF16 and F32 weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -238,6 +254,11 @@ impl Format {
         matches!(self, Format::Q4_0 | Format::Q4_1 | Format::Q8_0)
     }
 
+    /// Bytes of one block of a tile of [`TILE_ROWS`] rows.
+    pub const fn tile_block_bytes(self) -> usize {
+        TILE_ROWS * self.block_bytes()
+    }
+
     /// The activations this format's dot product takes.
     pub const fn act(self) -> Act {
         match self {
@@ -372,17 +393,19 @@ impl QWeights {
     /// nibbles are values 4c..4c+4 of the 8 rows and its high nibbles values 16+4c..20+4c.
     fn tiled(self) -> Self {
         debug_assert!(self.n % TILE_ROWS == 0);
-        let (nb, rb, bb) = (self.k / BLOCK, self.row_bytes(), self.format.block_bytes());
-        let mut data = vec![0u8; self.data.len()];
+        let (nb, rb, bb) = (
+            self.k / self.format.block_values(),
+            self.row_bytes(),
+            self.format.block_bytes(),
+        );
+        let tbb = self.format.tile_block_bytes();
+        let mut data = vec![0u8; self.n / TILE_ROWS * nb * tbb];
         for t in 0..self.n / TILE_ROWS {
             for b in 0..nb {
-                let dst = &mut data[(t * nb + b) * TILE_ROWS * bb..][..TILE_ROWS * bb];
-                for j in 0..TILE_ROWS {
-                    let src = &self.data[(t * TILE_ROWS + j) * rb + b * bb..][..bb];
-                    for_tile_bytes(self.format, j, |from, to, len| {
-                        dst[to..to + len].copy_from_slice(&src[from..from + len])
-                    });
-                }
+                let dst = &mut data[(t * nb + b) * tbb..][..tbb];
+                let rows: [&[u8]; TILE_ROWS] =
+                    std::array::from_fn(|j| &self.data[(t * TILE_ROWS + j) * rb + b * bb..][..bb]);
+                tile_block(self.format, rows, dst);
             }
         }
         Self {
@@ -408,14 +431,15 @@ impl QWeights {
         if !self.tiled {
             return std::borrow::Cow::Borrowed(&self.data[i * rb..(i + 1) * rb]);
         }
-        let (nb, t, j) = (self.k / BLOCK, i / TILE_ROWS, i % TILE_ROWS);
-        let tb = TILE_ROWS * self.format.block_bytes();
+        let (nb, t, j) = (
+            self.k / self.format.block_values(),
+            i / TILE_ROWS,
+            i % TILE_ROWS,
+        );
+        let tbb = self.format.tile_block_bytes();
         let mut row = vec![0u8; rb];
         for (b, dst) in row.chunks_exact_mut(self.format.block_bytes()).enumerate() {
-            let src = &self.data[(t * nb + b) * tb..][..tb];
-            for_tile_bytes(self.format, j, |from, to, len| {
-                dst[from..from + len].copy_from_slice(&src[to..to + len])
-            });
+            untile_block(self.format, &self.data[(t * nb + b) * tbb..][..tbb], j, dst);
         }
         std::borrow::Cow::Owned(row)
     }

@@ -169,7 +169,7 @@ unsafe fn tiles_q8_0(w: &QWeights, range: Range<usize>, a: &Q8Rows, out: *mut f3
 unsafe fn tiles_f<const F: u8>(w: &QWeights, range: Range<usize>, a: &Q8Rows, out: *mut f32) {
     debug_assert!(range.start % TILE_ROWS == 0 && range.end % TILE_ROWS == 0);
     let (m, n, nb) = (a.m, w.n, a.blocks);
-    let tb = TILE_ROWS * w.format.block_bytes();
+    let tb = w.format.tile_block_bytes();
     // Activation rows in cache-sized groups, as in `rows_f`; within a group, 8 rows at a
     // time against one tile, then 4, then the rest (a tile of 8 rows × 1536 values is
     // 7.7 KB: it stays in L1 while they pass). 8 at a time is ~5% faster than 4 here even
