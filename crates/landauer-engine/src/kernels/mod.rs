@@ -23,9 +23,9 @@
 //! - candle computes every (weight row, activation row) dot product on its own, so a batch of
 //!   B rows reads and unpacks every weight block B times. Here each weight block is loaded and
 //!   unpacked once and multiplied into up to eight activation rows while it sits in registers:
-//!   batched decode and prompt prefill read the weights once per step. Q4_0, Q4_1 and Q8_0
-//!   weights are interleaved in tiles of 8 rows (see [`QWeights`]), so that one instruction
-//!   serves 8 weight rows; the other formats keep GGUF's row layout, one file per format
+//!   batched decode and prompt prefill read the weights once per step. Q4_0, Q4_1, Q8_0,
+//!   Q4_K and Q6_K weights are interleaved in tiles of 8 rows (see [`QWeights`]), so that one
+//!   instruction serves 8 weight rows; the other formats keep GGUF's row layout, one file per format
 //!   (`q5_0.rs`, `q4_k.rs`, ...: its block layout, a plain-Rust reference dot product and the
 //!   AVX2 kernel, each tested against the reference, candle's dequantization and exact
 //!   arithmetic).
@@ -84,6 +84,11 @@ fn for_tile_bytes(format: Format, j: usize, mut copy: impl FnMut(usize, usize, u
 
 /// Interleaves block b of 8 rows (GGUF layout) into one block of their tile.
 fn tile_block(format: Format, rows: [&[u8]; TILE_ROWS], dst: &mut [u8]) {
+    match format {
+        Format::Q4K => return q4_k::tile_block(rows, dst),
+        Format::Q6K => return q6_k::tile_block(rows, dst),
+        _ => {}
+    }
     for (j, src) in rows.iter().enumerate() {
         for_tile_bytes(format, j, |from, to, len| {
             dst[to..to + len].copy_from_slice(&src[from..from + len])
@@ -93,6 +98,11 @@ fn tile_block(format: Format, rows: [&[u8]; TILE_ROWS], dst: &mut [u8]) {
 
 /// Row j's GGUF block back from a block of its tile.
 fn untile_block(format: Format, tile: &[u8], j: usize, dst: &mut [u8]) {
+    match format {
+        Format::Q4K => return q4_k::untile_block(tile, j, dst),
+        Format::Q6K => return q6_k::untile_block(tile, j, dst),
+        _ => {}
+    }
     for_tile_bytes(format, j, |from, to, len| {
         dst[from..from + len].copy_from_slice(&tile[to..to + len])
     });
@@ -251,12 +261,19 @@ impl Format {
     /// Whether matrices of this format (of a multiple of 8 rows) are stored in interleaved tiles
     /// of [`TILE_ROWS`] rows (see [`QWeights::is_tiled`]).
     pub const fn tiles(self) -> bool {
-        matches!(self, Format::Q4_0 | Format::Q4_1 | Format::Q8_0)
+        matches!(
+            self,
+            Format::Q4_0 | Format::Q4_1 | Format::Q8_0 | Format::Q4K | Format::Q6K
+        )
     }
 
     /// Bytes of one block of a tile of [`TILE_ROWS`] rows.
     pub const fn tile_block_bytes(self) -> usize {
-        TILE_ROWS * self.block_bytes()
+        match self {
+            Format::Q4K => q4_k::TILE_BLOCK_BYTES,
+            Format::Q6K => q6_k::TILE_BLOCK_BYTES,
+            _ => TILE_ROWS * self.block_bytes(),
+        }
     }
 
     /// The activations this format's dot product takes.
@@ -276,6 +293,19 @@ pub enum Isa {
     Reference,
     /// x86-64 with AVX2, FMA and F16C, detected at run time.
     Avx2,
+}
+
+/// Whether this CPU has AVX-VNNI (the VEX-encoded `vpdpbusd`), which some AVX2 kernels use
+/// when present (detected once).
+pub fn has_avx_vnni() -> bool {
+    static VNNI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *VNNI.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        if detected_isa() == Isa::Avx2 && std::arch::is_x86_feature_detected!("avxvnni") {
+            return std::env::var("LANDAUER_VNNI").map_or(true, |v| v != "0");
+        }
+        false
+    })
 }
 
 /// The best implementation this CPU supports (detected once).
@@ -298,7 +328,7 @@ pub const TILE_ROWS: usize = 8;
 
 /// A weight matrix of `n` rows × `k` columns in GGUF blocks of 32 values along `k`.
 ///
-/// Q4_0, Q4_1 and Q8_0 matrices whose row count is a multiple of [`TILE_ROWS`] are stored
+/// Q4_0, Q4_1, Q8_0, Q4_K and Q6_K matrices whose row count is a multiple of [`TILE_ROWS`] are stored
 /// interleaved in tiles of 8 rows (see [`QWeights::is_tiled`]): the same bytes as the GGUF row
 /// layout, reordered at load time so that one 32-byte load holds 4 values of each of 8 rows.
 /// The kernel then multiplies 8 weight rows by one activation row with one `maddubs` per 4

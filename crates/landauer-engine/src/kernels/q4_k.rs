@@ -143,6 +143,217 @@ pub unsafe fn dot_avx2<const R: usize>(row: *const u8, a: &Q8KRows, first: usize
     std::array::from_fn(|r| hsum(acc[r]))
 }
 
+/// Bytes of one tile block: the 8 rows' blocks, reordered, nothing added (8 · 144).
+pub const TILE_BLOCK_BYTES: usize = 8 * BLOCK_BYTES;
+
+/// Where the bytes of row j's block go in a tile block: `copy(from, to, len)` for each run,
+/// `from` in the row's GGUF block, `to` in the tile block.
+///
+/// Tile block layout (1,152 bytes, the same bytes as the 8 GGUF blocks, moved):
+/// - 0..16: the 8 rows' f16 `d`; 16..32: their f16 `dmin` (row j at 2j);
+/// - 32..128: the packed 6-bit scales and minimums as three 32-byte vectors, vector w holding
+///   bytes 4 + 4w..8 + 4w (word w) of row j's 12-byte field in 32-bit lane j, so that
+///   [`k_scales::unpack`]'s word arithmetic runs on all 8 rows at once;
+/// - 128..1152: 32 chunks of 32 bytes; chunk t holds nibble bytes 4t..4t + 4 of row j in
+///   lane j. A nibble byte l of GGUF chunk c = t / 8 holds value 64c + l (low nibble,
+///   sub-block 2c) and 64c + 32 + l (high nibble, sub-block 2c + 1), so chunk t's low nibbles
+///   are values 64c + 4(t % 8) + 0..4 of the 8 rows and its high nibbles the same + 32.
+///
+/// This is the engine's generic `for_tile_bytes` with two f16 fields (as Q4_1): f16 fields
+/// first, then every later 4-byte group of the block (the 3 scale words, then the 32 nibble
+/// words) at `32 + 32c + 4j`.
+fn for_tile_bytes(j: usize, mut copy: impl FnMut(usize, usize, usize)) {
+    copy(0, 2 * j, 2);
+    copy(2, 16 + 2 * j, 2);
+    for c in 0..(BLOCK_BYTES - 4) / 4 {
+        copy(4 + 4 * c, 32 + 32 * c + 4 * j, 4);
+    }
+}
+
+/// Interleaves block b of 8 rows (each `BLOCK_BYTES`, GGUF layout) into one tile block of
+/// [`TILE_BLOCK_BYTES`] (layout: see [`for_tile_bytes`]). Lossless: [`untile_block`] inverts it.
+pub fn tile_block(rows: [&[u8]; 8], out: &mut [u8]) {
+    assert!(out.len() == TILE_BLOCK_BYTES);
+    for (j, src) in rows.iter().enumerate() {
+        assert!(src.len() == BLOCK_BYTES);
+        for_tile_bytes(j, |from, to, len| {
+            out[to..to + len].copy_from_slice(&src[from..from + len])
+        });
+    }
+}
+
+/// Row j's GGUF block back from a tile block (the exact bytes `tile_block` was given).
+pub fn untile_block(tile: &[u8], j: usize, out: &mut [u8]) {
+    assert!(tile.len() == TILE_BLOCK_BYTES && out.len() == BLOCK_BYTES && j < 8);
+    for_tile_bytes(j, |from, to, len| {
+        out[from..from + len].copy_from_slice(&tile[to..to + len])
+    });
+}
+
+/// `pshufb` controls that put byte s % 4 of each 32-bit lane into both of its 16-bit halves
+/// (high bytes zero): on a vector whose lane j holds 4 unpacked scales (or minimums) of row j,
+/// `TILE_SHUFFLE[s % 4]` gives lane j = (x_j,s, x_j,s) as two i16, the `madd` multiplier that
+/// scales both 16-bit pair sums of row j's sub-block s.
+#[cfg(target_arch = "x86_64")]
+#[repr(align(32))]
+struct TileShuffles([[i8; 32]; 4]);
+
+#[cfg(target_arch = "x86_64")]
+static TILE_SHUFFLE: TileShuffles = {
+    let mut t = [[-128i8; 32]; 4];
+    let mut s = 0;
+    while s < 4 {
+        let mut lane = 0;
+        while lane < 8 {
+            // pshufb indexes within each 128-bit half: lane % 4 is the lane in its half.
+            t[s][4 * lane] = (4 * (lane % 4) + s) as i8;
+            t[s][4 * lane + 2] = (4 * (lane % 4) + s) as i8;
+            lane += 1;
+        }
+        s += 1;
+    }
+    TileShuffles(t)
+};
+
+/// The 8 rows of a tile (`a.blocks` tile blocks back to back at `tile`) dotted with activation
+/// rows `first..first + R`: lane j of result r = weight row j · activation row first + r.
+///
+/// Per tile block, shared by the R rows: the 8 rows' d and dmin (F16C); their scales and
+/// minimums unpacked from the three word vectors (the word arithmetic of [`k_scales::unpack`],
+/// 8 rows at once: lane j of `sc_lo`/`sc_hi` holds sc[0..4]/sc[4..8] of row j as bytes, the
+/// same for the minimums), then one `pshufb` per sub-block gives lane j = (sc_j,s, sc_j,s) as
+/// i16 (and the same for the minimums). Per sub-block s (32 values, 8 chunks of 4 values of
+/// the 8 rows): each chunk's nibbles (low for even s, high for odd s) times the activation's
+/// 4 values broadcast to all lanes (`maddubs`: 8 rows × 2 pair sums of 2 products) are added
+/// up in 16-bit lanes over the 8 chunks; one `madd` with the sub-block's scales then gives
+/// lane j = sc_j,s · Σ q·y, added into the row's i32 `sumi`. Per row and block, the minimums
+/// term Σ_s m_j,s · (bsums[2s] + bsums[2s + 1]) is 8 `madd`s of (m_j,s, m_j,s) with the bsum
+/// pair broadcast; then `acc += d·d_a·sumi − dmin·d_a·summ` in f32, 8 rows per lane: no
+/// horizontal sums at all.
+///
+/// No overflow (exact integer sums, identical to [`dot_reference`]'s): q ∈ 0..=15 and
+/// y ∈ −128..=127, so a `maddubs` pair is at most 2·15·128 = 3,840 in magnitude (no
+/// saturation) and the 16-bit sum over a sub-block's 8 chunks at most 8·3,840 = 30,720 <
+/// 32,767 (test `tile_worst_case_is_exact` builds it: q = 15, y = −128). A `madd` with
+/// sc ≤ 63 gives at most 63·2·30,720 = 3,870,720, and `sumi` over 8 sub-blocks at most
+/// 30,965,760 < 2^31 (the reference's i32 bound; its f32 conversion rounds exactly as the
+/// reference's does). A bsum is at most 16·128 = 2,048, so a minimums `madd` is at most
+/// 2·63·2,048 = 258,048 and `summ` at most 2,064,384 (exact in f32).
+///
+/// Loop shape: with R ≤ 4 a chunk's low and high nibbles (sub-blocks 2c and 2c + 1) are used
+/// from one load, 2R 16-bit sums live; with R = 8 the sub-blocks go one at a time (each chunk
+/// loaded twice, from L1) so that the 8 16-bit sums, the nibbles and the mask fit the 16
+/// registers.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C; `tile` points at `a.blocks` tile blocks and
+/// `first + R <= a.m`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn tile_dot<const R: usize>(
+    tile: *const u8,
+    a: &Q8KRows,
+    first: usize,
+) -> [std::arch::x86_64::__m256; R] {
+    use std::arch::x86_64::*;
+    debug_assert!(first + R <= a.m && a.qs.len() == a.m * a.blocks * QK_K);
+    let (m, nb) = (a.m, a.blocks);
+    let qp: [*const i8; R] = std::array::from_fn(|r| a.qs.as_ptr().add((first + r) * nb * QK_K));
+    let bp: [*const i16; R] = std::array::from_fn(|r| a.bsums.as_ptr().add((first + r) * nb * 16));
+    let dp = a.d.as_ptr().add(first);
+    let low = _mm256_set1_epi8(0x0F);
+    let ctrl = |s: usize| _mm256_load_si256(TILE_SHUFFLE.0[s].as_ptr() as *const __m256i);
+    let mut acc = [_mm256_setzero_ps(); R];
+    for b in 0..nb {
+        let blk = tile.add(b * TILE_BLOCK_BYTES);
+        let d = _mm256_cvtph_ps(_mm_loadu_si128(blk as *const __m128i));
+        let dmin = _mm256_cvtph_ps(_mm_loadu_si128(blk.add(16) as *const __m128i));
+        // k_scales::unpack on 8 rows' words at once (lane j = row j).
+        let w0 = _mm256_loadu_si256(blk.add(32) as *const __m256i);
+        let w1 = _mm256_loadu_si256(blk.add(64) as *const __m256i);
+        let w2 = _mm256_loadu_si256(blk.add(96) as *const __m256i);
+        let low6 = _mm256_set1_epi8(0x3F);
+        let low2 = _mm256_set1_epi8(0x03);
+        let sc_lo = _mm256_and_si256(w0, low6);
+        let m_lo = _mm256_and_si256(w1, low6);
+        let sc_hi = _mm256_or_si256(
+            _mm256_and_si256(w2, low),
+            _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<6>(w0), low2)),
+        );
+        let m_hi = _mm256_or_si256(
+            _mm256_and_si256(_mm256_srli_epi16::<4>(w2), low),
+            _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<6>(w1), low2)),
+        );
+        // Sub-block s's scales (and minimums) of the 8 rows, as (x, x) i16 pairs in lane j.
+        let sc = |s: usize| _mm256_shuffle_epi8(if s < 4 { sc_lo } else { sc_hi }, ctrl(s % 4));
+        let mn = |s: usize| _mm256_shuffle_epi8(if s < 4 { m_lo } else { m_hi }, ctrl(s % 4));
+        let q = blk.add(128);
+        let mut sumi = [_mm256_setzero_si256(); R];
+        if R <= 4 {
+            for c in 0..4 {
+                let mut slo = [_mm256_setzero_si256(); R];
+                let mut shi = [_mm256_setzero_si256(); R];
+                for i in 0..8 {
+                    let bits = _mm256_loadu_si256(q.add(32 * (8 * c + i)) as *const __m256i);
+                    let lo = _mm256_and_si256(bits, low);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), low);
+                    for r in 0..R {
+                        let y = qp[r].add(b * QK_K + 64 * c + 4 * i) as *const i32;
+                        let ylo = _mm256_set1_epi32(y.read_unaligned());
+                        let yhi = _mm256_set1_epi32(y.add(8).read_unaligned());
+                        slo[r] = _mm256_add_epi16(slo[r], _mm256_maddubs_epi16(lo, ylo));
+                        shi[r] = _mm256_add_epi16(shi[r], _mm256_maddubs_epi16(hi, yhi));
+                    }
+                }
+                let (s0, s1) = (sc(2 * c), sc(2 * c + 1));
+                for r in 0..R {
+                    let p = _mm256_add_epi32(
+                        _mm256_madd_epi16(slo[r], s0),
+                        _mm256_madd_epi16(shi[r], s1),
+                    );
+                    sumi[r] = _mm256_add_epi32(sumi[r], p);
+                }
+            }
+        } else {
+            for s in 0..8 {
+                let mut s16 = [_mm256_setzero_si256(); R];
+                for i in 0..8 {
+                    let bits = _mm256_loadu_si256(q.add(32 * (8 * (s / 2) + i)) as *const __m256i);
+                    let w = if s % 2 == 0 {
+                        _mm256_and_si256(bits, low)
+                    } else {
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(bits), low)
+                    };
+                    for r in 0..R {
+                        let y = qp[r].add(b * QK_K + 32 * s + 4 * i) as *const i32;
+                        let y = _mm256_set1_epi32(y.read_unaligned());
+                        s16[r] = _mm256_add_epi16(s16[r], _mm256_maddubs_epi16(w, y));
+                    }
+                }
+                let scs = sc(s);
+                for r in 0..R {
+                    sumi[r] = _mm256_add_epi32(sumi[r], _mm256_madd_epi16(s16[r], scs));
+                }
+            }
+        }
+        let mut summ = [_mm256_setzero_si256(); R];
+        for s in 0..8 {
+            let ms = mn(s);
+            for r in 0..R {
+                let pair = (bp[r].add(b * 16 + 2 * s) as *const i32).read_unaligned();
+                let p = _mm256_madd_epi16(ms, _mm256_set1_epi32(pair));
+                summ[r] = _mm256_add_epi32(summ[r], p);
+            }
+        }
+        for r in 0..R {
+            let da = _mm256_broadcast_ss(&*dp.add(b * m + r));
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[r]), _mm256_mul_ps(d, da), acc[r]);
+            acc[r] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(summ[r]), _mm256_mul_ps(dmin, da), acc[r]);
+        }
+    }
+    acc
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::k_scales::testing::{self, Format};
@@ -192,5 +403,248 @@ mod tests {
     fn worst_case_cannot_saturate() {
         testing::maddubs_cannot_saturate(15);
         testing::worst_case_is_exact(&Q4K, 15);
+    }
+
+    /// Tiles 8 rows (each `rb` bytes, GGUF layout) of `w` from row `t·8`: k / 256 tile blocks.
+    fn tile_rows(w: &[u8], rb: usize, t: usize) -> Vec<u8> {
+        let nb = rb / BLOCK_BYTES;
+        let mut out = vec![0u8; nb * TILE_BLOCK_BYTES];
+        for b in 0..nb {
+            let rows: [&[u8]; 8] =
+                std::array::from_fn(|j| &w[(8 * t + j) * rb + b * BLOCK_BYTES..][..BLOCK_BYTES]);
+            tile_block(rows, &mut out[b * TILE_BLOCK_BYTES..][..TILE_BLOCK_BYTES]);
+        }
+        out
+    }
+
+    #[test]
+    fn untile_inverts_tile() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
+        let mut seen = [[false; 256]; BLOCK_BYTES];
+        for round in 0..600 {
+            // Random bytes everywhere (d and dmin too: every bit pattern moves), then the kinds
+            // of `random_blocks` (all-0x00 / all-0xFF quants, scales 0xFF or 0).
+            let mut blocks = if round % 2 == 0 {
+                testing::random_blocks(&mut rng, &Q4K, 8, round)
+            } else {
+                let mut v = vec![0u8; 8 * BLOCK_BYTES];
+                rng.fill(&mut v[..]);
+                v
+            };
+            if round == 1 {
+                blocks.fill(0xFF);
+            }
+            for blk in blocks.chunks_exact(BLOCK_BYTES) {
+                for (i, &v) in blk.iter().enumerate() {
+                    seen[i][v as usize] = true;
+                }
+            }
+            let rows: [&[u8]; 8] =
+                std::array::from_fn(|j| &blocks[j * BLOCK_BYTES..][..BLOCK_BYTES]);
+            let mut tile = vec![0u8; TILE_BLOCK_BYTES];
+            tile_block(rows, &mut tile);
+            // A permutation of the bytes: the same multiset.
+            let (mut x, mut y) = (tile.clone(), blocks.clone());
+            x.sort_unstable();
+            y.sort_unstable();
+            assert_eq!(x, y);
+            for j in 0..8 {
+                let mut back = [0u8; BLOCK_BYTES];
+                untile_block(&tile, j, &mut back);
+                assert_eq!(&back[..], rows[j], "round {round} row {j}");
+            }
+        }
+        // Every byte position of a block took every value.
+        assert!(seen.iter().flatten().all(|&s| s));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn tiled(r: usize, tile: *const u8, a: &Q8KRows, first: usize) -> Vec<[f32; 8]> {
+        use std::arch::x86_64::__m256;
+        let v: Vec<__m256> = match r {
+            1 => tile_dot::<1>(tile, a, first).to_vec(),
+            2 => tile_dot::<2>(tile, a, first).to_vec(),
+            3 => tile_dot::<3>(tile, a, first).to_vec(),
+            4 => tile_dot::<4>(tile, a, first).to_vec(),
+            8 => tile_dot::<8>(tile, a, first).to_vec(),
+            _ => unreachable!(),
+        };
+        v.into_iter()
+            .map(|x| std::mem::transmute::<__m256, [f32; 8]>(x))
+            .collect()
+    }
+
+    fn has_avx2() -> bool {
+        is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+    }
+
+    /// Σ|terms| of the formula both kernels evaluate, d·d_a·Σ sc·q·y − dmin·d_a·Σ m·y: per
+    /// value (|d·sc·q| + |dmin·m|)·|d_a·y|. Not Σ|w·a|: when d·sc·q and dmin·m nearly cancel
+    /// (w small), each of the two block terms is rounded to f32 on its own scale (the
+    /// reference's own error then exceeds 1e-5·Σ|w·a|: seen with one nonzero activation, sc·q
+    /// = 75, m = 18, terms ≈ ±38,000, result ≈ 143).
+    fn magnitude(row: &[u8], a: &Q8KRows, r: usize) -> f64 {
+        let x = a.dequantize_row(r);
+        let mut mag = 0f64;
+        for (blk, xs) in row.chunks_exact(BLOCK_BYTES).zip(x.chunks_exact(QK_K)) {
+            let (d, dmin) = (f16_at(blk, 0) as f64, f16_at(blk, 2) as f64);
+            let (sc, mn) = k_scales::unpack_arrays(blk[4..16].try_into().unwrap());
+            for (i, &x) in xs.iter().enumerate() {
+                let s = i / 32;
+                let q = (blk[16 + 32 * (s / 2) + i % 32] >> (4 * (s % 2))) & 0xF;
+                let w = (d * sc[s] as f64 * q as f64).abs() + (dmin * mn[s] as f64).abs();
+                mag += w * (x as f64).abs();
+            }
+        }
+        mag
+    }
+
+    /// `tile_dot::<R>` lane j of result r equals `dot_reference(row j, a, first + r)` within
+    /// 1e-5 of Σ|terms| (see `magnitude`), for every R, every `first` (m = 11 > 8), k of 1, 2, 3, 5, 8 blocks and
+    /// 2048, on `random_blocks` (every scale and minimum of every sub-block takes all 64
+    /// values; all-0x00 and all-0xFF quants; scales all 63 / all 0) and `random_activations`
+    /// (zeros, an all-zero block, an all-zero row, large magnitudes).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn tile_dot_matches_reference() {
+        use rand::SeedableRng;
+        if !has_avx2() {
+            eprintln!("no AVX2 + FMA + F16C: skipped");
+            return;
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(22);
+        let m = 11;
+        for nbk in [1, 2, 3, 5, 8] {
+            // At least 2,048 blocks: every scale and minimum value occurs.
+            let tiles = 2048usize.div_ceil(8 * nbk);
+            let k = nbk * QK_K;
+            let rb = nbk * BLOCK_BYTES;
+            let w = testing::random_blocks(&mut rng, &Q4K, 8 * tiles * nbk, nbk);
+            let mut seen = [[[false; 64]; 8]; 2];
+            for blk in w.chunks_exact(BLOCK_BYTES) {
+                let (sc, mn) = k_scales::unpack_arrays(blk[4..16].try_into().unwrap());
+                for s in 0..8 {
+                    seen[0][s][sc[s] as usize] = true;
+                    seen[1][s][mn[s] as usize] = true;
+                }
+            }
+            assert!(
+                seen.iter().flatten().flatten().all(|&x| x),
+                "k={k}: scale coverage"
+            );
+            let a = testing::random_activations(&mut rng, m, k);
+            for t in 0..tiles {
+                let tile = tile_rows(&w, rb, t);
+                let want: Vec<Vec<(f32, f64)>> = (0..8)
+                    .map(|j| {
+                        let row = &w[(8 * t + j) * rb..][..rb];
+                        (0..m)
+                            .map(|r| (dot_reference(row, &a, r), magnitude(row, &a, r)))
+                            .collect()
+                    })
+                    .collect();
+                for rr in [1, 2, 3, 4, 8] {
+                    for first in 0..=m - rr {
+                        let got = unsafe { tiled(rr, tile.as_ptr(), &a, first) };
+                        assert_eq!(got.len(), rr);
+                        for (i, lanes) in got.iter().enumerate() {
+                            for j in 0..8 {
+                                let (want, mag) = want[j][first + i];
+                                let g = lanes[j];
+                                assert!(
+                                    (g as f64 - want as f64).abs() <= 1e-5 * mag,
+                                    "k={k} tile {t} row {j} R={rr} first={first} act {}: {g} vs {want}",
+                                    first + i
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Worst case of the 16-bit sums: all weight bytes 0xFF (q = 15, sc = m = 63, d = dmin = 1)
+    /// against activations of −128 (Q8_K's clamp allows it), 127, and alternating, in every
+    /// R; the result must be the exact integer (in i64) to f32 rounding. Also the instruction
+    /// level: 8 chunks' `maddubs(15, −128)` summed in i16 give exactly −30,720.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn tile_worst_case_is_exact() {
+        use half::f16;
+        if !has_avx2() {
+            eprintln!("no AVX2 + FMA + F16C: skipped");
+            return;
+        }
+        unsafe {
+            use std::arch::x86_64::*;
+            for y in [-128i8, 127] {
+                let mut s = _mm256_setzero_si256();
+                for _ in 0..8 {
+                    let p = _mm256_maddubs_epi16(_mm256_set1_epi8(15), _mm256_set1_epi8(y));
+                    s = _mm256_add_epi16(s, p);
+                }
+                let want = 8 * 2 * 15 * y as i32;
+                let lanes = std::mem::transmute::<__m256i, [i16; 16]>(s);
+                assert!(
+                    lanes.iter().all(|&v| v as i32 == want),
+                    "{lanes:?} vs {want}"
+                );
+                let sc = _mm256_madd_epi16(s, _mm256_set1_epi16(63));
+                let lanes = std::mem::transmute::<__m256i, [i32; 8]>(sc);
+                assert!(lanes.iter().all(|&v| v == 2 * 63 * want));
+            }
+        }
+        let nb = 5;
+        let one = f16::from_f32(1.0).to_le_bytes();
+        let mut rows = vec![0xFFu8; 8 * nb * BLOCK_BYTES];
+        for blk in rows.chunks_exact_mut(BLOCK_BYTES) {
+            blk[0..2].copy_from_slice(&one);
+            blk[2..4].copy_from_slice(&one);
+        }
+        let rb = nb * BLOCK_BYTES;
+        let tile = tile_rows(&rows, rb, 0);
+        let patterns: [fn(usize) -> i8; 3] =
+            [|_| -128, |_| 127, |i| if i % 2 == 0 { -128 } else { 127 }];
+        let (m, k) = (8, nb * QK_K);
+        let mut a = Q8KRows {
+            m,
+            blocks: nb,
+            qs: vec![0; m * k],
+            d: vec![1.0; m * nb],
+            bsums: vec![0; m * k / 16],
+        };
+        for r in 0..m {
+            for i in 0..k {
+                a.qs[r * k + i] = patterns[r % 3](i);
+            }
+            for g in 0..k / 16 {
+                a.bsums[r * k / 16 + g] =
+                    a.qs[r * k + 16 * g..][..16].iter().map(|&q| q as i16).sum();
+            }
+        }
+        for rr in [1, 2, 3, 4, 8] {
+            for first in 0..=m - rr {
+                let got = unsafe { tiled(rr, tile.as_ptr(), &a, first) };
+                for (i, lanes) in got.iter().enumerate() {
+                    let r = first + i;
+                    let exact: i64 = a
+                        .row_qs(r)
+                        .iter()
+                        .map(|&y| 63 * 15 * y as i64 - 63 * y as i64)
+                        .sum();
+                    for j in 0..8 {
+                        let g = lanes[j] as f64;
+                        assert!(
+                            (g - exact as f64).abs() <= 1e-6 * exact.abs() as f64,
+                            "R={rr} act {r} row {j}: {g} vs {exact}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

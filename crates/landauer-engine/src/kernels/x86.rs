@@ -27,6 +27,9 @@ pub(super) unsafe fn rows(w: &QWeights, range: Range<usize>, a: &Activations, ou
         Format::Q4_0 if w.tiled => tiles_q4_0(w, range, &a.q8, out),
         Format::Q4_1 if w.tiled => tiles_q4_1(w, range, &a.q8, out),
         Format::Q8_0 if w.tiled => tiles_q8_0(w, range, &a.q8, out),
+        Format::Q4K if w.tiled => tiles_q4_k(w, range, &a.q8k, out),
+        Format::Q6K if w.tiled && super::has_avx_vnni() => tiles_q6_k_vnni(w, range, &a.q8k, out),
+        Format::Q6K if w.tiled => tiles_q6_k(w, range, &a.q8k, out),
         Format::Q4_0 => rows_q4_0(w, range, &a.q8, out),
         Format::Q4_1 => rows_q4_1(w, range, &a.q8, out),
         Format::Q8_0 => rows_q8_0(w, range, &a.q8, out),
@@ -84,6 +87,51 @@ macro_rules! row_kernel {
         }
     };
 }
+
+/// Weight rows `range` (whole tiles) of tiled weights whose tile kernels live in their
+/// format's file (`tile_dot::<R>`: the 8 rows of a tile against R activation rows, lane j of
+/// result r = weight row j · activation row first + r), against every activation row;
+/// activation rows in cache-sized groups, as in `tiles_f`. One function per format, so that
+/// profiles name it.
+macro_rules! tile_kernel {
+    ($name:ident, $act:ty, $($dot:ident)::+) => {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn $name(w: &QWeights, range: Range<usize>, a: &$act, out: *mut f32) {
+            debug_assert!(range.start % TILE_ROWS == 0 && range.end % TILE_ROWS == 0);
+            let (m, n) = (a.m, w.n);
+            let tile_bytes = w.k / w.format.block_values() * w.format.tile_block_bytes();
+            const GROUP: usize = 64;
+            let mut i0 = 0;
+            while i0 < m {
+                let i1 = (i0 + GROUP).min(m);
+                for t in range.start / TILE_ROWS..range.end / TILE_ROWS {
+                    let tile = w.data.as_ptr().add(t * tile_bytes);
+                    let at = out.add(t * TILE_ROWS);
+                    let mut i = i0;
+                    while i + 8 <= i1 {
+                        store_tile(at, n, i, &$($dot)::+::<8>(tile, a, i));
+                        i += 8;
+                    }
+                    while i + 4 <= i1 {
+                        store_tile(at, n, i, &$($dot)::+::<4>(tile, a, i));
+                        i += 4;
+                    }
+                    match i1 - i {
+                        1 => store_tile(at, n, i, &$($dot)::+::<1>(tile, a, i)),
+                        2 => store_tile(at, n, i, &$($dot)::+::<2>(tile, a, i)),
+                        3 => store_tile(at, n, i, &$($dot)::+::<3>(tile, a, i)),
+                        _ => {}
+                    }
+                }
+                i0 = i1;
+            }
+        }
+    };
+}
+
+tile_kernel!(tiles_q4_k, super::Q8KRows, super::q4_k::tile_dot);
+tile_kernel!(tiles_q6_k, super::Q8KRows, super::q6_k::tile_dot);
+tile_kernel!(tiles_q6_k_vnni, super::Q8KRows, super::q6_k::tile_dot_vnni);
 
 row_kernel!(rows_q5_0, super::Q8Rows, super::q5_0::dot_avx2);
 row_kernel!(rows_q5_1, super::Q8Rows, super::q5_1::dot_avx2);
