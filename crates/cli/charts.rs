@@ -1447,7 +1447,7 @@ mod tests {
     /// i % 3 of five alternatives, except every fourth token (4, 8, ...), which is outside them.
     fn record(seq: usize, i: usize, entropy: f64, energy: Option<f64>) -> TokenRecord {
         let chosen = 1000 + i as u32;
-        let in_top = i == 0 || i % 4 != 0;
+        let in_top = i == 0 || !i.is_multiple_of(4);
         let probs: [f64; 5] = [0.45, 0.2, 0.1, 0.05, 0.02];
         let top: Vec<_> = probs
             .iter()

@@ -620,7 +620,7 @@ pub fn heads_per_item(s: &Step, threads: usize) -> usize {
     let g = s.heads / s.kv_heads;
     (1..=g.min(MAX_GROUP))
         .rev()
-        .filter(|x| g % x == 0)
+        .filter(|x| g.is_multiple_of(*x))
         .find(|x| s.batch * s.heads / x >= threads)
         .unwrap_or(1)
 }
@@ -650,7 +650,7 @@ pub fn attend(
     let per_item = per_item.unwrap_or_else(|| heads_per_item(s, crate::kernels::pool_threads()));
     let (b, t, d) = (s.batch, s.t, s.head_dim);
     assert!(
-        (1..=MAX_GROUP).contains(&per_item) && (s.heads / s.kv_heads) % per_item == 0,
+        (1..=MAX_GROUP).contains(&per_item) && (s.heads / s.kv_heads).is_multiple_of(per_item),
         "{per_item} heads per item do not divide a group of {}",
         s.heads / s.kv_heads
     );

@@ -472,7 +472,7 @@ impl SyntheticSpec {
         let output =
             name == "output.weight" || (self.arch.tied_embeddings && name == "token_embd.weight");
         let t = if output {
-            if cols % base.block_size() != 0 {
+            if !cols.is_multiple_of(base.block_size()) {
                 GgmlDType::Q8_0
             } else if base != GgmlDType::Q8_0 {
                 GgmlDType::Q6K
@@ -884,7 +884,7 @@ impl Region {
 /// Q4_K and become Q5_0), Q2_K and Q3_K to Q4_0 (older llama.cpp: IQ4_NL, which has no
 /// synthetic blocks here); F16 when even the fallback's 32 does not divide the row.
 pub fn block_fallback(dtype: GgmlDType, cols: usize) -> GgmlDType {
-    if cols % dtype.block_size() == 0 {
+    if cols.is_multiple_of(dtype.block_size()) {
         return dtype;
     }
     let fallback = match dtype {
@@ -894,7 +894,7 @@ pub fn block_fallback(dtype: GgmlDType, cols: usize) -> GgmlDType {
         GgmlDType::Q2K | GgmlDType::Q3K => GgmlDType::Q4_0,
         _ => GgmlDType::F16,
     };
-    if cols % fallback.block_size() == 0 {
+    if cols.is_multiple_of(fallback.block_size()) {
         fallback
     } else {
         GgmlDType::F16
@@ -935,7 +935,7 @@ impl Read for SyntheticReader {
                 let out = &mut buf[..n];
                 let rel = pos - r.start;
                 let cb = r.chunk_bytes();
-                if rel % cb == 0 {
+                if rel.is_multiple_of(cb) {
                     let first = rel / cb;
                     out.par_chunks_mut(cb as usize)
                         .enumerate()

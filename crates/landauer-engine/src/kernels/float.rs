@@ -116,7 +116,7 @@ pub fn dequantize_block<T: Widen8>(block: &[u8], out: &mut [f32]) {
 /// kernel's fused multiply-adds and extra accumulators differ only in rounding.
 pub fn dot_reference<T: Widen8>(row: &[u8], a: &F32Rows, r: usize) -> f32 {
     let x = a.row(r);
-    assert!(x.len() % BLOCK_VALUES == 0 && row.len() >= x.len() * T::BYTES);
+    assert!(x.len().is_multiple_of(BLOCK_VALUES) && row.len() >= x.len() * T::BYTES);
     let mut lanes = [0f32; 8];
     for (i, &xi) in x.iter().enumerate() {
         lanes[i % 8] += T::at(row, i) * xi;
@@ -180,7 +180,7 @@ pub unsafe fn dot_avx2<T: Widen8, const R: usize>(
 ) -> [f32; R] {
     use std::arch::x86_64::*;
     let k = a.k;
-    debug_assert!(k % BLOCK_VALUES == 0 && first + R <= a.m);
+    debug_assert!(k.is_multiple_of(BLOCK_VALUES) && first + R <= a.m);
     let xp: [*const f32; R] = std::array::from_fn(|r| a.x.as_ptr().add((first + r) * k));
     // Accumulators per row (a power of two dividing 4).
     let chains = match R {

@@ -377,7 +377,7 @@ impl QWeights {
         data: Vec<u8>,
     ) -> candle_core::Result<Self> {
         let bv = format.block_values();
-        if k % bv != 0 || data.len() != n * k / bv * format.block_bytes() {
+        if !k.is_multiple_of(bv) || data.len() != n * k / bv * format.block_bytes() {
             candle_core::bail!(
                 "{} bytes are not {n} rows of {k} {format:?} values",
                 data.len()
@@ -390,7 +390,7 @@ impl QWeights {
             data,
             tiled: false,
         };
-        Ok(if format.tiles() && n % TILE_ROWS == 0 {
+        Ok(if format.tiles() && n.is_multiple_of(TILE_ROWS) {
             rows.tiled()
         } else {
             rows
@@ -422,7 +422,7 @@ impl QWeights {
     /// a nibble byte holds value i (low nibble) and value i + 16 (high), so chunk c's low
     /// nibbles are values 4c..4c+4 of the 8 rows and its high nibbles values 16+4c..20+4c.
     fn tiled(self) -> Self {
-        debug_assert!(self.n % TILE_ROWS == 0);
+        debug_assert!(self.n.is_multiple_of(TILE_ROWS));
         let (nb, rb, bb) = (
             self.k / self.format.block_values(),
             self.row_bytes(),
@@ -560,7 +560,7 @@ impl Q8Rows {
 
     /// [`Self::quantize`] on a given implementation (both give the same bytes).
     pub fn quantize_on(&mut self, x: &[f32], m: usize, k: usize, isa: Isa) {
-        assert!(k % BLOCK == 0 && x.len() == m * k);
+        assert!(k.is_multiple_of(BLOCK) && x.len() == m * k);
         let blocks = m * k / BLOCK;
         self.m = m;
         self.blocks = k / BLOCK;
@@ -660,7 +660,7 @@ impl Q8KRows {
     /// Quantizes `m` rows of `k` values (row-major, k a multiple of 256), reusing this
     /// buffer's memory.
     pub fn quantize(&mut self, x: &[f32], m: usize, k: usize) {
-        assert!(k % QK_K == 0 && x.len() == m * k);
+        assert!(k.is_multiple_of(QK_K) && x.len() == m * k);
         self.m = m;
         self.blocks = k / QK_K;
         self.qs.resize(m * k, 0);
@@ -924,7 +924,7 @@ fn rows_into(
     assert!(range.end <= w.n && a.k == w.k);
     let u = w.rows_per_unit();
     assert!(
-        range.start % u == 0 && range.end % u == 0,
+        range.start.is_multiple_of(u) && range.end.is_multiple_of(u),
         "rows split a tile"
     );
     match isa {

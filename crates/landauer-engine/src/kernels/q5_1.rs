@@ -79,7 +79,7 @@ pub unsafe fn dot_avx2<const R: usize>(row: *const u8, a: &Q8Rows, first: usize)
     let bit4 = _mm256_set1_epi8(0x10);
     // m_w·s_a: 4 rows a vector in `mv` when R is a multiple of 4 (at most 8), else per row
     // in `ms`.
-    let vec_m = R % 4 == 0 && R <= 8;
+    let vec_m = R.is_multiple_of(4) && R <= 8;
     let block = |b: usize, acc: &mut Acc<R>, ms: &mut [f32; R], mv: &mut [__m128; 2]| {
         let blk = row.add(b * BLOCK_BYTES);
         // d, m (and 2 f16s of junk) in one load-and-convert.

@@ -19,6 +19,10 @@
 //! more `maddubs` and a subtraction per chunk and row): Σ sc·(q − 32)·y = Σ sc·q·y −
 //! 32·Σ_g sc_g·bsum_g, and the second term is one `madd` of the 16 scales (times 32) with
 //! the activation row's 16 precomputed sums of 16 quants per block.
+
+// Kernels index their per-row registers and arrays by row number: iterator forms of these
+// loops measured slower (up to 20% at one row) where they kept the arrays out of registers.
+#![allow(clippy::needless_range_loop)]
 use super::{f16_at, Q8KRows, QK_K, TILE_ROWS};
 
 pub const BLOCK_VALUES: usize = QK_K;
@@ -298,7 +302,7 @@ pub fn untile_block(tile: &[u8], j: usize, out: &mut [u8]) {
 /// the engine's `QWeights::tiled` does the same with [`tile_block`]).
 #[cfg(test)]
 pub fn tile_matrix(data: &[u8], n: usize, blocks: usize) -> Vec<u8> {
-    assert!(n % TILE_ROWS == 0 && data.len() == n * blocks * BLOCK_BYTES);
+    assert!(n.is_multiple_of(TILE_ROWS) && data.len() == n * blocks * BLOCK_BYTES);
     let rb = blocks * BLOCK_BYTES;
     let mut out = vec![0u8; data.len()];
     for t in 0..n / TILE_ROWS {

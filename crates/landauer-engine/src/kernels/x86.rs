@@ -215,7 +215,7 @@ unsafe fn tiles_q8_0(w: &QWeights, range: Range<usize>, a: &Q8Rows, out: *mut f3
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn tiles_f<const F: u8>(w: &QWeights, range: Range<usize>, a: &Q8Rows, out: *mut f32) {
-    debug_assert!(range.start % TILE_ROWS == 0 && range.end % TILE_ROWS == 0);
+    debug_assert!(range.start.is_multiple_of(TILE_ROWS) && range.end.is_multiple_of(TILE_ROWS));
     let (m, n, nb) = (a.m, w.n, a.blocks);
     let tb = w.format.tile_block_bytes();
     // Activation rows in cache-sized groups, as in `rows_f`; within a group, 8 rows at a
