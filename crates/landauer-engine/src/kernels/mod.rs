@@ -23,8 +23,8 @@
 //! - candle computes every (weight row, activation row) dot product on its own, so a batch of
 //!   B rows reads and unpacks every weight block B times. Here each weight block is loaded and
 //!   unpacked once and multiplied into up to eight activation rows while it sits in registers:
-//!   batched decode and prompt prefill read the weights once per step. Q4_0, Q4_1, Q8_0,
-//!   Q4_K and Q6_K weights are interleaved in tiles of 8 rows (see [`QWeights`]), so that one
+//!   batched decode and prompt prefill read the weights once per step. Q4_0, Q4_1, Q5_0,
+//!   Q5_1, Q8_0, Q4_K and Q6_K weights are interleaved in tiles of 8 rows (see [`QWeights`]), so that one
 //!   instruction serves 8 weight rows; the other formats keep GGUF's row layout, one file per format
 //!   (`q5_0.rs`, `q4_k.rs`, ...: its block layout, a plain-Rust reference dot product and the
 //!   AVX2 kernel, each tested against the reference, candle's dequantization and exact
@@ -87,6 +87,8 @@ fn tile_block(format: Format, rows: [&[u8]; TILE_ROWS], dst: &mut [u8]) {
     match format {
         Format::Q4K => return q4_k::tile_block(rows, dst),
         Format::Q6K => return q6_k::tile_block(rows, dst),
+        Format::Q5_0 => return q5_0::tile_block(rows, dst),
+        Format::Q5_1 => return q5_1::tile_block(rows, dst),
         _ => {}
     }
     for (j, src) in rows.iter().enumerate() {
@@ -101,6 +103,8 @@ fn untile_block(format: Format, tile: &[u8], j: usize, dst: &mut [u8]) {
     match format {
         Format::Q4K => return q4_k::untile_block(tile, j, dst),
         Format::Q6K => return q6_k::untile_block(tile, j, dst),
+        Format::Q5_0 => return q5_0::untile_block(tile, j, dst),
+        Format::Q5_1 => return q5_1::untile_block(tile, j, dst),
         _ => {}
     }
     for_tile_bytes(format, j, |from, to, len| {
@@ -263,7 +267,13 @@ impl Format {
     pub const fn tiles(self) -> bool {
         matches!(
             self,
-            Format::Q4_0 | Format::Q4_1 | Format::Q8_0 | Format::Q4K | Format::Q6K
+            Format::Q4_0
+                | Format::Q4_1
+                | Format::Q5_0
+                | Format::Q5_1
+                | Format::Q8_0
+                | Format::Q4K
+                | Format::Q6K
         )
     }
 
@@ -272,6 +282,8 @@ impl Format {
         match self {
             Format::Q4K => q4_k::TILE_BLOCK_BYTES,
             Format::Q6K => q6_k::TILE_BLOCK_BYTES,
+            Format::Q5_0 => q5_0::TILE_BLOCK_BYTES,
+            Format::Q5_1 => q5_1::TILE_BLOCK_BYTES,
             _ => TILE_ROWS * self.block_bytes(),
         }
     }
@@ -328,7 +340,7 @@ pub const TILE_ROWS: usize = 8;
 
 /// A weight matrix of `n` rows × `k` columns in GGUF blocks of 32 values along `k`.
 ///
-/// Q4_0, Q4_1, Q8_0, Q4_K and Q6_K matrices whose row count is a multiple of [`TILE_ROWS`] are stored
+/// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K matrices whose row count is a multiple of [`TILE_ROWS`] are stored
 /// interleaved in tiles of 8 rows (see [`QWeights::is_tiled`]): the same bytes as the GGUF row
 /// layout, reordered at load time so that one 32-byte load holds 4 values of each of 8 rows.
 /// The kernel then multiplies 8 weight rows by one activation row with one `maddubs` per 4
@@ -660,12 +672,38 @@ impl Q8KRows {
     /// Quantizes `m` rows of `k` values (row-major, k a multiple of 256), reusing this
     /// buffer's memory.
     pub fn quantize(&mut self, x: &[f32], m: usize, k: usize) {
+        self.quantize_on(x, m, k, detected_isa())
+    }
+
+    /// [`Self::quantize`] on a given implementation (both give the same bytes).
+    pub fn quantize_on(&mut self, x: &[f32], m: usize, k: usize, isa: Isa) {
         assert!(k.is_multiple_of(QK_K) && x.len() == m * k);
         self.m = m;
         self.blocks = k / QK_K;
         self.qs.resize(m * k, 0);
         self.d.resize(m * k / QK_K, 0.0);
         self.bsums.resize(m * k / 16, 0);
+        #[cfg(target_arch = "x86_64")]
+        if isa == Isa::Avx2 {
+            assert!(
+                detected_isa() == Isa::Avx2,
+                "AVX2 kernels on a CPU without AVX2"
+            );
+            for (i, xs) in x.chunks_exact(QK_K).enumerate() {
+                let at = (i % self.blocks) * self.m + i / self.blocks;
+                // SAFETY: AVX2 is present (checked); the block's values, quants and sums
+                // have the lengths the function asserts.
+                self.d[at] = unsafe {
+                    x86::quantize_q8k_block(
+                        xs,
+                        &mut self.qs[i * QK_K..(i + 1) * QK_K],
+                        &mut self.bsums[i * 16..(i + 1) * 16],
+                    )
+                };
+            }
+            return;
+        }
+        let _ = isa;
         for (i, xs) in x.chunks_exact(QK_K).enumerate() {
             let (mut max, mut amax) = (0f32, 0f32);
             for &v in xs {
@@ -778,7 +816,7 @@ impl Activations {
             }
             match f.act() {
                 Act::Q8 => self.q8.quantize_on(x, m, k, isa),
-                Act::Q8K => self.q8k.quantize(x, m, k),
+                Act::Q8K => self.q8k.quantize_on(x, m, k, isa),
                 Act::F32 => self.f32.set(x, m, k),
             }
             self.ready[slot] = true;

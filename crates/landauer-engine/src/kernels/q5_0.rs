@@ -117,6 +117,108 @@ pub unsafe fn dot_avx2<const R: usize>(row: *const u8, a: &Q8Rows, first: usize)
     acc.finish()
 }
 
+/// Bytes of one block of a tile of 8 rows: the 8 rows' f16 scales d (16 bytes), then
+/// the 8 rows' quants in `q5_common::tile_q5`'s layout (160 bytes): exactly 8 · BLOCK_BYTES.
+pub const TILE_BLOCK_BYTES: usize = 8 * BLOCK_BYTES;
+
+/// Interleaves block b of 8 rows (each `BLOCK_BYTES`, GGUF layout) into one tile block
+/// (`out`: `TILE_BLOCK_BYTES`): the 8 rows' f16 scales d (16 bytes), then the quants as
+/// `q5_common::tile_q5` lays them out (4 chunks of 32 bytes, each with 4 values of each row
+/// in the low 5 bits and 4 more values' low 3 bits in the top 3, and 32 bytes of the latter's
+/// two top bits). Lossless: [`untile_block`] is its inverse.
+pub fn tile_block(rows: [&[u8]; 8], out: &mut [u8]) {
+    use super::q5_common::{tile_q5, TILE_QUANT_BYTES};
+    assert!(out.len() >= TILE_BLOCK_BYTES);
+    let mut q = [[0u8; 32]; 8];
+    for (j, src) in rows.iter().enumerate() {
+        out[2 * j..2 * j + 2].copy_from_slice(&src[0..2]);
+        q[j] = unpack(&src[2..6], &src[6..6 + 16]);
+    }
+    tile_q5(&q, &mut out[16..16 + TILE_QUANT_BYTES]);
+}
+
+/// Row j's GGUF block (`out`: `BLOCK_BYTES`) back from a tile block.
+pub fn untile_block(tile: &[u8], j: usize, out: &mut [u8]) {
+    use super::q5_common::{pack, untile_q5};
+    out[0..2].copy_from_slice(&tile[2 * j..2 * j + 2]);
+    let q = untile_q5(&tile[16..], j);
+    let (qh, qs) = out[2..6 + 16].split_at_mut(4);
+    pack(&q, qh, qs);
+}
+
+/// The 8 rows of a tile (`a.blocks` tile blocks back to back at `tile`) dotted with
+/// activation rows `first..first + R`: lane j of result r = weight row j · activation row
+/// first + r.
+///
+/// Per block, shared by the R rows: the 8 scales in one F16C conversion and the quants
+/// unpacked once to 8 registers of unsigned 5-bit values (`q5_common::tile_quants`). Per
+/// row: 8 `maddubs` against broadcast groups of 4 activation values and the integer sums
+/// Σq5·y of the 8 weight rows (`q5_common::tile_isum`); Q5_0's values are q5 − 16, so 16·Σy
+/// (the activation block's exact sum, `Q8Rows::qsum`) is subtracted in i32: the same integer
+/// Σ(q5 − 16)·y as ggml's, scaled by d_w · d_a. No sign trick, so any i8 activation (−128
+/// included) is exact: |Σq5·y| ≤ 32·31·128, |16·Σy| ≤ 16·32·128.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C; `tile` must point to `a.blocks · TILE_BLOCK_BYTES`
+/// readable bytes and `first + R <= a.m`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn tile_dot<const R: usize>(
+    tile: *const u8,
+    a: &Q8Rows,
+    first: usize,
+) -> [std::arch::x86_64::__m256; R] {
+    tile_body::<R>(tile, a, first, |w, y| super::q5_common::tile_isum(w, y))
+}
+
+/// [`tile_dot`] with AVX-VNNI (`dpbusd` in place of `maddubs` + 16-bit sums + `madd`).
+///
+/// # Safety
+/// As [`tile_dot`], and the CPU must support AVX-VNNI.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+pub unsafe fn tile_dot_vnni<const R: usize>(
+    tile: *const u8,
+    a: &Q8Rows,
+    first: usize,
+) -> [std::arch::x86_64::__m256; R] {
+    tile_body::<R>(tile, a, first, |w, y| {
+        super::q5_common::tile_isum_vnni(w, y)
+    })
+}
+
+/// [`tile_dot`]'s body, with the integer sums of one block by `isum`.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_body<const R: usize>(
+    tile: *const u8,
+    a: &Q8Rows,
+    first: usize,
+    isum: impl Fn(&[std::arch::x86_64::__m256i; 8], *const i8) -> std::arch::x86_64::__m256i,
+) -> [std::arch::x86_64::__m256; R] {
+    use super::q5_common::tile_quants;
+    use std::arch::x86_64::*;
+    debug_assert!(first + R <= a.m);
+    let (m, nb) = (a.m, a.blocks);
+    let qp: [*const i8; R] = std::array::from_fn(|r| a.qs.as_ptr().add((first + r) * nb * BLOCK));
+    // Block-major: block b's R rows are adjacent at dp[b·m..], sump[b·m..].
+    let (dp, sump) = (a.d.as_ptr().add(first), a.qsum.as_ptr().add(first));
+    let mut acc = [_mm256_setzero_ps(); R];
+    for b in 0..nb {
+        let blk = tile.add(b * TILE_BLOCK_BYTES);
+        let dw = _mm256_cvtph_ps(_mm_loadu_si128(blk as *const __m128i));
+        let w = tile_quants(blk.add(16));
+        for r in 0..R {
+            let p = isum(&w, qp[r].add(b * BLOCK));
+            let p = _mm256_sub_epi32(p, _mm256_set1_epi32(16 * *sump.add(b * m + r)));
+            let dd = _mm256_mul_ps(dw, _mm256_set1_ps(*dp.add(b * m + r)));
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), dd, acc[r]);
+        }
+    }
+    acc
+}
+
 #[cfg(test)]
 mod tests {
     use super::testing::*;
@@ -258,5 +360,115 @@ mod tests {
             }
         }
         assert_q8_never_minus_128();
+    }
+
+    /// `tile_dot_vnni::<R>` as lanes, R = rr.
+    unsafe fn run_tile_vnni(t: *const u8, a: &Q8Rows, first: usize, rr: usize) -> Vec<[f32; 8]> {
+        match rr {
+            1 => lanes(tile_dot_vnni::<1>(t, a, first)),
+            2 => lanes(tile_dot_vnni::<2>(t, a, first)),
+            3 => lanes(tile_dot_vnni::<3>(t, a, first)),
+            4 => lanes(tile_dot_vnni::<4>(t, a, first)),
+            8 => lanes(tile_dot_vnni::<8>(t, a, first)),
+            _ => unreachable!(),
+        }
+    }
+
+    fn has_vnni() -> bool {
+        let ok = has_avx2() && is_x86_feature_detected!("avxvnni");
+        if !ok {
+            println!("note: no AVX-VNNI here, tile_dot_vnni not tested");
+        }
+        ok
+    }
+
+    /// `tile_dot::<R>` as lanes, R = rr.
+    unsafe fn run_tile(t: *const u8, a: &Q8Rows, first: usize, rr: usize) -> Vec<[f32; 8]> {
+        match rr {
+            1 => lanes(tile_dot::<1>(t, a, first)),
+            2 => lanes(tile_dot::<2>(t, a, first)),
+            3 => lanes(tile_dot::<3>(t, a, first)),
+            4 => lanes(tile_dot::<4>(t, a, first)),
+            8 => lanes(tile_dot::<8>(t, a, first)),
+            _ => unreachable!(),
+        }
+    }
+
+    /// Tiling round-trips (every byte value of qh and qs: random, all-0x00, all-0xFF blocks),
+    /// and lane j of `tile_dot::<R>` equals `dot_reference` of row j, for every R, ragged k.
+    #[test]
+    fn tile_matches_reference() {
+        let mut rng = rng(4);
+        for nb in [1, 2, 3, 5, 8, 64] {
+            let rows: Vec<Vec<u8>> = (0..8).map(|_| random_row(&mut rng, &F, nb)).collect();
+            let t = tile_rows(
+                &rows,
+                BLOCK_BYTES,
+                TILE_BLOCK_BYTES,
+                tile_block,
+                untile_block,
+            );
+            if !has_avx2() {
+                continue;
+            }
+            let a = random_q8(&mut rng, 11, nb);
+            check_tile_all_r(
+                &t,
+                &a,
+                |j, r| (dot_reference(&rows[j], &a, r), exact_dot(&rows[j], &a, r).1),
+                |t, a, first, rr| unsafe { run_tile(t, a, first, rr) },
+            );
+            if has_vnni() {
+                check_tile_all_r(
+                    &t,
+                    &a,
+                    |j, r| (dot_reference(&rows[j], &a, r), exact_dot(&rows[j], &a, r).1),
+                    |t, a, first, rr| unsafe { run_tile_vnni(t, a, first, rr) },
+                );
+            }
+        }
+    }
+
+    /// The tile kernel's worst cases: every quant 31 (all 0xFF: value 15) or 0 (all 0x00:
+    /// value −16), against rows of all −128 (beyond what Q8_0 gives; no sign trick here, so
+    /// exact) or +127, for every R: each `maddubs` pair at most 2·31·128 = 7,936, each 16-bit
+    /// sum of 4 at most 31,744; exact results.
+    #[test]
+    fn tile_worst_case_no_saturation() {
+        if !has_avx2() {
+            return;
+        }
+        let nb = 3;
+        for (qbyte, w) in [(0xFFu8, 15i32), (0x00, -16)] {
+            let mut blk = [qbyte; BLOCK_BYTES];
+            blk[..2].copy_from_slice(&half::f16::from_f32(1.0).to_le_bytes());
+            let row: Vec<u8> = blk.repeat(nb);
+            let rows = vec![row.clone(); 8];
+            let t = tile_rows(
+                &rows,
+                BLOCK_BYTES,
+                TILE_BLOCK_BYTES,
+                tile_block,
+                untile_block,
+            );
+            let ys = extreme_rows(true);
+            let a = fixed_q8(&ys, nb, 1.0);
+            for rr in [1, 2, 3, 4, 8] {
+                let first = ys.len() - rr;
+                let mut outs = vec![unsafe { run_tile(t.as_ptr(), &a, first, rr) }];
+                if has_vnni() {
+                    outs.push(unsafe { run_tile_vnni(t.as_ptr(), &a, first, rr) });
+                }
+                for (r, l) in outs.iter().flat_map(|o| o.iter().enumerate()) {
+                    let want = (nb as i32 * 32 * w * ys[first + r] as i32) as f32;
+                    assert_eq!(dot_reference(&row, &a, first + r), want);
+                    assert!(
+                        l.iter().all(|&g| g == want),
+                        "R {rr} row {}: {l:?} vs {want}",
+                        first + r
+                    );
+                }
+            }
+        }
     }
 }

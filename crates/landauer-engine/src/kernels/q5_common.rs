@@ -28,6 +28,57 @@ pub(crate) fn unpack(qh: &[u8], qs: &[u8]) -> [u8; 32] {
     })
 }
 
+/// `qh` (4 bytes) and `qs` (16 bytes) of the 32 quants `q` (each 0..=31): [`unpack`]'s inverse.
+pub(crate) fn pack(q: &[u8; 32], qh: &mut [u8], qs: &mut [u8]) {
+    let mut h = 0u32;
+    for (j, &v) in q.iter().enumerate() {
+        h |= ((v >> 4) as u32 & 1) << j;
+    }
+    qh[..4].copy_from_slice(&h.to_le_bytes());
+    for j in 0..16 {
+        qs[j] = (q[j] & 0x0F) | (q[j + 16] & 0x0F) << 4;
+    }
+}
+
+/// Bytes of the quants of one tile block (8 rows × 20 bytes): 32 bytes of spare bits, then
+/// 4 chunks of 32 bytes.
+pub(crate) const TILE_QUANT_BYTES: usize = 160;
+
+/// The quants of block b of 8 rows (`q[j]`: row j's 32 values, 0..=31) in the tile layout
+/// (`out`: [`TILE_QUANT_BYTES`]). Byte 4j + i of chunk c (c, i < 4) holds row j's value
+/// 4c + i in bits 0..5 and bits 2..5 of its value 16 + 4c + i in bits 5..8; byte 4j + i of
+/// the 32 bytes before the chunks (the "spare" bits) holds bits 0 and 1 of value 16 + 4c + i
+/// in its bits 2c and 2c + 1, for c = 0..4. So a chunk unpacks to its two registers of 5-bit
+/// quants with a few lane-wise operations and no shuffle (see [`tile_quants`]): low values
+/// `chunk & 0x1F`; high values `(chunk >> 3) & 0x1C | (spare >> 2c) & 3`.
+pub(crate) fn tile_q5(q: &[[u8; 32]; 8], out: &mut [u8]) {
+    let (spare, chunks) = out[..TILE_QUANT_BYTES].split_at_mut(32);
+    spare.fill(0);
+    for (j, q) in q.iter().enumerate() {
+        for c in 0..4 {
+            for i in 0..4 {
+                let (lo, hi) = (q[4 * c + i], q[16 + 4 * c + i]);
+                debug_assert!(lo < 32 && hi < 32);
+                chunks[32 * c + 4 * j + i] = lo | (hi >> 2) << 5;
+                spare[4 * j + i] |= (hi & 3) << (2 * c);
+            }
+        }
+    }
+}
+
+/// Row j's 32 quants back from the tile layout ([`tile_q5`]'s inverse).
+pub(crate) fn untile_q5(t: &[u8], j: usize) -> [u8; 32] {
+    let mut q = [0u8; 32];
+    for c in 0..4 {
+        for i in 0..4 {
+            let (byte, spare) = (t[32 + 32 * c + 4 * j + i], t[4 * j + i]);
+            q[4 * c + i] = byte & 0x1F;
+            q[16 + 4 * c + i] = (byte >> 5) << 2 | (spare >> (2 * c)) & 3;
+        }
+    }
+    q
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) use x86::*;
 
@@ -176,6 +227,86 @@ mod x86 {
         }
     }
 
+    /// The 8 registers of 5-bit quants (0..=31) of one tile block's quants at `q` (layout at
+    /// [`super::tile_q5`]): `[lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3]`, where lo_c holds
+    /// values 4c..4c+4 of each of the 8 rows (bytes 4j..4j+4: row j) and hi_c values
+    /// 16+4c..20+4c. Per chunk: one `and` for the low values; for the high ones a 16-bit
+    /// shift and `and` for bits 2..5 (from the chunk's top 3 bits: the bits shifted in from
+    /// the neighbouring byte are masked off), a shift (none for chunk 0) and `and` of the
+    /// spare bits (their pair for chunk c sits at bits 2c, 2c + 1 of each byte and moves to
+    /// bits 0, 1; a 16-bit shift right by at most 6 takes them from the same byte), and an
+    /// `or`: 5 or 6 lane-wise instructions per 64 quants, none on the shuffle port.
+    ///
+    /// # Safety
+    /// AVX2; `q` must point to [`super::TILE_QUANT_BYTES`] readable bytes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn tile_quants(q: *const u8) -> [__m256i; 8] {
+        let spare = _mm256_loadu_si256(q as *const __m256i);
+        let (m5, m3, m2) = (
+            _mm256_set1_epi8(0x1F),
+            _mm256_set1_epi8(0x1C),
+            _mm256_set1_epi8(0x03),
+        );
+        let sp = [
+            spare,
+            _mm256_srli_epi16::<2>(spare),
+            _mm256_srli_epi16::<4>(spare),
+            _mm256_srli_epi16::<6>(spare),
+        ];
+        let mut w = [_mm256_setzero_si256(); 8];
+        for c in 0..4 {
+            let v = _mm256_loadu_si256(q.add(32 + 32 * c) as *const __m256i);
+            w[c] = _mm256_and_si256(v, m5);
+            w[4 + c] = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16::<3>(v), m3),
+                _mm256_and_si256(sp[c], m2),
+            );
+        }
+        w
+    }
+
+    /// Σq·y of each of a tile's 8 weight rows (i32 lane j: row j) for one block: `w` from
+    /// [`tile_quants`], `y` the activation row's 32 quants. Each 4 activation values are
+    /// broadcast to all rows and multiplied (`maddubs`, u8 × i8) with the matching register.
+    /// Bounds: a `maddubs` pair is at most 2·31·128 = 7,936 in magnitude (whatever the i8,
+    /// −128 included), and 4 are summed in 16 bits (31,744 ≤ 32,767) before `madd` widens:
+    /// the low and high halves are summed separately (8 would reach 63,488).
+    ///
+    /// # Safety
+    /// AVX2; `y` must point to 32 readable bytes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn tile_isum(w: &[__m256i; 8], y: *const i8) -> __m256i {
+        let yb = |at: usize| _mm256_set1_epi32((y.add(at) as *const i32).read_unaligned());
+        let mut s = [_mm256_setzero_si256(); 2];
+        for h in 0..2 {
+            let p: [__m256i; 4] =
+                std::array::from_fn(|c| _mm256_maddubs_epi16(w[4 * h + c], yb(16 * h + 4 * c)));
+            s[h] = _mm256_add_epi16(_mm256_add_epi16(p[0], p[1]), _mm256_add_epi16(p[2], p[3]));
+        }
+        let ones = _mm256_set1_epi16(1);
+        _mm256_add_epi32(_mm256_madd_epi16(s[0], ones), _mm256_madd_epi16(s[1], ones))
+    }
+
+    /// [`tile_isum`] with AVX-VNNI: `dpbusd` sums 4 byte products straight into i32 (no
+    /// 16-bit stage, no bound to mind), two chains of 4.
+    ///
+    /// # Safety
+    /// AVX2 and AVX-VNNI; `y` must point to 32 readable bytes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+    pub(crate) unsafe fn tile_isum_vnni(w: &[__m256i; 8], y: *const i8) -> __m256i {
+        let yb = |at: usize| _mm256_set1_epi32((y.add(at) as *const i32).read_unaligned());
+        let mut s = [_mm256_setzero_si256(); 2];
+        for c in 0..4 {
+            for h in 0..2 {
+                s[h] = _mm256_dpbusd_avx_epi32(s[h], w[4 * h + c], yb(16 * h + 4 * c));
+            }
+        }
+        _mm256_add_epi32(s[0], s[1])
+    }
+
     /// The 16 bytes of nibbles at `qs` as 32 bytes 0..=15 in value order: low nibbles
     /// (values 0..16) in the low 128-bit lane, high nibbles (values 16..32) in the high lane.
     /// The 16 bytes are broadcast to both lanes by the load itself (`vbroadcasti128`), the
@@ -299,6 +430,7 @@ pub(crate) mod testing {
             for &y in ys {
                 a.d.push(d);
                 a.s.push((f16::from_f32(32.0 * y as f32) * f16::from_f32(d)).to_f32());
+                a.qsum.push(32 * y as i32);
             }
         }
         a
@@ -347,6 +479,107 @@ pub(crate) mod testing {
                         a.blocks,
                         first + t
                     );
+                }
+            }
+        }
+    }
+
+    /// 8 rows of `nb` blocks of `bb` bytes interleaved into a tile by `tile` (tile block
+    /// `tbb` bytes); also checks that every row's every block comes back unchanged.
+    pub fn tile_rows(
+        rows: &[Vec<u8>],
+        bb: usize,
+        tbb: usize,
+        tile: impl Fn([&[u8]; 8], &mut [u8]),
+        untile: impl Fn(&[u8], usize, &mut [u8]),
+    ) -> Vec<u8> {
+        assert_eq!(rows.len(), 8);
+        let nb = rows[0].len() / bb;
+        let mut t = vec![0u8; nb * tbb];
+        for b in 0..nb {
+            let src: [&[u8]; 8] = std::array::from_fn(|j| &rows[j][b * bb..(b + 1) * bb]);
+            tile(src, &mut t[b * tbb..(b + 1) * tbb]);
+        }
+        let mut back = vec![0u8; bb];
+        for b in 0..nb {
+            for j in 0..8 {
+                untile(&t[b * tbb..(b + 1) * tbb], j, &mut back);
+                assert_eq!(back, rows[j][b * bb..(b + 1) * bb], "block {b} row {j}");
+            }
+        }
+        t
+    }
+
+    /// For R in {1, 2, 3, 4, 8} and the first rows 1 and m − R: lane j of every result of
+    /// `run(tile, a, first, R)` within 1e-5 · Σ|terms| of `reference(j, r)` = (value, Σ|terms|).
+    pub fn check_tile_all_r(
+        tile: &[u8],
+        a: &Q8Rows,
+        reference: impl Fn(usize, usize) -> (f32, f64),
+        run: impl Fn(*const u8, &Q8Rows, usize, usize) -> Vec<[f32; 8]>,
+    ) {
+        for rr in [1usize, 2, 3, 4, 8] {
+            assert!(a.m > rr + 1);
+            for first in [1, a.m - rr] {
+                let out = run(tile.as_ptr(), a, first, rr);
+                assert_eq!(out.len(), rr);
+                for (t, lanes) in out.iter().enumerate() {
+                    for (j, &got) in lanes.iter().enumerate() {
+                        let (want, abs) = reference(j, first + t);
+                        let err = (got as f64 - want as f64).abs();
+                        assert!(
+                            err <= 1e-5 * abs + 1e-30,
+                            "blocks {} R {rr} act row {} weight row {j}: {got} vs {want}",
+                            a.blocks,
+                            first + t
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The lanes of R vectors.
+    #[cfg(target_arch = "x86_64")]
+    pub fn lanes<const R: usize>(v: [std::arch::x86_64::__m256; R]) -> Vec<[f32; 8]> {
+        v.iter()
+            .map(|x| {
+                let mut l = [0f32; 8];
+                unsafe { std::arch::x86_64::_mm256_storeu_ps(l.as_mut_ptr(), *x) };
+                l
+            })
+            .collect()
+    }
+
+    /// The spare-bit layout against a plain description: random 5-bit quants through
+    /// `tile_q5` / `untile_q5`, and the registers of `tile_quants` hold value 4c + i (low) and
+    /// 16 + 4c + i (high) of row j at byte 4j + i.
+    #[test]
+    fn tile_q5_layout() {
+        let mut rng = rng(7);
+        for _ in 0..200 {
+            let q: [[u8; 32]; 8] =
+                std::array::from_fn(|_| std::array::from_fn(|_| rng.random_range(0..32u8)));
+            let mut t = [0u8; super::TILE_QUANT_BYTES];
+            super::tile_q5(&q, &mut t);
+            for j in 0..8 {
+                assert_eq!(super::untile_q5(&t, j), q[j]);
+            }
+            if has_avx2() {
+                let w = unsafe { super::tile_quants(t.as_ptr()) };
+                for c in 0..4 {
+                    let (mut lo, mut hi) = ([0u8; 32], [0u8; 32]);
+                    unsafe {
+                        use std::arch::x86_64::*;
+                        _mm256_storeu_si256(lo.as_mut_ptr() as *mut __m256i, w[c]);
+                        _mm256_storeu_si256(hi.as_mut_ptr() as *mut __m256i, w[4 + c]);
+                    }
+                    for j in 0..8 {
+                        for i in 0..4 {
+                            assert_eq!(lo[4 * j + i], q[j][4 * c + i]);
+                            assert_eq!(hi[4 * j + i], q[j][16 + 4 * c + i]);
+                        }
+                    }
                 }
             }
         }

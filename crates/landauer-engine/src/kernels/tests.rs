@@ -384,6 +384,8 @@ fn the_tiled_layout_holds_the_same_rows() {
     for format in [
         Format::Q4_0,
         Format::Q4_1,
+        Format::Q5_0,
+        Format::Q5_1,
         Format::Q8_0,
         Format::Q4K,
         Format::Q6K,
@@ -395,7 +397,8 @@ fn the_tiled_layout_holds_the_same_rows() {
         let rows = w.rowwise();
         assert!(!rows.is_tiled());
         // The row layout is the GGUF bytes as given; the tiles hold the same bytes reordered
-        // (Q6_K's re-pack its quants' bits: the same number of bytes, a lossless layout).
+        // (Q5_0's, Q5_1's and Q6_K's re-pack their quants' bits: the same number of bytes, a
+        // lossless layout).
         let mut gguf = Vec::new();
         for j in 0..n {
             assert_eq!(w.row(j), rows.row(j), "row {j}");
@@ -403,7 +406,7 @@ fn the_tiled_layout_holds_the_same_rows() {
             gguf.extend_from_slice(&rows.row(j));
         }
         assert_eq!(gguf.len(), w.data.len());
-        if format != Format::Q6K {
+        if !matches!(format, Format::Q5_0 | Format::Q5_1 | Format::Q6K) {
             let (mut a, mut b) = (gguf.clone(), w.data.clone());
             a.sort_unstable();
             b.sort_unstable();
@@ -622,37 +625,79 @@ fn rms_norm_is_candles_to_float_rounding() {
 
 #[test]
 fn each_row_of_a_batch_is_the_row_alone_in_every_format() {
-    // Rows of a batch go through kernels of 8, 4 and 1-3 rows at a time. Most formats give a
-    // row the same bits whichever (batched decoding then equals decoding each row alone); the
-    // kernels of Q2_K, Q5_0, Q5_1 and the float formats order their float additions by the
-    // number of rows (more accumulator chains for one row, to hide FMA latency in decode), so
-    // there a row agrees with itself alone to float rounding only.
+    // Rows of a batch go through kernels of 8, 4 and 1-3 rows at a time. Most kernels give a
+    // row the same bits whichever (batched decoding then equals decoding each row alone); those
+    // of Q2_K, of the float formats and Q5_0's and Q5_1's row layout (matrices whose row count
+    // is not a multiple of 8) order their float additions by the number of rows (more
+    // accumulator chains for one row, to hide FMA latency in decode), so there a row agrees
+    // with itself alone to float rounding only.
     let mut rng = ChaCha8Rng::seed_from_u64(8);
     for format in Format::ALL {
-        let exact = !matches!(
-            format,
-            Format::Q2K | Format::Q5_0 | Format::Q5_1 | Format::F16 | Format::BF16 | Format::F32
-        );
-        let (n, k, m) = (16, 2 * format.block_values().max(64), 13);
-        let w = random_weights(&mut rng, format, n, k);
-        let x = random_activations(&mut rng, m, k);
-        let all = Activations::new(&x, m, k, &[format]);
-        let mut batch = vec![0f32; m * n];
-        matmul_quantized(&w, &all, &mut batch, detected_isa());
-        for i in 0..m {
-            let one = Activations::new(&x[i * k..(i + 1) * k], 1, k, &[format]);
-            let mut alone = vec![0f32; n];
-            matmul_quantized(&w, &one, &mut alone, detected_isa());
-            let got = &batch[i * n..(i + 1) * n];
-            if exact {
-                assert_eq!(got, &alone[..], "{format:?} row {i}");
-                continue;
-            }
-            for j in 0..n {
-                let tol = 1e-5 * dequantized_dot(&w, j, &one, 0).1 + 1e-6;
-                let (g, a) = (got[j] as f64, alone[j] as f64);
-                assert!((g - a).abs() <= tol, "{format:?} ({i},{j}): {g} vs {a}");
+        for n in [16, 13] {
+            let rounded = matches!(
+                format,
+                Format::Q2K | Format::F16 | Format::BF16 | Format::F32
+            ) || (n % TILE_ROWS != 0
+                && matches!(format, Format::Q5_0 | Format::Q5_1));
+            let exact = !rounded;
+            let (k, m) = (2 * format.block_values().max(64), 13);
+            let w = random_weights(&mut rng, format, n, k);
+            let x = random_activations(&mut rng, m, k);
+            let all = Activations::new(&x, m, k, &[format]);
+            let mut batch = vec![0f32; m * n];
+            matmul_quantized(&w, &all, &mut batch, detected_isa());
+            for i in 0..m {
+                let one = Activations::new(&x[i * k..(i + 1) * k], 1, k, &[format]);
+                let mut alone = vec![0f32; n];
+                matmul_quantized(&w, &one, &mut alone, detected_isa());
+                let got = &batch[i * n..(i + 1) * n];
+                if exact {
+                    assert_eq!(got, &alone[..], "{format:?} {n} rows, row {i}");
+                    continue;
+                }
+                for j in 0..n {
+                    let tol = 1e-5 * dequantized_dot(&w, j, &one, 0).1 + 1e-6;
+                    let (g, a) = (got[j] as f64, alone[j] as f64);
+                    assert!((g - a).abs() <= tol, "{format:?} ({i},{j}): {g} vs {a}");
+                }
             }
         }
     }
+}
+
+#[test]
+fn simd_q8k_quantization_gives_the_reference_bytes() {
+    if detected_isa() != Isa::Avx2 {
+        eprintln!("SKIPPED: this CPU has no AVX2 + FMA + F16C; only the reference runs here");
+        return;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let (m, k) = (3, 768);
+    let mut x = random_activations(&mut rng, m, k);
+    // Exact ties after scaling (the block's maximum 127 makes the scale -1: values at q + 0.5
+    // round away from zero), a negative maximum that also appears positive later (the first
+    // one gives the sign), and an all-zero block.
+    for (c, v) in x[256..512].iter_mut().enumerate() {
+        *v = if c == 3 {
+            127.0
+        } else {
+            (c % 200) as f32 - 100.5
+        };
+    }
+    x[512 + 7] = -50.0;
+    x[512 + 9] = 50.0;
+    x[768 + 256..768 + 512].fill(0.0);
+    let (mut a, mut b) = (Q8KRows::default(), Q8KRows::default());
+    a.quantize_on(&x, m, k, Isa::Reference);
+    b.quantize_on(&x, m, k, Isa::Avx2);
+    assert_eq!(a.qs, b.qs);
+    assert_eq!(a.d, b.d);
+    assert_eq!(a.bsums, b.bsums);
+    // Ties went away from zero: -(-100.5) -> 101 (q = round(x · -1)).
+    assert_eq!(a.qs[256], 101);
+    assert_eq!(a.qs[257], 100);
+    assert!(
+        a.scale(0, 2) > 0.0,
+        "the first maximum (-50) gives d = -50 / -127"
+    );
 }

@@ -30,6 +30,10 @@ pub(super) unsafe fn rows(w: &QWeights, range: Range<usize>, a: &Activations, ou
         Format::Q4K if w.tiled => tiles_q4_k(w, range, &a.q8k, out),
         Format::Q6K if w.tiled && super::has_avx_vnni() => tiles_q6_k_vnni(w, range, &a.q8k, out),
         Format::Q6K if w.tiled => tiles_q6_k(w, range, &a.q8k, out),
+        Format::Q5_0 if w.tiled && super::has_avx_vnni() => tiles_q5_0_vnni(w, range, &a.q8, out),
+        Format::Q5_0 if w.tiled => tiles_q5_0(w, range, &a.q8, out),
+        Format::Q5_1 if w.tiled && super::has_avx_vnni() => tiles_q5_1_vnni(w, range, &a.q8, out),
+        Format::Q5_1 if w.tiled => tiles_q5_1(w, range, &a.q8, out),
         Format::Q4_0 => rows_q4_0(w, range, &a.q8, out),
         Format::Q4_1 => rows_q4_1(w, range, &a.q8, out),
         Format::Q8_0 => rows_q8_0(w, range, &a.q8, out),
@@ -132,6 +136,10 @@ macro_rules! tile_kernel {
 tile_kernel!(tiles_q4_k, super::Q8KRows, super::q4_k::tile_dot);
 tile_kernel!(tiles_q6_k, super::Q8KRows, super::q6_k::tile_dot);
 tile_kernel!(tiles_q6_k_vnni, super::Q8KRows, super::q6_k::tile_dot_vnni);
+tile_kernel!(tiles_q5_0, super::Q8Rows, super::q5_0::tile_dot);
+tile_kernel!(tiles_q5_0_vnni, super::Q8Rows, super::q5_0::tile_dot_vnni);
+tile_kernel!(tiles_q5_1, super::Q8Rows, super::q5_1::tile_dot);
+tile_kernel!(tiles_q5_1_vnni, super::Q8Rows, super::q5_1::tile_dot_vnni);
 
 row_kernel!(rows_q5_0, super::Q8Rows, super::q5_0::dot_avx2);
 row_kernel!(rows_q5_1, super::Q8Rows, super::q5_1::dot_avx2);
@@ -494,6 +502,75 @@ pub(super) unsafe fn quantize_block(xs: &[f32], qs: &mut [i8]) -> (f32, f32, i32
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph::<NEAREST>(s))),
         _mm_cvtsi128_si32(s4),
     )
+}
+
+/// Quantizes 256 values as `Q8KRows::quantize` does (d = max / −127 where max is the first
+/// value of largest magnitude, q = round(x · (−127 / max)) with ties away from zero, as
+/// `f32::round`) into `qs`, the sums of each 16 quants into `bsums`; returns d (0 for a block
+/// of zeros). The same bytes as the scalar loop (tested), without its libm `roundf` calls.
+///
+/// # Safety
+/// The CPU must support AVX2; `xs` and `qs` hold 256 values, `bsums` 16.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn quantize_q8k_block(xs: &[f32], qs: &mut [i8], bsums: &mut [i16]) -> f32 {
+    assert!(xs.len() == 256 && qs.len() == 256 && bsums.len() == 16);
+    let p = xs.as_ptr();
+    let sign = _mm256_set1_ps(-0.0);
+    let mut mx = _mm256_setzero_ps();
+    for c in 0..32 {
+        mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, _mm256_loadu_ps(p.add(8 * c))));
+    }
+    let m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    let m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    let amax = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+    if amax == 0.0 {
+        qs.fill(0);
+        bsums.fill(0);
+        return 0.0;
+    }
+    // The first value whose magnitude is the maximum gives the sign.
+    let target = _mm256_set1_ps(amax);
+    let mut max = amax;
+    for c in 0..32 {
+        let a = _mm256_andnot_ps(sign, _mm256_loadu_ps(p.add(8 * c)));
+        let hit = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(a, target));
+        if hit != 0 {
+            max = xs[8 * c + hit.trailing_zeros() as usize];
+            break;
+        }
+    }
+    let iscale = -127.0 / max;
+    let is = _mm256_set1_ps(iscale);
+    let half = _mm256_set1_ps(0.5);
+    let one = _mm256_set1_ps(1.0);
+    let (lo, hi) = (_mm256_set1_ps(-128.0), _mm256_set1_ps(127.0));
+    let fix = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for g in 0..8 {
+        // 32 values: four vectors of 8, rounded half away from zero: trunc, then one step
+        // away from zero where the dropped fraction is at least one half.
+        let q: [__m256i; 4] = std::array::from_fn(|i| {
+            let v = _mm256_mul_ps(_mm256_loadu_ps(p.add(32 * g + 8 * i)), is);
+            let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
+            let frac = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
+            let step = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(frac, half), one);
+            let r = _mm256_add_ps(t, _mm256_or_ps(step, _mm256_and_ps(v, sign)));
+            _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, lo), hi))
+        });
+        for h in 0..2 {
+            let s = _mm256_add_epi32(q[2 * h], q[2 * h + 1]);
+            let s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            let s4 = _mm_add_epi32(s4, _mm_shuffle_epi32::<0b01_00_11_10>(s4));
+            let s4 = _mm_add_epi32(s4, _mm_shuffle_epi32::<0b10_11_00_01>(s4));
+            bsums[2 * g + h] = _mm_cvtsi128_si32(s4) as i16;
+        }
+        let b = _mm256_packs_epi16(
+            _mm256_packs_epi32(q[0], q[1]),
+            _mm256_packs_epi32(q[2], q[3]),
+        );
+        let b = _mm256_permutevar8x32_epi32(b, fix);
+        _mm256_storeu_si256(qs.as_mut_ptr().add(32 * g) as *mut __m256i, b);
+    }
+    1.0 / iscale
 }
 
 /// g[i] ← g[i] / (1 + e^−g[i]) · u[i] for i < len, eight at a time; the last few through a
