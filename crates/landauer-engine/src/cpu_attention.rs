@@ -689,7 +689,7 @@ pub fn attend(
     let shared = Shared(out.spare_capacity_mut().as_mut_ptr().cast());
     // Work items: a row and `per_item` query heads of one group; each writes only its own
     // heads' outputs.
-    let avx2 = crate::kernels::detected_isa() == crate::kernels::Isa::Avx2;
+    let avx2 = crate::kernels::detected_isa().avx2();
     let work = |range: std::ops::Range<usize>| {
         let mut qh = vec![0f32; per_item * d];
         let mut scores = vec![0f32; per_item * span];

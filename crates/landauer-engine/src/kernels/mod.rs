@@ -305,19 +305,16 @@ pub enum Isa {
     Reference,
     /// x86-64 with AVX2, FMA and F16C, detected at run time.
     Avx2,
+    /// AVX2, FMA and F16C with AVX-VNNI (the VEX-encoded `vpdpbusd`), which some tiled
+    /// kernels use where it is present (`LANDAUER_VNNI=0` keeps them on plain AVX2).
+    AvxVnni,
 }
 
-/// Whether this CPU has AVX-VNNI (the VEX-encoded `vpdpbusd`), which some AVX2 kernels use
-/// when present (detected once).
-pub fn has_avx_vnni() -> bool {
-    static VNNI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *VNNI.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        if detected_isa() == Isa::Avx2 && std::arch::is_x86_feature_detected!("avxvnni") {
-            return std::env::var("LANDAUER_VNNI").map_or(true, |v| v != "0");
-        }
-        false
-    })
+impl Isa {
+    /// Whether the AVX2 + FMA + F16C kernels may run.
+    pub fn avx2(self) -> bool {
+        matches!(self, Isa::Avx2 | Isa::AvxVnni)
+    }
 }
 
 /// The best implementation this CPU supports (detected once).
@@ -329,7 +326,9 @@ pub fn detected_isa() -> Isa {
             && std::arch::is_x86_feature_detected!("fma")
             && std::arch::is_x86_feature_detected!("f16c")
         {
-            return Isa::Avx2;
+            let vnni = std::arch::is_x86_feature_detected!("avxvnni")
+                && std::env::var("LANDAUER_VNNI").map_or(true, |v| v != "0");
+            return if vnni { Isa::AvxVnni } else { Isa::Avx2 };
         }
         Isa::Reference
     })
@@ -581,11 +580,8 @@ impl Q8Rows {
         self.s.resize(blocks, 0.0);
         self.qsum.resize(blocks, 0);
         #[cfg(target_arch = "x86_64")]
-        if isa == Isa::Avx2 {
-            assert!(
-                detected_isa() == Isa::Avx2,
-                "AVX2 kernels on a CPU without AVX2"
-            );
+        if isa.avx2() {
+            assert!(detected_isa().avx2(), "AVX2 kernels on a CPU without AVX2");
             for (i, xs) in x.chunks_exact(BLOCK).enumerate() {
                 // SAFETY: AVX2 is present (checked); xs and the output block hold 32 values.
                 let (d, s, sum) =
@@ -684,11 +680,8 @@ impl Q8KRows {
         self.d.resize(m * k / QK_K, 0.0);
         self.bsums.resize(m * k / 16, 0);
         #[cfg(target_arch = "x86_64")]
-        if isa == Isa::Avx2 {
-            assert!(
-                detected_isa() == Isa::Avx2,
-                "AVX2 kernels on a CPU without AVX2"
-            );
+        if isa.avx2() {
+            assert!(detected_isa().avx2(), "AVX2 kernels on a CPU without AVX2");
             for (i, xs) in x.chunks_exact(QK_K).enumerate() {
                 let at = (i % self.blocks) * self.m + i / self.blocks;
                 // SAFETY: AVX2 is present (checked); the block's values, quants and sums
@@ -967,15 +960,15 @@ fn rows_into(
     );
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => {
+        Isa::Avx2 | Isa::AvxVnni => {
             assert!(
-                detected_isa() == Isa::Avx2,
-                "AVX2 kernels on a CPU without AVX2"
+                detected_isa().avx2() && (isa == Isa::Avx2 || detected_isa() == Isa::AvxVnni),
+                "{isa:?} kernels on a CPU without them"
             );
             // SAFETY: the CPU has AVX2, FMA and F16C (checked above); rows and widths are
             // checked above; `out` holds a.m × w.n values and this call writes only
             // columns in `range`.
-            unsafe { x86::rows(w, range, a, out.0) }
+            unsafe { x86::rows(w, range, a, out.0, isa == Isa::AvxVnni) }
         }
         _ => {
             for j in range {
@@ -997,7 +990,7 @@ fn rows_into(
 pub fn silu_mul_in_place(g: &mut [f32], u: &[f32]) {
     assert_eq!(g.len(), u.len());
     let out = SharedOut(g.as_mut_ptr());
-    let avx2 = detected_isa() == Isa::Avx2;
+    let avx2 = detected_isa().avx2();
     let work = |range: std::ops::Range<usize>| {
         // SAFETY: `range` lies inside g (and u, as long); each index is in exactly one
         // range, so no other thread touches it. The AVX2 path runs only where detected.

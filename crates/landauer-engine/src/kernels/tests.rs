@@ -96,6 +96,20 @@ fn widths(format: Format) -> Vec<usize> {
     ks
 }
 
+/// The SIMD implementations this CPU can run: AVX2, and AVX-VNNI where present (each tested
+/// against the reference; a machine without them prints that they were skipped).
+fn simd_isas() -> Vec<Isa> {
+    let best = detected_isa();
+    match best {
+        Isa::AvxVnni => vec![Isa::Avx2, Isa::AvxVnni],
+        Isa::Avx2 => {
+            eprintln!("SKIPPED: no AVX-VNNI on this CPU; its kernels were not run");
+            vec![Isa::Avx2]
+        }
+        Isa::Reference => vec![],
+    }
+}
+
 #[test]
 fn reference_dot_is_the_dequantized_dot() {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
@@ -127,7 +141,7 @@ fn reference_dot_is_the_dequantized_dot() {
 
 #[test]
 fn simd_and_threaded_matmul_equal_the_reference_at_every_size() {
-    if detected_isa() != Isa::Avx2 {
+    if !detected_isa().avx2() {
         eprintln!("SKIPPED: this CPU has no AVX2 + FMA + F16C; only the reference runs here");
     }
     let mut rng = ChaCha8Rng::seed_from_u64(2);
@@ -171,16 +185,18 @@ fn simd_and_threaded_matmul_equal_the_reference_at_every_size() {
                     );
                 }
             }
-            let mut simd = vec![0f32; m * n];
-            matmul_quantized(&w, &a, &mut simd, detected_isa());
-            for i in 0..m {
-                for j in 0..n {
-                    let (g, r) = (simd[i * n + j] as f64, reference[i * n + j] as f64);
-                    let tol = 1e-5 * dequantized_dot(&w, j, &a, i).1 + 1e-6;
-                    assert!(
-                        (g - r).abs() <= tol,
-                        "{format:?} {n}x{k} m={m} ({i},{j}): {g} vs {r}"
-                    );
+            for isa in simd_isas() {
+                let mut simd = vec![0f32; m * n];
+                matmul_quantized(&w, &a, &mut simd, isa);
+                for i in 0..m {
+                    for j in 0..n {
+                        let (g, r) = (simd[i * n + j] as f64, reference[i * n + j] as f64);
+                        let tol = 1e-5 * dequantized_dot(&w, j, &a, i).1 + 1e-6;
+                        assert!(
+                            (g - r).abs() <= tol,
+                            "{format:?} on {isa:?} {n}x{k} m={m} ({i},{j}): {g} vs {r}"
+                        );
+                    }
                 }
             }
         }
@@ -292,7 +308,7 @@ fn other_formats_fall_back_to_candle_and_bad_inputs_are_errors() {
 
 #[test]
 fn simd_quantization_gives_the_reference_bytes() {
-    if detected_isa() != Isa::Avx2 {
+    if !detected_isa().avx2() {
         eprintln!("SKIPPED: this CPU has no AVX2 + FMA + F16C; only the reference runs here");
         return;
     }
@@ -335,7 +351,7 @@ fn several_matrices_at_once_equal_each_alone() {
     let x = random_activations(&mut rng, m, k);
     let formats: Vec<Format> = ws.iter().map(|w| w.format).collect();
     let a = Activations::new(&x, m, k, &formats);
-    for isa in [Isa::Reference, detected_isa()] {
+    for isa in [vec![Isa::Reference], simd_isas()].concat() {
         let mut outs: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; m * w.n]).collect();
         {
             let mut views: Vec<&mut [f32]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
@@ -510,7 +526,7 @@ fn silu_is_candles_within_ulps_and_independent_of_the_split() {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn vectorized_exp_is_within_two_ulp_of_libm() {
-    if detected_isa() != Isa::Avx2 {
+    if !detected_isa().avx2() {
         eprintln!("SKIPPED: this CPU has no AVX2 + FMA");
         return;
     }
@@ -632,7 +648,10 @@ fn each_row_of_a_batch_is_the_row_alone_in_every_format() {
     // accumulator chains for one row, to hide FMA latency in decode), so there a row agrees
     // with itself alone to float rounding only.
     let mut rng = ChaCha8Rng::seed_from_u64(8);
-    for format in Format::ALL {
+    for (format, isa) in Format::ALL
+        .iter()
+        .flat_map(|&f| simd_isas().into_iter().map(move |i| (f, i)))
+    {
         for n in [16, 13] {
             let rounded = matches!(
                 format,
@@ -645,14 +664,14 @@ fn each_row_of_a_batch_is_the_row_alone_in_every_format() {
             let x = random_activations(&mut rng, m, k);
             let all = Activations::new(&x, m, k, &[format]);
             let mut batch = vec![0f32; m * n];
-            matmul_quantized(&w, &all, &mut batch, detected_isa());
+            matmul_quantized(&w, &all, &mut batch, isa);
             for i in 0..m {
                 let one = Activations::new(&x[i * k..(i + 1) * k], 1, k, &[format]);
                 let mut alone = vec![0f32; n];
-                matmul_quantized(&w, &one, &mut alone, detected_isa());
+                matmul_quantized(&w, &one, &mut alone, isa);
                 let got = &batch[i * n..(i + 1) * n];
                 if exact {
-                    assert_eq!(got, &alone[..], "{format:?} {n} rows, row {i}");
+                    assert_eq!(got, &alone[..], "{format:?} on {isa:?}, {n} rows, row {i}");
                     continue;
                 }
                 for j in 0..n {
@@ -667,7 +686,7 @@ fn each_row_of_a_batch_is_the_row_alone_in_every_format() {
 
 #[test]
 fn simd_q8k_quantization_gives_the_reference_bytes() {
-    if detected_isa() != Isa::Avx2 {
+    if !detected_isa().avx2() {
         eprintln!("SKIPPED: this CPU has no AVX2 + FMA + F16C; only the reference runs here");
         return;
     }

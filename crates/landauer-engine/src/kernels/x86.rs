@@ -20,19 +20,27 @@ const Q8_0: u8 = 2;
 /// Weight rows `range` of `w` against every activation row of `a`, into `out` (a.m × w.n).
 ///
 /// # Safety
-/// The CPU must support AVX2, FMA and F16C; `range.end <= w.n`, `a.k == w.k` with `a`
-/// prepared for `w.format`, and `out` must point to a.m × w.n writable values.
-pub(super) unsafe fn rows(w: &QWeights, range: Range<usize>, a: &Activations, out: *mut f32) {
+/// The CPU must support AVX2, FMA and F16C (and AVX-VNNI when `vnni`); `range.end <= w.n`,
+/// `a.k == w.k` with `a` prepared for `w.format`, and `out` must point to a.m × w.n writable
+/// values.
+pub(super) unsafe fn rows(
+    w: &QWeights,
+    range: Range<usize>,
+    a: &Activations,
+    out: *mut f32,
+    vnni: bool,
+) {
     match w.format {
         Format::Q4_0 if w.tiled => tiles_q4_0(w, range, &a.q8, out),
         Format::Q4_1 if w.tiled => tiles_q4_1(w, range, &a.q8, out),
+        Format::Q8_0 if w.tiled && vnni => tiles_q8_0_vnni(w, range, &a.q8, out),
         Format::Q8_0 if w.tiled => tiles_q8_0(w, range, &a.q8, out),
         Format::Q4K if w.tiled => tiles_q4_k(w, range, &a.q8k, out),
-        Format::Q6K if w.tiled && super::has_avx_vnni() => tiles_q6_k_vnni(w, range, &a.q8k, out),
+        Format::Q6K if w.tiled && vnni => tiles_q6_k_vnni(w, range, &a.q8k, out),
         Format::Q6K if w.tiled => tiles_q6_k(w, range, &a.q8k, out),
-        Format::Q5_0 if w.tiled && super::has_avx_vnni() => tiles_q5_0_vnni(w, range, &a.q8, out),
+        Format::Q5_0 if w.tiled && vnni => tiles_q5_0_vnni(w, range, &a.q8, out),
         Format::Q5_0 if w.tiled => tiles_q5_0(w, range, &a.q8, out),
-        Format::Q5_1 if w.tiled && super::has_avx_vnni() => tiles_q5_1_vnni(w, range, &a.q8, out),
+        Format::Q5_1 if w.tiled && vnni => tiles_q5_1_vnni(w, range, &a.q8, out),
         Format::Q5_1 if w.tiled => tiles_q5_1(w, range, &a.q8, out),
         Format::Q4_0 => rows_q4_0(w, range, &a.q8, out),
         Format::Q4_1 => rows_q4_1(w, range, &a.q8, out),
@@ -134,6 +142,7 @@ macro_rules! tile_kernel {
 }
 
 tile_kernel!(tiles_q4_k, super::Q8KRows, super::q4_k::tile_dot);
+tile_kernel!(tiles_q8_0_vnni, super::Q8Rows, tile_q8_0_vnni);
 tile_kernel!(tiles_q6_k, super::Q8KRows, super::q6_k::tile_dot);
 tile_kernel!(tiles_q6_k_vnni, super::Q8KRows, super::q6_k::tile_dot_vnni);
 tile_kernel!(tiles_q5_0, super::Q8Rows, super::q5_0::tile_dot);
@@ -373,6 +382,44 @@ unsafe fn tile_q8_0<const R: usize>(tile: *const u8, a: &Q8Rows, first: usize) -
                 );
                 let p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(y, wq));
                 s[r] = _mm256_add_epi32(s[r], _mm256_madd_epi16(p, ones));
+            }
+        }
+        for r in 0..R {
+            let da = _mm256_set1_ps(*dtp.add(b * m + r));
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[r]), _mm256_mul_ps(dw, da), acc[r]);
+        }
+    }
+    acc
+}
+
+/// [`tile_q8_0`] with AVX-VNNI: `vpdpbusd` multiplies the weights' magnitudes by the
+/// sign-moved activations and adds each 4 products into the i32 lanes in one instruction (no
+/// 16-bit intermediate, so no `madd`), the same integer sums.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C and AVX-VNNI; as [`tile_q8_0`] otherwise.
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+pub(super) unsafe fn tile_q8_0_vnni<const R: usize>(
+    tile: *const u8,
+    a: &Q8Rows,
+    first: usize,
+) -> [__m256; R] {
+    let (m, nb) = (a.m, a.blocks);
+    let qp: [*const i8; R] = std::array::from_fn(|r| a.qs.as_ptr().add((first + r) * nb * BLOCK));
+    let dtp = a.d.as_ptr().add(first);
+    let mut acc = [_mm256_setzero_ps(); R];
+    for b in 0..nb {
+        let blk = tile.add(b * TILE_ROWS * 34);
+        let dw = _mm256_cvtph_ps(_mm_loadu_si128(blk as *const __m128i));
+        let mut s = [_mm256_setzero_si256(); R];
+        for c in 0..8 {
+            let wq = _mm256_loadu_si256(blk.add(16 + 32 * c) as *const __m256i);
+            let aw = _mm256_abs_epi8(wq);
+            for r in 0..R {
+                let y = _mm256_set1_epi32(
+                    (qp[r].add(b * BLOCK + 4 * c) as *const i32).read_unaligned(),
+                );
+                s[r] = _mm256_dpbusd_avx_epi32(s[r], aw, _mm256_sign_epi8(y, wq));
             }
         }
         for r in 0..R {
