@@ -31,7 +31,9 @@ pub(super) unsafe fn rows(
     vnni: bool,
 ) {
     match w.format {
+        Format::Q4_0 if w.tiled && vnni => tiles_q4_0_vnni(w, range, &a.q8, out),
         Format::Q4_0 if w.tiled => tiles_q4_0(w, range, &a.q8, out),
+        Format::Q4_1 if w.tiled && vnni => tiles_q4_1_vnni(w, range, &a.q8, out),
         Format::Q4_1 if w.tiled => tiles_q4_1(w, range, &a.q8, out),
         Format::Q8_0 if w.tiled && vnni => tiles_q8_0_vnni(w, range, &a.q8, out),
         Format::Q8_0 if w.tiled => tiles_q8_0(w, range, &a.q8, out),
@@ -143,6 +145,8 @@ macro_rules! tile_kernel {
 
 tile_kernel!(tiles_q4_k, super::Q8KRows, super::q4_k::tile_dot);
 tile_kernel!(tiles_q8_0_vnni, super::Q8Rows, tile_q8_0_vnni);
+tile_kernel!(tiles_q4_0_vnni, super::Q8Rows, tile_q4_0_vnni);
+tile_kernel!(tiles_q4_1_vnni, super::Q8Rows, tile_q4_1_vnni);
 tile_kernel!(tiles_q6_k, super::Q8KRows, super::q6_k::tile_dot);
 tile_kernel!(tiles_q6_k_vnni, super::Q8KRows, super::q6_k::tile_dot_vnni);
 tile_kernel!(tiles_q5_0, super::Q8Rows, super::q5_0::tile_dot);
@@ -355,6 +359,89 @@ unsafe fn tile_q4<const F: u8, const R: usize>(
         }
     }
     acc
+}
+
+/// [`tile_q4`] with AVX-VNNI: each chunk's two `vpdpbusd` add the 4-value products straight
+/// into i32 lanes (no 16-bit sums, no `madd`): the same integer sums.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C and AVX-VNNI; as [`tile_q4`] otherwise.
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+pub(super) unsafe fn tile_q4_vnni<const F: u8, const R: usize>(
+    tile: *const u8,
+    a: &Q8Rows,
+    first: usize,
+) -> [__m256; R] {
+    let (m, nb) = (a.m, a.blocks);
+    let (bb, head) = if F == Q4_1 { (20, 32) } else { (18, 16) };
+    let qp: [*const i8; R] = std::array::from_fn(|r| a.qs.as_ptr().add((first + r) * nb * BLOCK));
+    let (dtp, stp, sump) = (
+        a.d.as_ptr().add(first),
+        a.s.as_ptr().add(first),
+        a.qsum.as_ptr().add(first),
+    );
+    let low = _mm256_set1_epi8(0x0F);
+    let mut acc = [_mm256_setzero_ps(); R];
+    for b in 0..nb {
+        let blk = tile.add(b * TILE_ROWS * bb);
+        let dw = _mm256_cvtph_ps(_mm_loadu_si128(blk as *const __m128i));
+        let mut s = [_mm256_setzero_si256(); R];
+        // Up to 4 rows, the high nibbles' products go into a second chain of their own: 8
+        // dependent vpdpbusd a block would leave the unit waiting on their latency.
+        let mut s2 = [_mm256_setzero_si256(); R];
+        if F == Q4_0 {
+            // Start each row's sum at −8·Σy, so that Σ(q − 8)·y is left after the products.
+            for r in 0..R {
+                s[r] = _mm256_set1_epi32(-8 * *sump.add(b * m + r));
+            }
+        }
+        for c in 0..4 {
+            let raw = _mm256_loadu_si256(blk.add(head + 32 * c) as *const __m256i);
+            let lo = _mm256_and_si256(raw, low);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
+            for r in 0..R {
+                let y = qp[r].add(b * BLOCK + 4 * c) as *const i32;
+                let ylo = _mm256_set1_epi32(y.read_unaligned());
+                let yhi = _mm256_set1_epi32(y.add(4).read_unaligned());
+                s[r] = _mm256_dpbusd_avx_epi32(s[r], lo, ylo);
+                if R <= 4 {
+                    s2[r] = _mm256_dpbusd_avx_epi32(s2[r], hi, yhi);
+                } else {
+                    s[r] = _mm256_dpbusd_avx_epi32(s[r], hi, yhi);
+                }
+            }
+        }
+        if R <= 4 {
+            for r in 0..R {
+                s[r] = _mm256_add_epi32(s[r], s2[r]);
+            }
+        }
+        if F == Q4_1 {
+            let mw = _mm256_cvtph_ps(_mm_loadu_si128(blk.add(16) as *const __m128i));
+            for r in 0..R {
+                let da = _mm256_set1_ps(*dtp.add(b * m + r));
+                let sa = _mm256_set1_ps(*stp.add(b * m + r));
+                let p = _mm256_cvtepi32_ps(s[r]);
+                acc[r] = _mm256_fmadd_ps(p, _mm256_mul_ps(dw, da), acc[r]);
+                acc[r] = _mm256_fmadd_ps(mw, sa, acc[r]);
+            }
+        } else {
+            for r in 0..R {
+                let da = _mm256_set1_ps(*dtp.add(b * m + r));
+                let p = _mm256_cvtepi32_ps(s[r]);
+                acc[r] = _mm256_fmadd_ps(p, _mm256_mul_ps(dw, da), acc[r]);
+            }
+        }
+    }
+    acc
+}
+
+/// [`tile_q4_vnni`] for Q4_0 and for Q4_1, as the tile driver's `tile_dot::<R>`.
+unsafe fn tile_q4_0_vnni<const R: usize>(t: *const u8, a: &Q8Rows, first: usize) -> [__m256; R] {
+    tile_q4_vnni::<Q4_0, R>(t, a, first)
+}
+unsafe fn tile_q4_1_vnni<const R: usize>(t: *const u8, a: &Q8Rows, first: usize) -> [__m256; R] {
+    tile_q4_vnni::<Q4_1, R>(t, a, first)
 }
 
 /// [`tile_dot`] for Q8_0. Per block: chunk c (32 bytes) holds values 4c..4c+4 of the 8 rows;
