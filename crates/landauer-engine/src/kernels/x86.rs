@@ -391,8 +391,8 @@ pub(super) unsafe fn tile_q4_vnni<const F: u8, const R: usize>(
         let mut s2 = [_mm256_setzero_si256(); R];
         if F == Q4_0 {
             // Start each row's sum at −8·Σy, so that Σ(q − 8)·y is left after the products.
-            for r in 0..R {
-                s[r] = _mm256_set1_epi32(-8 * *sump.add(b * m + r));
+            for (r, s) in s.iter_mut().enumerate() {
+                *s = _mm256_set1_epi32(-8 * *sump.add(b * m + r));
             }
         }
         for c in 0..4 {
@@ -412,8 +412,8 @@ pub(super) unsafe fn tile_q4_vnni<const F: u8, const R: usize>(
             }
         }
         if R <= 4 {
-            for r in 0..R {
-                s[r] = _mm256_add_epi32(s[r], s2[r]);
+            for (s, s2) in s.iter_mut().zip(&s2) {
+                *s = _mm256_add_epi32(*s, *s2);
             }
         }
         if F == Q4_1 {
