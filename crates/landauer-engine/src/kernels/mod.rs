@@ -24,7 +24,7 @@
 //!   B rows reads and unpacks every weight block B times. Here each weight block is loaded and
 //!   unpacked once and multiplied into up to eight activation rows while it sits in registers:
 //!   batched decode and prompt prefill read the weights once per step. Q4_0, Q4_1, Q5_0,
-//!   Q5_1, Q8_0, Q4_K and Q6_K weights are interleaved in tiles of 8 rows (see [`QWeights`]), so that one
+//!   Q5_1, Q8_0, Q4_K, Q5_K and Q6_K weights are interleaved in tiles of 8 rows (see [`QWeights`]), so that one
 //!   instruction serves 8 weight rows; the other formats keep GGUF's row layout, one file per format
 //!   (`q5_0.rs`, `q4_k.rs`, ...: its block layout, a plain-Rust reference dot product and the
 //!   AVX2 kernel, each tested against the reference, candle's dequantization and exact
@@ -89,6 +89,7 @@ fn tile_block(format: Format, rows: [&[u8]; TILE_ROWS], dst: &mut [u8]) {
         Format::Q6K => return q6_k::tile_block(rows, dst),
         Format::Q5_0 => return q5_0::tile_block(rows, dst),
         Format::Q5_1 => return q5_1::tile_block(rows, dst),
+        Format::Q5K => return q5_k::tile_block(rows, dst),
         _ => {}
     }
     for (j, src) in rows.iter().enumerate() {
@@ -105,6 +106,7 @@ fn untile_block(format: Format, tile: &[u8], j: usize, dst: &mut [u8]) {
         Format::Q6K => return q6_k::untile_block(tile, j, dst),
         Format::Q5_0 => return q5_0::untile_block(tile, j, dst),
         Format::Q5_1 => return q5_1::untile_block(tile, j, dst),
+        Format::Q5K => return q5_k::untile_block(tile, j, dst),
         _ => {}
     }
     for_tile_bytes(format, j, |from, to, len| {
@@ -273,6 +275,7 @@ impl Format {
                 | Format::Q5_1
                 | Format::Q8_0
                 | Format::Q4K
+                | Format::Q5K
                 | Format::Q6K
         )
     }
@@ -284,6 +287,7 @@ impl Format {
             Format::Q6K => q6_k::TILE_BLOCK_BYTES,
             Format::Q5_0 => q5_0::TILE_BLOCK_BYTES,
             Format::Q5_1 => q5_1::TILE_BLOCK_BYTES,
+            Format::Q5K => q5_k::TILE_BLOCK_BYTES,
             _ => TILE_ROWS * self.block_bytes(),
         }
     }
@@ -339,7 +343,7 @@ pub const TILE_ROWS: usize = 8;
 
 /// A weight matrix of `n` rows × `k` columns in GGUF blocks of 32 values along `k`.
 ///
-/// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K matrices whose row count is a multiple of [`TILE_ROWS`] are stored
+/// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K matrices whose row count is a multiple of [`TILE_ROWS`] are stored
 /// interleaved in tiles of 8 rows (see [`QWeights::is_tiled`]): the same bytes as the GGUF row
 /// layout, reordered at load time so that one 32-byte load holds 4 values of each of 8 rows.
 /// The kernel then multiplies 8 weight rows by one activation row with one `maddubs` per 4

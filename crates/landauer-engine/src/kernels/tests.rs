@@ -404,6 +404,7 @@ fn the_tiled_layout_holds_the_same_rows() {
         Format::Q5_1,
         Format::Q8_0,
         Format::Q4K,
+        Format::Q5K,
         Format::Q6K,
     ] {
         let mut rng = ChaCha8Rng::seed_from_u64(6);
@@ -413,7 +414,7 @@ fn the_tiled_layout_holds_the_same_rows() {
         let rows = w.rowwise();
         assert!(!rows.is_tiled());
         // The row layout is the GGUF bytes as given; the tiles hold the same bytes reordered
-        // (Q5_0's, Q5_1's and Q6_K's re-pack their quants' bits: the same number of bytes, a
+        // (Q5_0's, Q5_1's, Q5_K's and Q6_K's re-pack their quants' bits: the same number of bytes, a
         // lossless layout).
         let mut gguf = Vec::new();
         for j in 0..n {
@@ -422,7 +423,10 @@ fn the_tiled_layout_holds_the_same_rows() {
             gguf.extend_from_slice(&rows.row(j));
         }
         assert_eq!(gguf.len(), w.data.len());
-        if !matches!(format, Format::Q5_0 | Format::Q5_1 | Format::Q6K) {
+        if !matches!(
+            format,
+            Format::Q5_0 | Format::Q5_1 | Format::Q5K | Format::Q6K
+        ) {
             let (mut a, mut b) = (gguf.clone(), w.data.clone());
             a.sort_unstable();
             b.sort_unstable();

@@ -39,6 +39,8 @@ pub(super) unsafe fn rows(
         Format::Q8_0 if w.tiled => tiles_q8_0(w, range, &a.q8, out),
         Format::Q4K if w.tiled => tiles_q4_k(w, range, &a.q8k, out),
         Format::Q6K if w.tiled && vnni => tiles_q6_k_vnni(w, range, &a.q8k, out),
+        Format::Q5K if w.tiled && vnni => tiles_q5_k_vnni(w, range, &a.q8k, out),
+        Format::Q5K if w.tiled => tiles_q5_k(w, range, &a.q8k, out),
         Format::Q6K if w.tiled => tiles_q6_k(w, range, &a.q8k, out),
         Format::Q5_0 if w.tiled && vnni => tiles_q5_0_vnni(w, range, &a.q8, out),
         Format::Q5_0 if w.tiled => tiles_q5_0(w, range, &a.q8, out),
@@ -148,6 +150,22 @@ tile_kernel!(tiles_q8_0_vnni, super::Q8Rows, tile_q8_0_vnni);
 tile_kernel!(tiles_q4_0_vnni, super::Q8Rows, tile_q4_0_vnni);
 tile_kernel!(tiles_q4_1_vnni, super::Q8Rows, tile_q4_1_vnni);
 tile_kernel!(tiles_q6_k, super::Q8KRows, super::q6_k::tile_dot);
+tile_kernel!(tiles_q5_k, super::Q8KRows, super::q5_k::tile_dot);
+tile_kernel!(tiles_q5_k_vnni, super::Q8KRows, tile_q5_k_vnni);
+
+/// Q5_K's VNNI tile kernel for 2 rows and more; one row (decode) gains nothing from it
+/// (measured) and takes the AVX2 one.
+unsafe fn tile_q5_k_vnni<const R: usize>(
+    t: *const u8,
+    a: &super::Q8KRows,
+    first: usize,
+) -> [__m256; R] {
+    if R == 1 {
+        super::q5_k::tile_dot::<R>(t, a, first)
+    } else {
+        super::q5_k::tile_dot_vnni::<R>(t, a, first)
+    }
+}
 tile_kernel!(tiles_q6_k_vnni, super::Q8KRows, super::q6_k::tile_dot_vnni);
 tile_kernel!(tiles_q5_0, super::Q8Rows, super::q5_0::tile_dot);
 tile_kernel!(tiles_q5_0_vnni, super::Q8Rows, super::q5_0::tile_dot_vnni);
