@@ -37,6 +37,7 @@ pub(super) unsafe fn rows(
         Format::Q4_1 if w.tiled => tiles_q4_1(w, range, &a.q8, out),
         Format::Q8_0 if w.tiled && vnni => tiles_q8_0_vnni(w, range, &a.q8, out),
         Format::Q8_0 if w.tiled => tiles_q8_0(w, range, &a.q8, out),
+        Format::Q4K if w.tiled && vnni => tiles_q4_k_vnni(w, range, &a.q8k, out),
         Format::Q4K if w.tiled => tiles_q4_k(w, range, &a.q8k, out),
         Format::Q6K if w.tiled && vnni => tiles_q6_k_vnni(w, range, &a.q8k, out),
         Format::Q5K if w.tiled && vnni => tiles_q5_k_vnni(w, range, &a.q8k, out),
@@ -146,6 +147,7 @@ macro_rules! tile_kernel {
 }
 
 tile_kernel!(tiles_q4_k, super::Q8KRows, super::q4_k::tile_dot);
+tile_kernel!(tiles_q4_k_vnni, super::Q8KRows, super::q4_k::tile_dot_vnni);
 tile_kernel!(tiles_q8_0_vnni, super::Q8Rows, tile_q8_0_vnni);
 tile_kernel!(tiles_q4_0_vnni, super::Q8Rows, tile_q4_0_vnni);
 tile_kernel!(tiles_q4_1_vnni, super::Q8Rows, tile_q4_1_vnni);
