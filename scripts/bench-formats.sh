@@ -20,7 +20,8 @@
 # llama-bench, llama-batched-bench and llama-quantize; default: scripts/llamacpp-tools.sh builds
 # them), BENCH_FILES (where the model files go; default ~/.cache/landauer/bench-files).
 # Writes benches/results/formats-<date>/ (every run's JSON, summary.json, table.md) and prints
-# the table. Kept out of CI.
+# the table; SUMMARY_ONLY=1 OUT=DIR remakes summary.json and table.md from DIR's runs. Kept out
+# of CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-3}"
@@ -34,6 +35,7 @@ files="${BENCH_FILES:-$HOME/.cache/landauer/bench-files}"
 out="${OUT:-benches/results/formats-$(date -u +%Y-%m-%d)}"
 mkdir -p "$out" "$files"
 
+if [[ -z "${SUMMARY_ONLY:-}" ]]; then
 cargo build --release --quiet
 L=./target/release/landauer
 bin="${LLAMACPP_BIN:-$(scripts/llamacpp-tools.sh)}"
@@ -92,6 +94,8 @@ for r in $(seq 1 "$rounds"); do
   done
 done
 
+fi
+
 python3 - "$out" "$rounds" "$models" "$presets" "$threads" <<'PY'
 import json, statistics, sys
 out, rounds, models, presets, threads = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4].split(), sys.argv[5]
@@ -125,19 +129,20 @@ for model in models:
                      "llama_prefill": q_pre, "landauer_b8": b8, "llama_b8": q_b8},
             "read_bandwidth_bytes_per_s": bw, "bytes_per_token": bpt,
             "tracing_overhead_paired": med([d["tracing_overhead_paired"] for d in L]),
+            "tracing_cost_fraction": med([d["tracing_cost_fraction"] for d in L]),
         }
         row["ratio"] = {k: row["landauer"][k] / row["llama_cpp"][k] for k in ("decode", "prefill_128", "batch8")}
         row["roofline_fraction"] = {"landauer": row["landauer"]["decode"] * bpt / bw, "llama_cpp": row["llama_cpp"]["decode"] * bpt / bw}
         rows.append(row)
 json.dump({"rounds": rounds, "threads": int(threads), "rows": rows}, open(f"{out}/summary.json", "w"), indent=2)
 hdr = ("| model | preset (llama.cpp's label) | decode tok/s landauer / llama.cpp | ratio | prefill 128 tok/s | ratio "
-       "| batch-8 decode tok/s | ratio | roofline fraction landauer / llama.cpp | tracing cost |")
+       "| batch-8 decode tok/s | ratio | roofline fraction landauer / llama.cpp | tracing: in the sinks, end to end |")
 lines = [hdr, "|" + "---|" * 10]
 for w in rows:
     a, b, r, f = w["landauer"], w["llama_cpp"], w["ratio"], w["roofline_fraction"]
     lines.append(f"| {w['model']} | {w['preset']} ({w['llama_cpp_model_type']}) | {a['decode']:.1f} / {b['decode']:.1f} | {r['decode']:.2f}x "
                  f"| {a['prefill_128']:.1f} / {b['prefill_128']:.1f} | {r['prefill_128']:.2f}x | {a['batch8']:.1f} / {b['batch8']:.1f} | {r['batch8']:.2f}x "
-                 f"| {100*f['landauer']:.0f}% / {100*f['llama_cpp']:.0f}% | {100*w['tracing_overhead_paired']:+.1f}% |")
+                 f"| {100*f['landauer']:.0f}% / {100*f['llama_cpp']:.0f}% | {100*w['tracing_cost_fraction']:.1f}%, {100*w['tracing_overhead_paired']:+.1f}% |")
     if w["slow_path_types"]:
         lines.append(f"| | slow path: {', '.join(w['slow_path_types'])} | | | | | | | | |")
 open(f"{out}/table.md", "w").write("\n".join(lines) + "\n")
