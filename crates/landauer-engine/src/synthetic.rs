@@ -63,6 +63,9 @@ pub struct Architecture {
     pub tied_embeddings: bool,
     /// Biases on the q, k and v projections (Qwen2).
     pub qkv_bias: bool,
+    /// Size of an attention head when it is not hidden / heads (Qwen3 states its own); the
+    /// family `qwen3` also has per-head norms of queries and keys.
+    pub head_size: Option<usize>,
 }
 
 /// The architectures `synthetic:NAME` knows.
@@ -82,6 +85,7 @@ pub const ARCHITECTURES: &[Architecture] = &[
         rms_eps: 1e-5,
         tied_embeddings: true,
         qkv_bias: false,
+        head_size: None,
     },
     Architecture {
         name: "smollm2-360m",
@@ -98,6 +102,7 @@ pub const ARCHITECTURES: &[Architecture] = &[
         rms_eps: 1e-5,
         tied_embeddings: true,
         qkv_bias: false,
+        head_size: None,
     },
     Architecture {
         name: "qwen2.5-0.5b",
@@ -114,6 +119,24 @@ pub const ARCHITECTURES: &[Architecture] = &[
         rms_eps: 1e-6,
         tied_embeddings: true,
         qkv_bias: true,
+        head_size: None,
+    },
+    Architecture {
+        name: "qwen3-0.6b",
+        source: "Qwen/Qwen3-0.6B",
+        family: "qwen3",
+        layers: 28,
+        hidden: 1024,
+        ffn: 3072,
+        heads: 16,
+        kv_heads: 8,
+        vocab: 151_936,
+        context: 40_960,
+        rope_theta: 1_000_000.0,
+        rms_eps: 1e-6,
+        tied_embeddings: true,
+        qkv_bias: false,
+        head_size: Some(128),
     },
     Architecture {
         name: "llama-3.2-1b",
@@ -130,6 +153,7 @@ pub const ARCHITECTURES: &[Architecture] = &[
         rms_eps: 1e-5,
         tied_embeddings: true,
         qkv_bias: false,
+        head_size: None,
     },
     Architecture {
         name: "llama-3.2-3b",
@@ -146,6 +170,7 @@ pub const ARCHITECTURES: &[Architecture] = &[
         rms_eps: 1e-5,
         tied_embeddings: true,
         qkv_bias: false,
+        head_size: None,
     },
     Architecture {
         name: "llama-3.1-8b",
@@ -162,6 +187,7 @@ pub const ARCHITECTURES: &[Architecture] = &[
         rms_eps: 1e-5,
         tied_embeddings: false,
         qkv_bias: false,
+        head_size: None,
     },
     Architecture {
         name: "qwen2.5-7b",
@@ -178,6 +204,7 @@ pub const ARCHITECTURES: &[Architecture] = &[
         rms_eps: 1e-6,
         tied_embeddings: false,
         qkv_bias: true,
+        head_size: None,
     },
 ];
 
@@ -269,26 +296,31 @@ pub const DEFAULT_QUANT: &str = "q4_k";
 
 impl Architecture {
     pub fn head_dim(&self) -> usize {
-        self.hidden / self.heads
+        self.head_size.unwrap_or(self.hidden / self.heads)
     }
 
     /// Every tensor of the model: name, shape (rows, cols) or (len,), and whether it is a
     /// weight matrix (quantized) rather than a norm or bias (kept in F32).
     pub fn tensors(&self) -> Vec<(String, Vec<usize>, bool)> {
         let (h, f, kv) = (self.hidden, self.ffn, self.kv_heads * self.head_dim());
+        let q = self.heads * self.head_dim();
         let mut t = vec![("token_embd.weight".to_string(), vec![self.vocab, h], true)];
         for i in 0..self.layers {
             let b = |n: &str| format!("blk.{i}.{n}");
             t.push((b("attn_norm.weight"), vec![h], false));
-            t.push((b("attn_q.weight"), vec![h, h], true));
+            t.push((b("attn_q.weight"), vec![q, h], true));
             t.push((b("attn_k.weight"), vec![kv, h], true));
             t.push((b("attn_v.weight"), vec![kv, h], true));
             if self.qkv_bias {
-                t.push((b("attn_q.bias"), vec![h], false));
+                t.push((b("attn_q.bias"), vec![q], false));
                 t.push((b("attn_k.bias"), vec![kv], false));
                 t.push((b("attn_v.bias"), vec![kv], false));
             }
-            t.push((b("attn_output.weight"), vec![h, h], true));
+            if self.family == "qwen3" {
+                t.push((b("attn_q_norm.weight"), vec![self.head_dim()], false));
+                t.push((b("attn_k_norm.weight"), vec![self.head_dim()], false));
+            }
+            t.push((b("attn_output.weight"), vec![h, q], true));
             t.push((b("ffn_norm.weight"), vec![h], false));
             t.push((b("ffn_gate.weight"), vec![f, h], true));
             t.push((b("ffn_up.weight"), vec![f, h], true));
@@ -1379,6 +1411,7 @@ mod tests {
             rms_eps: 1e-5,
             tied_embeddings: tied,
             qkv_bias: family == "qwen2",
+            head_size: None,
         }
     }
 

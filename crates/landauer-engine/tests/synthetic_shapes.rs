@@ -9,6 +9,9 @@ const PUBLISHED_PARAMETERS: &[(&str, u64)] = &[
     ("smollm2-135m", 134_515_008),
     ("smollm2-360m", 361_821_120),
     ("qwen2.5-0.5b", 494_032_768),
+    // Qwen/Qwen3-0.6B's model card: 0.6B parameters, 0.44B of them outside the (tied)
+    // embedding: 440,467,456 + 151,936 x 1,024.
+    ("qwen3-0.6b", 596_049_920),
     ("llama-3.2-1b", 1_235_814_400),
     ("llama-3.2-3b", 3_212_749_824),
     ("llama-3.1-8b", 8_030_261_248),
