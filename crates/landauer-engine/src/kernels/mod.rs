@@ -302,8 +302,8 @@ impl Format {
     }
 }
 
-/// Which implementation runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which implementation runs; each variant's kernels may run where a later one was detected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Isa {
     /// Plain Rust, every platform.
     Reference,
@@ -312,12 +312,16 @@ pub enum Isa {
     /// AVX2, FMA and F16C with AVX-VNNI (the VEX-encoded `vpdpbusd`), which some tiled
     /// kernels use where it is present (`LANDAUER_VNNI=0` keeps them on plain AVX2).
     AvxVnni,
+    /// AVX-VNNI and AVX-512 (F, BW, VL, VNNI): the K-quant tiles of Q5_K and Q6_K take two
+    /// tiles a pass in 512-bit registers for 4 activation rows and more (`LANDAUER_AVX512=0`
+    /// keeps them at 256 bits).
+    Avx512Vnni,
 }
 
 impl Isa {
     /// Whether the AVX2 + FMA + F16C kernels may run.
     pub fn avx2(self) -> bool {
-        matches!(self, Isa::Avx2 | Isa::AvxVnni)
+        matches!(self, Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni)
     }
 }
 
@@ -332,7 +336,17 @@ pub fn detected_isa() -> Isa {
         {
             let vnni = std::arch::is_x86_feature_detected!("avxvnni")
                 && std::env::var("LANDAUER_VNNI").map_or(true, |v| v != "0");
-            return if vnni { Isa::AvxVnni } else { Isa::Avx2 };
+            let avx512 = vnni
+                && std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+                && std::arch::is_x86_feature_detected!("avx512vnni")
+                && std::env::var("LANDAUER_AVX512").map_or(true, |v| v != "0");
+            return match (vnni, avx512) {
+                (_, true) => Isa::Avx512Vnni,
+                (true, false) => Isa::AvxVnni,
+                _ => Isa::Avx2,
+            };
         }
         Isa::Reference
     })
@@ -964,15 +978,15 @@ fn rows_into(
     );
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::AvxVnni => {
+        Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni => {
             assert!(
-                detected_isa().avx2() && (isa == Isa::Avx2 || detected_isa() == Isa::AvxVnni),
+                isa <= detected_isa(),
                 "{isa:?} kernels on a CPU without them"
             );
             // SAFETY: the CPU has AVX2, FMA and F16C (checked above); rows and widths are
             // checked above; `out` holds a.m × w.n values and this call writes only
             // columns in `range`.
-            unsafe { x86::rows(w, range, a, out.0, isa == Isa::AvxVnni) }
+            unsafe { x86::rows(w, range, a, out.0, isa) }
         }
         _ => {
             for j in range {

@@ -655,6 +655,228 @@ unsafe fn vnni_sub<const R: usize, const S: usize>(
     }
 }
 
+/// Two tile blocks' 32-byte vectors at byte `off`: tile t0's in the low 256 bits, t1's in the
+/// high (one load and one `vinserti64x4` with a memory operand).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn load2(t0: *const u8, t1: *const u8, off: usize) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    let lo = _mm256_loadu_si256(t0.add(off) as *const __m256i);
+    let hi = _mm256_loadu_si256(t1.add(off) as *const __m256i);
+    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+}
+
+/// [`tile_hi`] on two tiles' vectors at once (the same ops, 512 bits wide).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn tile_hi512<const C: usize>(
+    y: std::arch::x86_64::__m512i,
+    p: std::arch::x86_64::__m512i,
+) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    let p = match C {
+        0 => p,
+        1 => _mm512_srli_epi16::<2>(p),
+        2 => _mm512_srli_epi16::<4>(p),
+        _ => _mm512_srli_epi16::<6>(p),
+    };
+    _mm512_or_si512(
+        _mm512_and_si512(_mm512_srli_epi16::<3>(y), _mm512_set1_epi8(0x1C)),
+        _mm512_and_si512(p, _mm512_set1_epi8(0x03)),
+    )
+}
+
+/// [`TileHead`] of two tile blocks (lanes 0..8 from t0, 8..16 from t1): the same unpacking
+/// ops, 512 bits wide.
+#[cfg(target_arch = "x86_64")]
+struct TileHead2 {
+    d: std::arch::x86_64::__m512,
+    dmin: std::arch::x86_64::__m512,
+    sc: [std::arch::x86_64::__m512i; 2],
+    mn: [std::arch::x86_64::__m512i; 2],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl TileHead2 {
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn new(b0: *const u8, b1: *const u8) -> Self {
+        use std::arch::x86_64::*;
+        let h = |off: usize| {
+            let lo = _mm_loadu_si128(b0.add(off) as *const __m128i);
+            let hi = _mm_loadu_si128(b1.add(off) as *const __m128i);
+            _mm512_cvtph_ps(_mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi))
+        };
+        let (w0, w1, w2) = (load2(b0, b1, 32), load2(b0, b1, 64), load2(b0, b1, 96));
+        let low = _mm512_set1_epi8(0x0F);
+        let low6 = _mm512_set1_epi8(0x3F);
+        let low2 = _mm512_set1_epi8(0x03);
+        let sc_hi = _mm512_or_si512(
+            _mm512_and_si512(w2, low),
+            _mm512_slli_epi16::<4>(_mm512_and_si512(_mm512_srli_epi16::<6>(w0), low2)),
+        );
+        let m_hi = _mm512_or_si512(
+            _mm512_and_si512(_mm512_srli_epi16::<4>(w2), low),
+            _mm512_slli_epi16::<4>(_mm512_and_si512(_mm512_srli_epi16::<6>(w1), low2)),
+        );
+        TileHead2 {
+            d: h(0),
+            dmin: h(16),
+            sc: [_mm512_and_si512(w0, low6), sc_hi],
+            mn: [_mm512_and_si512(w1, low6), m_hi],
+        }
+    }
+
+    /// `TILE_SHUFFLE[i]` in both 256-bit halves (pshufb works per 128-bit lane, so the same
+    /// control serves both tiles).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn ctrl(i: usize) -> std::arch::x86_64::__m512i {
+        use std::arch::x86_64::*;
+        _mm512_broadcast_i64x4(_mm256_load_si256(
+            TILE_SHUFFLE.0[i].as_ptr() as *const __m256i
+        ))
+    }
+
+    /// Sub-block s's scales of the 16 rows as i32 (the `mullo` multiplier).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn scales(&self, s: usize) -> std::arch::x86_64::__m512i {
+        use std::arch::x86_64::*;
+        _mm512_shuffle_epi8(self.sc[s / 4], Self::ctrl(4 + s % 4))
+    }
+
+    /// [`TileHead::finish`] for 16 rows: the same integer minimums term and the same float
+    /// ops in the same order per lane, so each lane equals `tile_dot`'s bit for bit.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn finish<const R: usize>(
+        &self,
+        a: &Q8KRows,
+        first: usize,
+        b: usize,
+        sumi: &[std::arch::x86_64::__m512i; R],
+        acc: &mut [std::arch::x86_64::__m512; R],
+    ) {
+        use std::arch::x86_64::*;
+        let nb = a.blocks;
+        let mut summ = [_mm512_setzero_si512(); R];
+        for s in 0..8 {
+            let ms = _mm512_shuffle_epi8(self.mn[s / 4], Self::ctrl(s % 4));
+            for r in 0..R {
+                let bp = a.bsums.as_ptr().add(((first + r) * nb + b) * 16 + 2 * s);
+                let p =
+                    _mm512_madd_epi16(ms, _mm512_set1_epi32((bp as *const i32).read_unaligned()));
+                summ[r] = _mm512_add_epi32(summ[r], p);
+            }
+        }
+        for r in 0..R {
+            let da = _mm512_set1_ps(*a.d.as_ptr().add(b * a.m + first + r));
+            acc[r] = _mm512_fmadd_ps(
+                _mm512_cvtepi32_ps(sumi[r]),
+                _mm512_mul_ps(self.d, da),
+                acc[r],
+            );
+            acc[r] = _mm512_fnmadd_ps(
+                _mm512_cvtepi32_ps(summ[r]),
+                _mm512_mul_ps(self.dmin, da),
+                acc[r],
+            );
+        }
+    }
+}
+
+/// Two consecutive tiles (each k/256 tile blocks back to back, `t0` and `t1` = t0 + tile
+/// bytes) against activation rows first..first+R: lane j (0..16) of result r = weight row j of
+/// the pair (0..8 from t0, 8..16 from t1) . activation row first + r.
+///
+/// [`tile_dot_vnni`] 512 bits wide: a zmm register holds the same 32-byte `Y` (or `P`) vector
+/// of both tiles ([`load2`]), so the unpacking, each activation broadcast
+/// (`_mm512_set1_epi32`, 4 values to all 16 lanes) and each `vpdpbusd` serve 16 weight rows
+/// instead of 8. The activation broadcasts fold into `vpdpbusd`'s memory operand
+/// (`{1to16}`). With 32 vector registers every R up to 8 serves a chunk group's two sub-blocks
+/// from one `Y` load ([`vnni2_pair`]: 3R i32 sums live, 24 at R = 8, no spills); the
+/// sub-block-at-a-time shape that 16 ymm registers force on `tile_dot_vnni::<8>` measured ~3%
+/// slower here.
+///
+/// The integer sums are [`tile_dot`]'s exactly (same bounds as [`tile_dot_vnni`]: a sub-block's
+/// lane at most 32·31·128 = 126,976, times sc ≤ 63 at most 7,999,488, `sumi` ≤ 63,995,904 <
+/// 2^31; `summ` ≤ 2,064,384), and the float step is [`TileHead::finish`]'s per lane in the same
+/// order, so lanes 0..8 are `tile_dot(t0)`'s and lanes 8..16 `tile_dot(t1)`'s bit for bit.
+///
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C; `t0` and `t1` each point at
+/// `a.blocks` tile blocks and `first + R <= a.m`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub unsafe fn tile2_dot_512<const R: usize>(
+    t0: *const u8,
+    t1: *const u8,
+    a: &Q8KRows,
+    first: usize,
+) -> [std::arch::x86_64::__m512; R] {
+    use std::arch::x86_64::*;
+    debug_assert!(first + R <= a.m && a.qs.len() == a.m * a.blocks * QK_K);
+    let qp: [*const i8; R] =
+        std::array::from_fn(|r| a.qs.as_ptr().add((first + r) * a.blocks * QK_K));
+    let mut acc = [_mm512_setzero_ps(); R];
+    for b in 0..a.blocks {
+        let b0 = t0.add(b * TILE_BLOCK_BYTES);
+        let b1 = t1.add(b * TILE_BLOCK_BYTES);
+        let head = TileHead2::new(b0, b1);
+        let sc = |s: usize| head.scales(s);
+        let mut sumi = [_mm512_setzero_si512(); R];
+        let x = b * QK_K;
+        vnni2_pair::<R, 0>(b0, b1, &qp, x, sc(0), sc(1), &mut sumi);
+        vnni2_pair::<R, 1>(b0, b1, &qp, x, sc(2), sc(3), &mut sumi);
+        vnni2_pair::<R, 2>(b0, b1, &qp, x, sc(4), sc(5), &mut sumi);
+        vnni2_pair::<R, 3>(b0, b1, &qp, x, sc(6), sc(7), &mut sumi);
+        head.finish(a, first, b, &sumi, &mut acc);
+    }
+    acc
+}
+
+/// [`vnni_pair`] on two tiles: i32 sums over chunk group C's 8 chunks for both sub-blocks.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn vnni2_pair<const R: usize, const C: usize>(
+    b0: *const u8,
+    b1: *const u8,
+    qp: &[*const i8; R],
+    x: usize,
+    s0: std::arch::x86_64::__m512i,
+    s1: std::arch::x86_64::__m512i,
+    sumi: &mut [std::arch::x86_64::__m512i; R],
+) {
+    use std::arch::x86_64::*;
+    let low5 = _mm512_set1_epi8(0x1F);
+    let mut slo = [_mm512_setzero_si512(); R];
+    let mut shi = [_mm512_setzero_si512(); R];
+    for i in 0..8 {
+        let y = load2(b0, b1, TILE_Y + 32 * (8 * C + i));
+        let p = load2(b0, b1, TILE_P + 32 * i);
+        let lo = _mm512_and_si512(y, low5);
+        let hi = tile_hi512::<C>(y, p);
+        for r in 0..R {
+            let a = qp[r].add(x + 64 * C + 4 * i) as *const i32;
+            let alo = _mm512_set1_epi32(a.read_unaligned());
+            let ahi = _mm512_set1_epi32(a.add(8).read_unaligned());
+            slo[r] = _mm512_dpbusd_epi32(slo[r], lo, alo);
+            shi[r] = _mm512_dpbusd_epi32(shi[r], hi, ahi);
+        }
+    }
+    for r in 0..R {
+        let p = _mm512_add_epi32(
+            _mm512_mullo_epi32(slo[r], s0),
+            _mm512_mullo_epi32(shi[r], s1),
+        );
+        sumi[r] = _mm512_add_epi32(sumi[r], p);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::k_scales::testing::{self, Format};
@@ -986,6 +1208,176 @@ mod tests {
                             (g - exact as f64).abs() <= 1e-6 * exact.abs() as f64,
                             "R={rr} vnni={vnni} act {r} row {j}: {g} vs {exact}"
                         );
+                    }
+                }
+            }
+        }
+    }
+
+    fn has_512() -> bool {
+        has_avx2()
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni")
+    }
+
+    /// `tile2_dot_512::<R>`, lanes as arrays.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn kernel2(
+        r: usize,
+        t0: *const u8,
+        t1: *const u8,
+        a: &Q8KRows,
+        first: usize,
+    ) -> Vec<[f32; 16]> {
+        use std::arch::x86_64::__m512;
+        let v: Vec<__m512> = match r {
+            1 => tile2_dot_512::<1>(t0, t1, a, first).to_vec(),
+            2 => tile2_dot_512::<2>(t0, t1, a, first).to_vec(),
+            3 => tile2_dot_512::<3>(t0, t1, a, first).to_vec(),
+            4 => tile2_dot_512::<4>(t0, t1, a, first).to_vec(),
+            8 => tile2_dot_512::<8>(t0, t1, a, first).to_vec(),
+            _ => unreachable!(),
+        };
+        v.into_iter()
+            .map(|x| std::mem::transmute::<__m512, [f32; 16]>(x))
+            .collect()
+    }
+
+    /// `tile2_dot_512` lanes 0..8 / 8..16 against `tile_dot` of t0 / t1, bit for bit (same
+    /// integer sums, same float ops per lane in the same order).
+    #[cfg(target_arch = "x86_64")]
+    fn check_pair(t0: &[u8], t1: &[u8], a: &Q8KRows, what: &str) {
+        for rr in [1, 2, 3, 4, 8] {
+            for first in 0..=a.m - rr {
+                let got = unsafe { kernel2(rr, t0.as_ptr(), t1.as_ptr(), a, first) };
+                let w0 = unsafe { kernel(false, rr, t0.as_ptr(), a, first) };
+                let w1 = unsafe { kernel(false, rr, t1.as_ptr(), a, first) };
+                assert_eq!(got.len(), rr);
+                for i in 0..rr {
+                    for j in 0..16 {
+                        let want = if j < 8 { w0[i][j] } else { w1[i][j - 8] };
+                        assert_eq!(
+                            got[i][j].to_bits(),
+                            want.to_bits(),
+                            "{what} R={rr} first={first} act {} lane {j}: {} vs {want}",
+                            first + i,
+                            got[i][j]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// `tile2_dot_512::<R>` equals `tile_dot::<R>` on each tile of the pair, bit for bit, for
+    /// R in {1, 2, 3, 4, 8}, every `first` (m = 11), k of 1, 2, 3, 5, 8 blocks, on the field
+    /// coverage of `tile_dot_matches_reference` (every scale and minimum value, all-0x00 and
+    /// all-0xFF quants, zero / large activations); `tile_dot` itself is held to
+    /// `dot_reference` there.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn tile2_dot_512_matches_tile_dot() {
+        use rand::SeedableRng;
+        if !has_512() {
+            eprintln!("no AVX-512 F/BW/VL/VNNI: tile2_dot_512 not tested");
+            return;
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(33);
+        let m = 11;
+        for nbk in [1, 2, 3, 5, 8] {
+            let tiles = 2 * 2048usize.div_ceil(16 * nbk);
+            let k = nbk * QK_K;
+            let rb = nbk * BLOCK_BYTES;
+            let w = testing::random_blocks(&mut rng, &Q5K, 8 * tiles * nbk, nbk);
+            let mut seen = [[[false; 64]; 8]; 2];
+            for blk in w.chunks_exact(BLOCK_BYTES) {
+                let (sc, mn) = k_scales::unpack_arrays(blk[4..16].try_into().unwrap());
+                for s in 0..8 {
+                    seen[0][s][sc[s] as usize] = true;
+                    seen[1][s][mn[s] as usize] = true;
+                }
+            }
+            assert!(
+                seen.iter().flatten().flatten().all(|&x| x),
+                "k={k}: scale coverage"
+            );
+            let a = testing::random_activations(&mut rng, m, k);
+            let tiled: Vec<u8> = (0..tiles).flat_map(|t| tile_rows(&w, rb, t)).collect();
+            let tb = nbk * TILE_BLOCK_BYTES;
+            for p in 0..tiles / 2 {
+                let pair = &tiled[2 * p * tb..][..2 * tb];
+                check_pair(&pair[..tb], &pair[tb..], &a, &format!("k={k} pair {p}"));
+            }
+        }
+    }
+
+    /// The worst case of `tile_worst_case_is_exact` (q = 31, sc = m = 63, d = dmin = 1, against
+    /// −128, 127 and alternating activations) in both tiles of a pair, and against a pair
+    /// whose other tile is all zero (lane order): exact integer results, equal to `tile_dot`.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn tile2_worst_case_is_exact() {
+        use half::f16;
+        if !has_512() {
+            eprintln!("no AVX-512 F/BW/VL/VNNI: tile2_dot_512 not tested");
+            return;
+        }
+        let nb = 5;
+        let one = f16::from_f32(1.0).to_le_bytes();
+        let mut rows = vec![0xFFu8; 8 * nb * BLOCK_BYTES];
+        for blk in rows.chunks_exact_mut(BLOCK_BYTES) {
+            blk[0..2].copy_from_slice(&one);
+            blk[2..4].copy_from_slice(&one);
+        }
+        let rb = nb * BLOCK_BYTES;
+        let full = tile_rows(&rows, rb, 0);
+        let zero = tile_rows(&vec![0u8; 8 * rb], rb, 0);
+        let patterns: [fn(usize) -> i8; 3] =
+            [|_| -128, |_| 127, |i| if i % 2 == 0 { -128 } else { 127 }];
+        let (m, k) = (9, nb * QK_K);
+        let mut a = Q8KRows {
+            m,
+            blocks: nb,
+            qs: vec![0; m * k],
+            d: vec![1.0; m * nb],
+            bsums: vec![0; m * k / 16],
+        };
+        for r in 0..m {
+            for i in 0..k {
+                a.qs[r * k + i] = patterns[r % 3](i);
+            }
+            for g in 0..k / 16 {
+                a.bsums[r * k / 16 + g] =
+                    a.qs[r * k + 16 * g..][..16].iter().map(|&q| q as i16).sum();
+            }
+        }
+        for (t0, t1) in [(&full, &full), (&full, &zero), (&zero, &full)] {
+            check_pair(t0, t1, &a, "worst case");
+            for rr in [1, 2, 3, 4, 8] {
+                for first in 0..=m - rr {
+                    let got = unsafe { kernel2(rr, t0.as_ptr(), t1.as_ptr(), &a, first) };
+                    for (i, lanes) in got.iter().enumerate() {
+                        let r = first + i;
+                        let exact: i64 = a
+                            .row_qs(r)
+                            .iter()
+                            .map(|&y| 63 * 31 * y as i64 - 63 * y as i64)
+                            .sum();
+                        for j in 0..16 {
+                            let tile = if j < 8 { t0 } else { t1 };
+                            let want = if std::ptr::eq(tile, &zero) {
+                                0.0
+                            } else {
+                                exact as f64
+                            };
+                            let g = lanes[j] as f64;
+                            assert!(
+                                (g - want).abs() <= 1e-6 * want.abs(),
+                                "R={rr} act {r} lane {j}: {g} vs {want}"
+                            );
+                        }
                     }
                 }
             }

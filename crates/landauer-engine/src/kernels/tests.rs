@@ -101,6 +101,7 @@ fn widths(format: Format) -> Vec<usize> {
 fn simd_isas() -> Vec<Isa> {
     let best = detected_isa();
     match best {
+        Isa::Avx512Vnni => vec![Isa::Avx2, Isa::AvxVnni, Isa::Avx512Vnni],
         Isa::AvxVnni => vec![Isa::Avx2, Isa::AvxVnni],
         Isa::Avx2 => {
             eprintln!("SKIPPED: no AVX-VNNI on this CPU; its kernels were not run");

@@ -20,7 +20,8 @@ const Q8_0: u8 = 2;
 /// Weight rows `range` of `w` against every activation row of `a`, into `out` (a.m × w.n).
 ///
 /// # Safety
-/// The CPU must support AVX2, FMA and F16C (and AVX-VNNI when `vnni`); `range.end <= w.n`,
+/// The CPU must support the kernels of `isa` (AVX2, FMA and F16C; AVX-VNNI; AVX-512);
+/// `range.end <= w.n`,
 /// `a.k == w.k` with `a` prepared for `w.format`, and `out` must point to a.m × w.n writable
 /// values.
 pub(super) unsafe fn rows(
@@ -28,8 +29,10 @@ pub(super) unsafe fn rows(
     range: Range<usize>,
     a: &Activations,
     out: *mut f32,
-    vnni: bool,
+    isa: super::Isa,
 ) {
+    let vnni = isa >= super::Isa::AvxVnni;
+    let avx512 = isa >= super::Isa::Avx512Vnni;
     match w.format {
         Format::Q4_0 if w.tiled && vnni => tiles_q4_0_vnni(w, range, &a.q8, out),
         Format::Q4_0 if w.tiled => tiles_q4_0(w, range, &a.q8, out),
@@ -39,7 +42,9 @@ pub(super) unsafe fn rows(
         Format::Q8_0 if w.tiled => tiles_q8_0(w, range, &a.q8, out),
         Format::Q4K if w.tiled && vnni => tiles_q4_k_vnni(w, range, &a.q8k, out),
         Format::Q4K if w.tiled => tiles_q4_k(w, range, &a.q8k, out),
+        Format::Q6K if w.tiled && avx512 => tiles_q6_k_512(w, range, &a.q8k, out),
         Format::Q6K if w.tiled && vnni => tiles_q6_k_vnni(w, range, &a.q8k, out),
+        Format::Q5K if w.tiled && avx512 => tiles_q5_k_512(w, range, &a.q8k, out),
         Format::Q5K if w.tiled && vnni => tiles_q5_k_vnni(w, range, &a.q8k, out),
         Format::Q5K if w.tiled => tiles_q5_k(w, range, &a.q8k, out),
         Format::Q6K if w.tiled => tiles_q6_k(w, range, &a.q8k, out),
@@ -173,6 +178,94 @@ tile_kernel!(tiles_q5_0, super::Q8Rows, super::q5_0::tile_dot);
 tile_kernel!(tiles_q5_0_vnni, super::Q8Rows, super::q5_0::tile_dot_vnni);
 tile_kernel!(tiles_q5_1, super::Q8Rows, super::q5_1::tile_dot);
 tile_kernel!(tiles_q5_1_vnni, super::Q8Rows, super::q5_1::tile_dot_vnni);
+
+/// Like `tile_kernel!`, with a 512-bit kernel for pairs of tiles (`$dot2::<R>(t0, t1, a,
+/// first)`: 16 weight rows, lane j of result r = row j of the pair · activation row
+/// first + r) where 4 or 8 activation rows go together; 1-3 rows, and a tile left without a
+/// partner, take the 256-bit `$dot1`.
+macro_rules! tile2_kernel {
+    ($name:ident, $act:ty, $($dot2:ident)::+, $($dot1:ident)::+) => {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c,avxvnni")]
+        unsafe fn $name(w: &QWeights, range: Range<usize>, a: &$act, out: *mut f32) {
+            debug_assert!(range.start % TILE_ROWS == 0 && range.end % TILE_ROWS == 0);
+            let (m, n) = (a.m, w.n);
+            let tile_bytes = w.k / w.format.block_values() * w.format.tile_block_bytes();
+            let (t_start, t_end) = (range.start / TILE_ROWS, range.end / TILE_ROWS);
+            const GROUP: usize = 64;
+            let mut i0 = 0;
+            while i0 < m {
+                let i1 = (i0 + GROUP).min(m);
+                let mut t = t_start;
+                while t < t_end {
+                    let tile = w.data.as_ptr().add(t * tile_bytes);
+                    let at = out.add(t * TILE_ROWS);
+                    let mut i = i0;
+                    if t + 1 < t_end {
+                        let next = tile.add(tile_bytes);
+                        while i + 8 <= i1 {
+                            store_tile2(at, n, i, &$($dot2)::+::<8>(tile, next, a, i));
+                            i += 8;
+                        }
+                        while i + 4 <= i1 {
+                            store_tile2(at, n, i, &$($dot2)::+::<4>(tile, next, a, i));
+                            i += 4;
+                        }
+                        // The rest, 1-3 rows, a tile at a time.
+                        for u in [tile, next] {
+                            let at = at.add(if u == tile { 0 } else { TILE_ROWS });
+                            match i1 - i {
+                                1 => store_tile(at, n, i, &$($dot1)::+::<1>(u, a, i)),
+                                2 => store_tile(at, n, i, &$($dot1)::+::<2>(u, a, i)),
+                                3 => store_tile(at, n, i, &$($dot1)::+::<3>(u, a, i)),
+                                _ => {}
+                            }
+                        }
+                        t += 2;
+                        continue;
+                    }
+                    while i + 8 <= i1 {
+                        store_tile(at, n, i, &$($dot1)::+::<8>(tile, a, i));
+                        i += 8;
+                    }
+                    while i + 4 <= i1 {
+                        store_tile(at, n, i, &$($dot1)::+::<4>(tile, a, i));
+                        i += 4;
+                    }
+                    match i1 - i {
+                        1 => store_tile(at, n, i, &$($dot1)::+::<1>(tile, a, i)),
+                        2 => store_tile(at, n, i, &$($dot1)::+::<2>(tile, a, i)),
+                        3 => store_tile(at, n, i, &$($dot1)::+::<3>(tile, a, i)),
+                        _ => {}
+                    }
+                    t += 1;
+                }
+                i0 = i1;
+            }
+        }
+    };
+}
+
+/// Writes 16 adjacent outputs (two tiles' columns) of each of R activation rows.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn store_tile2<const R: usize>(at: *mut f32, n: usize, first: usize, v: &[__m512; R]) {
+    for (r, x) in v.iter().enumerate() {
+        _mm512_storeu_ps(at.add((first + r) * n), *x);
+    }
+}
+
+tile2_kernel!(
+    tiles_q6_k_512,
+    super::Q8KRows,
+    super::q6_k::tile2_dot_512,
+    super::q6_k::tile_dot_vnni
+);
+tile2_kernel!(
+    tiles_q5_k_512,
+    super::Q8KRows,
+    super::q5_k::tile2_dot_512,
+    tile_q5_k_vnni
+);
 
 row_kernel!(rows_q5_0, super::Q8Rows, super::q5_0::dot_avx2);
 row_kernel!(rows_q5_1, super::Q8Rows, super::q5_1::dot_avx2);
