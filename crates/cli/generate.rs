@@ -83,28 +83,11 @@ pub fn slow_tensor_records(engine: &Engine) -> Vec<landauer_trace::SlowTensorRec
 }
 
 /// Says once, on stderr, which weight matrices run on candle's CPU kernels rather than
-/// landauer's (the slow path), grouped by type.
+/// landauer's (the slow path).
 fn note_slow_path(engine: &Engine) {
-    let slow = engine.slow_tensors();
-    if slow.is_empty() {
-        return;
+    if let Some(line) = landauer_engine::slow_path_summary(&engine.slow_tensors()) {
+        eprintln!("landauer: note: {line}");
     }
-    let mut by_type: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
-    for t in &slow {
-        by_type.entry(&t.dtype).or_default().push(&t.name);
-    }
-    let groups: Vec<String> = by_type
-        .iter()
-        .map(|(d, names)| match names.len() {
-            1 => format!("{d}: {}", names[0]),
-            n => format!("{d}: {n} matrices ({}, ...)", names[0]),
-        })
-        .collect();
-    eprintln!(
-        "landauer: note: {} weight matrices run on candle's slower CPU kernels (no landauer kernel for them here), so speed and energy figures reflect that: {}",
-        slow.len(),
-        groups.join("; ")
-    );
 }
 
 /// Like [`load_engine`]; `batched` loads landauer's batched forward pass.

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Args;
 use landauer_engine::synthetic::{self, SyntheticSpec, Vocabulary};
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -35,25 +35,21 @@ pub fn run(args: SyntheticGgufArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("--vocab-from {}", path.display()))?;
         spec = spec.with_vocab(vocab);
     }
-    let mut tmp = args.output.clone().into_os_string();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    // Open the file first, so that a bad path is the only thing said.
-    let file =
-        std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let info = spec.open().info();
     let vocab = match &spec.vocab {
         Some(v) => format!("{} tokens from {}", v.size, v.source),
         None => format!("{} tokens, built in", spec.arch.vocab),
     };
-    eprintln!(
-        "landauer: writing {} ({:.3}B parameters, vocabulary {vocab}, {:.2} GB of tensors) to {}",
-        spec.label(),
-        info.parameters as f64 / 1e9,
-        info.tensor_bytes as f64 / 1e9,
-        args.output.display()
-    );
-
+    // Said once the file is open (a bad path is then the only thing said).
+    let say_start = || {
+        eprintln!(
+            "landauer: writing {} ({:.3}B parameters, vocabulary {vocab}, {:.2} GB of tensors) to {}",
+            spec.label(),
+            info.parameters as f64 / 1e9,
+            info.tensor_bytes as f64 / 1e9,
+            args.output.display()
+        )
+    };
     let bar = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(0).with_style(
             indicatif::ProgressStyle::with_template(
@@ -66,56 +62,27 @@ pub fn run(args: SyntheticGgufArgs) -> anyhow::Result<ExitCode> {
         indicatif::ProgressBar::hidden()
     };
     let t = std::time::Instant::now();
-    let written = (|| -> anyhow::Result<u64> {
-        let mut out = std::io::BufWriter::with_capacity(8 << 20, file);
-        let n = synthetic::write_gguf(&spec, &mut out, |done, total| {
-            bar.set_length(total);
-            bar.set_position(done);
-        })
-        .with_context(|| format!("writing {}", tmp.display()))?;
-        let file = out
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .and_then(|mut f| f.flush().map(|_| f))
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        file.sync_all()
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &args.output).with_context(|| {
-            format!(
-                "cannot rename {} to {}",
-                tmp.display(),
-                args.output.display()
-            )
-        })?;
-        Ok(n)
-    })();
+    let mut started = false;
+    let written = synthetic::write_gguf_file(&spec, &args.output, |done, total| {
+        if !std::mem::replace(&mut started, true) {
+            bar.suspend(say_start);
+        }
+        bar.set_length(total);
+        bar.set_position(done);
+    });
     bar.finish_and_clear();
-    let written = match written {
-        Ok(n) => n,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-    };
-    let mut types: Vec<(String, usize)> = Vec::new();
-    for t in spec.open().content.tensor_infos.values() {
-        let name = landauer_engine::gguf::dtype_name(t.ggml_dtype).to_string();
-        match types.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, c)) => *c += 1,
-            None => types.push((name, 1)),
-        }
-    }
-    types.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    let types = types
+    let written = written?;
+    let types: Vec<String> = spec
+        .type_counts()
         .iter()
         .map(|(n, c)| format!("{n} {c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+        .collect();
     eprintln!(
-        "landauer: wrote {} bytes in {:.1} s: general.name \"{}\"; tensors: {types}",
+        "landauer: wrote {} bytes in {:.1} s: general.name \"{}\"; tensors: {}",
         written,
         t.elapsed().as_secs_f64(),
-        spec.name()
+        spec.name(),
+        types.join(", ")
     );
     println!("{}", args.output.display());
     Ok(ExitCode::SUCCESS)

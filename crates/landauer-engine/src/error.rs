@@ -11,6 +11,15 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "cannot {action} {path}: {cause} (check that its folder exists, is writable and has room)"
+    )]
+    Write {
+        action: &'static str,
+        path: PathBuf,
+        /// Said in the message, not chained as a source (the CLI prints chains too).
+        cause: std::io::Error,
+    },
     #[error("{path} is not a GGUF file (it starts with {magic:?}, not \"GGUF\"); landauer loads llama.cpp GGUF models")]
     NotGguf { path: PathBuf, magic: String },
     #[error("{path} is truncated: its tensors need {expected} bytes but the file has {actual}; download it again")]

@@ -55,5 +55,5 @@ pub use generate::{
     TokenSink,
 };
 pub use gguf::ModelInfo;
-pub use model::{Model, SlowTensor, SUPPORTED_ARCHITECTURES};
+pub use model::{slow_path_summary, Model, SlowTensor, SUPPORTED_ARCHITECTURES};
 pub use sampler::{SampledDist, Sampler, SamplingParams};

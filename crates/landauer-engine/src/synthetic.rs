@@ -1182,6 +1182,58 @@ pub fn write_gguf<W: std::io::Write>(
     Ok(total)
 }
 
+/// [`write_gguf`] to the file `path`, replacing it: written to `PATH.tmp`, synced and renamed
+/// when whole, so that a failed or interrupted write never leaves a half-written `path` (the
+/// `.tmp` is removed on error). The `.tmp` is created before anything is generated, so a bad
+/// path fails at once. Returns the bytes written.
+pub fn write_gguf_file(
+    spec: &SyntheticSpec,
+    path: &std::path::Path,
+    progress: impl FnMut(u64, u64),
+) -> Result<u64> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let err = |action, path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |cause| EngineError::Write {
+            action,
+            path,
+            cause,
+        }
+    };
+    let file = std::fs::File::create(&tmp).map_err(err("create", &tmp))?;
+    let written = (|| -> Result<u64> {
+        let mut out = std::io::BufWriter::with_capacity(8 << 20, file);
+        let n = write_gguf(spec, &mut out, progress)?;
+        let file = out
+            .into_inner()
+            .map_err(|e| err("write", &tmp)(e.into_error()))?;
+        file.sync_all().map_err(err("write", &tmp))?;
+        std::fs::rename(&tmp, path).map_err(err("rename the finished file to", path))?;
+        Ok(n)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+impl SyntheticSpec {
+    /// How many tensors of each type the model has (llama.cpp's spelling), most first.
+    pub fn type_counts(&self) -> Vec<(&'static str, usize)> {
+        let mut counts: HashMap<&'static str, usize> = HashMap::new();
+        for t in self.open().content.tensor_infos.values() {
+            *counts
+                .entry(crate::gguf::dtype_name(t.ggml_dtype))
+                .or_default() += 1;
+        }
+        let mut counts: Vec<_> = counts.into_iter().collect();
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        counts
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
