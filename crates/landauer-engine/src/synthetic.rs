@@ -1220,10 +1220,15 @@ pub fn write_gguf_file(
 }
 
 impl SyntheticSpec {
-    /// How many tensors of each type the model has (llama.cpp's spelling), most first.
+    /// How many weight matrices of each type the model has (llama.cpp's spelling), most
+    /// first: the preset's mix, as llama.cpp's loader counts it (norms and biases, F32, left
+    /// out).
     pub fn type_counts(&self) -> Vec<(&'static str, usize)> {
         let mut counts: HashMap<&'static str, usize> = HashMap::new();
         for t in self.open().content.tensor_infos.values() {
+            if t.shape.rank() != 2 {
+                continue;
+            }
             *counts
                 .entry(crate::gguf::dtype_name(t.ggml_dtype))
                 .or_default() += 1;
@@ -1331,17 +1336,6 @@ mod tests {
         assert_eq!(spec("synthetic:qwen2.5-7b:Q4_K").dtype, GgmlDType::Q4K);
     }
 
-    /// Counts of each type among a model's matrices.
-    fn matrix_types(spec: &SyntheticSpec) -> HashMap<GgmlDType, usize> {
-        let mut n = HashMap::new();
-        for t in spec.open().content.tensor_infos.values() {
-            if t.shape.rank() == 2 {
-                *n.entry(t.ggml_dtype).or_default() += 1;
-            }
-        }
-        n
-    }
-
     #[test]
     fn use_more_bits_picks_llama_cpps_layers() {
         let more = |n: usize| (0..n).filter(|&i| use_more_bits(i, n)).collect::<Vec<_>>();
@@ -1358,9 +1352,10 @@ mod tests {
     fn mixes_match_llama_quantize_files() {
         use GgmlDType::*;
         let counts = |s: &str| {
-            let mut v: Vec<(String, usize)> = matrix_types(&spec(s))
+            let mut v: Vec<(String, usize)> = spec(s)
+                .type_counts()
                 .into_iter()
-                .map(|(d, n)| (crate::gguf::dtype_name(d).to_string(), n))
+                .map(|(d, n)| (d.to_string(), n))
                 .collect();
             v.sort();
             v
@@ -1441,8 +1436,8 @@ mod tests {
             }
         }
         // q4_k and q5_k stay one type.
-        assert_eq!(matrix_types(&spec("synthetic:llama-3.1-8b:q4_k")).len(), 1);
-        assert_eq!(matrix_types(&spec("synthetic:llama-3.1-8b:q5_k")).len(), 1);
+        assert_eq!(spec("synthetic:llama-3.1-8b:q4_k").type_counts().len(), 1);
+        assert_eq!(spec("synthetic:llama-3.1-8b:q5_k").type_counts().len(), 1);
     }
 
     /// A small llama: 16 layers (so that `use_more_bits` picks layers 0, 1, 4, 7, 10, 13, 14
