@@ -810,13 +810,20 @@ impl Activations {
     /// `x` (m × k) prepared for each of `formats`.
     pub fn new(x: &[f32], m: usize, k: usize, formats: &[Format]) -> Self {
         let mut a = Self::default();
-        a.prepare(x, m, k, formats, detected_isa());
+        a.prepare(x, m, k, formats.iter().copied(), detected_isa());
         a
     }
 
     /// Prepares `x` (m × k) for each of `formats`, reusing this buffer's memory; `isa` quantizes
     /// Q8 blocks (both give the same bytes).
-    pub fn prepare(&mut self, x: &[f32], m: usize, k: usize, formats: &[Format], isa: Isa) {
+    pub fn prepare(
+        &mut self,
+        x: &[f32],
+        m: usize,
+        k: usize,
+        formats: impl IntoIterator<Item = Format>,
+        isa: Isa,
+    ) {
         assert_eq!(x.len(), m * k, "activations are not m x k");
         (self.m, self.k) = (m, k);
         self.ready = [false; 3];
@@ -1197,8 +1204,8 @@ pub fn matmul_f32(ws: &[&QWeights], x: &[f32], m: usize, isa: Isa) -> Vec<Vec<f3
     };
     SCRATCH.with(|s| {
         let mut a = s.borrow_mut();
-        let formats: Vec<Format> = ws.iter().map(|w| w.format).collect();
-        a.prepare(x, m, k, &formats, detected_isa());
+        // The matrices' formats straight from the slice: no allocation per call.
+        a.prepare(x, m, k, ws.iter().map(|w| w.format), detected_isa());
         let targets: Vec<SharedOut> = outs
             .iter_mut()
             .map(|o| SharedOut(o.spare_capacity_mut().as_mut_ptr().cast()))
