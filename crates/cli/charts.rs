@@ -5,8 +5,8 @@
 //! displays the figure (a browser, or resvg with the system fonts for PNG). Degenerate inputs
 //! (no tokens, no energy, zero entropy) give a small figure that says so, never an error.
 
-use crate::sweep::SweepRow;
 use anyhow::{anyhow, Result};
+use landauer_trace::SweepRow;
 use landauer_trace::TokenRecord;
 use plotters::chart::MeshStyle;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged, ValueFormatter};

@@ -5,13 +5,12 @@
 //! run's J/token beside the roofline floor of its model on that hardware and the Landauer
 //! yardstick of its bits.
 
-use crate::sweep::SweepRow;
 use crate::FootprintArgs;
 use anyhow::Context;
 use clap::Args;
 use landauer_physics::floor::{self, HardwareProfile, Ladder, LadderInput, ModelShape};
 use landauer_physics::footprint::Footprint;
-use landauer_trace::{Record, RunRecord, SummaryRecord, TokenRecord};
+pub use landauer_trace::{read_input, Input, Sweep, Trace};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -45,128 +44,6 @@ pub struct HardwareArgs {
     /// synthetic:ARCH[:QUANT] (default: the model path the input records, if it exists).
     #[arg(long = "shapes-from", value_name = "MODEL")]
     pub shapes_from: Option<String>,
-}
-
-/// A trace, read back.
-pub struct Trace {
-    pub path: PathBuf,
-    pub run: RunRecord,
-    pub tokens: Vec<TokenRecord>,
-    /// None for an interrupted run (no summary line).
-    pub summary: Option<SummaryRecord>,
-}
-
-/// A sweep, read back: its header fields and rows.
-pub struct Sweep {
-    pub path: PathBuf,
-    pub header: serde_json::Value,
-    pub rows: Vec<SweepRow>,
-}
-
-impl Sweep {
-    pub fn str(&self, key: &str) -> String {
-        self.header[key].as_str().unwrap_or("").to_string()
-    }
-    pub fn device_name(&self) -> Option<String> {
-        self.header["device_name"].as_str().map(String::from)
-    }
-    pub fn estimated(&self) -> bool {
-        self.header["estimated"] == true
-    }
-    pub fn kelvin(&self) -> f64 {
-        self.header["kelvin"]
-            .as_f64()
-            .unwrap_or(landauer_physics::DEFAULT_KELVIN)
-    }
-    pub fn footprint(&self) -> Footprint {
-        serde_json::from_value(self.header["footprint"].clone()).unwrap_or_default()
-    }
-    /// The sweep figure's title, as `sweep` wrote it.
-    pub fn title(&self) -> String {
-        crate::sweep::sweep_title(
-            &self.str("model"),
-            &self.device_name().unwrap_or_else(|| self.str("device")),
-            self.estimated(),
-        )
-    }
-    pub fn caveats(&self) -> Vec<String> {
-        serde_json::from_value(self.header["caveats"].clone()).unwrap_or_default()
-    }
-}
-
-pub enum Input {
-    Trace(Box<Trace>),
-    Sweep(Sweep),
-}
-
-/// Reads a trace or a sweep; a directory means its sweep.json. Errors say what the file
-/// should have been.
-pub fn read_input(path: &Path) -> anyhow::Result<Input> {
-    let path = if path.is_dir() {
-        path.join("sweep.json")
-    } else {
-        path.to_path_buf()
-    };
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "cannot read {}; give a trace (generate --trace FILE.jsonl) or a sweep (sweep --out DIR)",
-            path.display()
-        )
-    })?;
-    let trimmed = text.trim_start();
-    if trimmed.is_empty() {
-        anyhow::bail!("{} is empty; give a trace or a sweep.json", path.display());
-    }
-    // A sweep.json is one pretty-printed object with rows; a trace is one record a line.
-    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-        if let Some(rows) = v.get("rows") {
-            let rows: Vec<SweepRow> = serde_json::from_value(rows.clone())
-                .with_context(|| format!("{} has malformed sweep rows", path.display()))?;
-            if rows.is_empty() {
-                anyhow::bail!("{} has no measured batch sizes", path.display());
-            }
-            return Ok(Input::Sweep(Sweep {
-                path,
-                header: v,
-                rows,
-            }));
-        }
-    }
-    let mut run = None;
-    let mut tokens = Vec::new();
-    let mut summary = None;
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let rec: Record = match serde_json::from_str(line) {
-            Ok(r) => r,
-            // An interrupted writer can leave a torn last line: keep what came before.
-            Err(_) if i + 1 == text.lines().count() && run.is_some() => break,
-            Err(e) => anyhow::bail!(
-                "{} line {} is not a landauer trace record ({e}); give a trace written by generate --trace, or a sweep.json",
-                path.display(),
-                i + 1
-            ),
-        };
-        match rec {
-            Record::Run(r) => run = Some(*r),
-            Record::Token(t) => tokens.push(*t),
-            Record::Summary(s) => summary = Some(*s),
-        }
-    }
-    let run = run.with_context(|| {
-        format!(
-            "{} has no run record (its first line); is it a landauer trace?",
-            path.display()
-        )
-    })?;
-    Ok(Input::Trace(Box::new(Trace {
-        path,
-        run,
-        tokens,
-        summary,
-    })))
 }
 
 /// The model's shapes: recorded in the input, else read from `--shapes-from` or the
@@ -376,10 +253,10 @@ fn trace_gap(t: &Trace, hw: &HardwareArgs, fp: &FootprintArgs) -> anyhow::Result
 }
 
 fn sweep_gap(s: &Sweep, hw: &HardwareArgs, fp: &FootprintArgs) -> anyhow::Result<GapReport> {
-    let recorded: Option<ModelShape> = serde_json::from_value(s.header["shape"].clone()).ok();
-    let shape = shapes(recorded, &s.str("model"), hw)?;
-    let device = s.str("device");
-    let device_name = s.device_name();
+    let h = &s.file.header;
+    let shape = shapes(h.shape.clone(), &h.model, hw)?;
+    let device = h.device.clone();
+    let device_name = h.device_name.clone();
     let (profile, chosen) = choose_hardware(
         hw.hardware.as_deref(),
         &device,
@@ -387,7 +264,7 @@ fn sweep_gap(s: &Sweep, hw: &HardwareArgs, fp: &FootprintArgs) -> anyhow::Result
         None,
     )?;
     let ladders = s
-        .rows
+        .rows()
         .iter()
         .map(|r| {
             let b = r.batch.max(1) as f64;
@@ -400,9 +277,9 @@ fn sweep_gap(s: &Sweep, hw: &HardwareArgs, fp: &FootprintArgs) -> anyhow::Result
                     &LadderInput {
                         measured_j_per_token: r.joules_per_token,
                         active_j_per_token: r.active_joules_per_token,
-                        estimated: s.estimated(),
+                        estimated: h.estimated,
                         bits_per_token: r.mean_entropy_bits,
-                        kelvin: s.kelvin(),
+                        kelvin: h.kelvin,
                         die_temperature_c: r.die_temperature_c,
                     },
                     floor,
@@ -412,16 +289,16 @@ fn sweep_gap(s: &Sweep, hw: &HardwareArgs, fp: &FootprintArgs) -> anyhow::Result
         .collect();
     Ok(GapReport {
         input: s.path.display().to_string(),
-        model: s.str("model"),
-        quantization: s.str("quantization"),
+        model: h.model.clone(),
+        quantization: h.quantization.clone(),
         device: device_name.unwrap_or(device),
         hardware: profile,
         hardware_chosen: chosen,
         shape,
-        estimated: s.estimated(),
-        synthetic: s.header["synthetic"] == true,
-        kelvin: s.kelvin(),
-        footprint: fp.over(s.footprint())?,
+        estimated: h.estimated,
+        synthetic: h.synthetic,
+        kelvin: h.kelvin,
+        footprint: fp.over(h.footprint)?,
         ladders,
     })
 }

@@ -1,6 +1,6 @@
 //! Figures, drawn with plotters.
 
-use crate::sweep::SweepRow;
+use landauer_trace::SweepRow;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;

@@ -700,19 +700,20 @@ fn trace_report(
 }
 
 fn sweep_report(s: &Sweep, g: &GapReport, figs: &mut Figures) -> anyhow::Result<String> {
-    let est = if s.estimated() { " (ESTIMATED)" } else { "" };
+    let h = &s.file.header;
+    let rows = s.rows();
+    let est = if h.estimated { " (ESTIMATED)" } else { "" };
     let mut out = String::new();
-    let device = s.device_name().unwrap_or_else(|| s.str("device"));
+    let device = h.device_name.clone().unwrap_or_else(|| h.device.clone());
     page_head(
         &mut out,
-        &format!("landauer sweep report: {}", s.str("model")),
+        &format!("landauer sweep report: {}", h.model),
         &format!(
             "{} {} on {} · batch sizes {}",
-            s.str("model"),
-            s.str("quantization"),
+            h.model,
+            h.quantization,
             device,
-            s.rows
-                .iter()
+            rows.iter()
                 .map(|r| r.batch.to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -725,12 +726,11 @@ fn sweep_report(s: &Sweep, g: &GapReport, figs: &mut Figures) -> anyhow::Result<
         ],
     );
     out.push_str(r#"<section id="summary"><h2>Summary</h2><div class="cards">"#);
-    let best = s
-        .rows
+    let best = rows
         .iter()
         .filter(|r| r.tokens_per_wh.is_some())
         .max_by(|a, b| a.tokens_per_wh.partial_cmp(&b.tokens_per_wh).unwrap())
-        .or(s.rows.last())
+        .or(rows.last())
         .context("no rows")?;
     card(
         &mut out,
@@ -755,13 +755,13 @@ fn sweep_report(s: &Sweep, g: &GapReport, figs: &mut Figures) -> anyhow::Result<
         r#"</div><p class="lead">Money and carbon at {}.</p></section>"#,
         esc(&g.footprint.describe())
     );
-    let svg = figs.add("sweep", charts::sweep_curves_svg(&s.title(), &s.rows)?);
+    let svg = figs.add("sweep", charts::sweep_curves_svg(&s.title(), rows)?);
     let _ = write!(
         out,
         r#"<section id="sweep"><h2>Tokens per watt-hour and speed against batch size</h2><p class="lead">With the founding figures (a desk RTX 3090 at ~160 tokens/Wh, an A100 cluster at ~1,500) and the ML.ENERGY leaderboard's Llama-3.1-8B on one H100 (vLLM) for reference.</p><figure>{svg}</figure>
 <table><tr><th class="num">batch</th><th class="num">decode tok/s</th><th class="num">power W</th><th class="num">J/token</th><th class="num">tokens/Wh</th><th class="num">floor J/token</th><th class="num">× floor</th><th class="num">bits/token</th><th class="num">kWh/Mtok</th><th class="num">g CO2/Mtok</th><th class="num">cost/Mtok</th><th>steady</th></tr>"#
     );
-    for (r, lr) in s.rows.iter().zip(&g.ladders) {
+    for (r, lr) in rows.iter().zip(&g.ladders) {
         let pm = r
             .joules_per_token
             .map(|j| g.footprint.per_million_tokens(j));
@@ -785,11 +785,20 @@ fn sweep_report(s: &Sweep, g: &GapReport, figs: &mut Figures) -> anyhow::Result<
     out.push_str("</table></section>\n");
     ladder_section(g, figs, &mut out)?;
     out.push_str(r#"<section id="settings"><h2>Settings, meter and caveats</h2>"#);
-    let h = &s.header;
-    let v = |k: &str| match &h[k] {
-        serde_json::Value::Null => "–".to_string(),
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
+    // Each value as JSON writes it (numbers in serde_json's shortest form), "–" for none.
+    let v = |k: &str| {
+        let value = match k {
+            "method" => serde_json::Value::String(s.file.method.clone()),
+            _ => serde_json::to_value(h)
+                .ok()
+                .and_then(|h| h.get(k).cloned())
+                .unwrap_or_default(),
+        };
+        match value {
+            serde_json::Value::Null => "–".to_string(),
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        }
     };
     settings_table(
         &mut out,
@@ -823,7 +832,7 @@ fn sweep_report(s: &Sweep, g: &GapReport, figs: &mut Figures) -> anyhow::Result<
             ("sweep", s.path.display().to_string()),
         ],
     );
-    let mut caveats = s.caveats();
+    let mut caveats = s.file.caveats.clone();
     caveats.extend(l.caveats.iter().cloned());
     caveats_html(&mut out, &caveats);
     out.push_str("</section>\n");

@@ -8,7 +8,7 @@ use landauer_engine::{
     GenerateOptions, RunStart, SamplingParams, SinkError, TokenEvent, TokenSink,
 };
 use landauer_meter::open_meter;
-use serde::Serialize;
+use landauer_trace::{SweepFile, SweepHeader, SweepRow, SweepRuns};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -64,7 +64,7 @@ fn replot(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
         );
     };
     let svg = dir.join("sweep.svg");
-    crate::plot::sweep_svg(&svg, &sweep.title(), &sweep.rows)?;
+    crate::plot::sweep_svg(&svg, &sweep.title(), sweep.rows())?;
     println!("wrote {}", svg.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -88,82 +88,6 @@ const BUILTIN_PROMPTS: &[&str] = &[
     "Dear diary, today I",
     "The best way to learn a language is",
 ];
-
-/// One batch size, measured.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct SweepRow {
-    pub batch: usize,
-    pub runs: usize,
-    pub prompt_tokens: usize,
-    pub generated_tokens: usize,
-    pub prefill_s: f64,
-    pub prefill_tokens_per_s: f64,
-    pub prefill_energy_j: Option<f64>,
-    /// The decode window: from the prefill's end to the last step, every row busy.
-    pub decode_window_s: f64,
-    pub decode_tokens_per_s: f64,
-    pub mean_power_w: Option<f64>,
-    pub joules_per_token: Option<f64>,
-    /// Minus idle power × time.
-    pub active_joules_per_token: Option<f64>,
-    pub tokens_per_wh: Option<f64>,
-    /// Mean entropy of the sampling distributions, bits/token (over the first 16 rows).
-    pub mean_entropy_bits: f64,
-    pub bits_per_joule: Option<f64>,
-    /// J/token over (mean bits × k_B T ln 2).
-    pub landauer_gap: Option<f64>,
-    /// False when the decode window is shorter than 2 s or than a few counter updates.
-    pub steady: bool,
-    /// kWh, grams of CO2 and cost of a million tokens at `joules_per_token` and the
-    /// sweep's `footprint` (flat fields, so that sweep.csv has a column for each).
-    #[serde(default)]
-    pub kwh_per_million_tokens: Option<f64>,
-    #[serde(default)]
-    pub gco2_per_million_tokens: Option<f64>,
-    #[serde(default)]
-    pub cost_per_million_tokens: Option<f64>,
-    /// GPU die temperature at the end of the decode window (median over the runs; null
-    /// without a GPU meter), for the ladder's Landauer rung at the die's temperature.
-    #[serde(default)]
-    pub die_temperature_c: Option<f64>,
-}
-
-#[derive(Serialize)]
-struct SweepReport<'a> {
-    landauer_version: &'static str,
-    #[serde(flatten)]
-    header: &'a Header,
-    /// How the figures were measured.
-    method: &'static str,
-    caveats: Vec<String>,
-    rows: &'a [SweepRow],
-    /// Every measured run's figure, for ratios taken run by run.
-    runs: &'a [RunsOfBatch],
-}
-
-/// One batch size's measured runs, in the order they ran (with `interleaved`, run k of every
-/// batch size belongs to round k, so that ratios between batch sizes can be taken round by
-/// round, each between runs measured minutes apart at most).
-#[derive(Debug, Clone, Serialize)]
-struct RunsOfBatch {
-    batch: usize,
-    decode_tokens_per_s: Vec<f64>,
-    /// When each run began, seconds after the first warm-up began.
-    started_s: Vec<f64>,
-}
-
-impl RunsOfBatch {
-    fn of(b: usize, m: &[Measured], t0: Instant) -> Self {
-        RunsOfBatch {
-            batch: b,
-            decode_tokens_per_s: m.iter().map(|x| decode_rate(b, x)).collect(),
-            started_s: m
-                .iter()
-                .map(|x| x.started.saturating_duration_since(t0).as_secs_f64())
-                .collect(),
-        }
-    }
-}
 
 const METHOD: &str = "per batch size: one warm-up batch, then --runs measured batches (medians; with interleaved, all warm-ups first, then rounds that run every batch size once); every row generates --max-tokens tokens (EOS ignored); energy of the decode window (prefill end to last step, all rows busy) read off the meter's timeline; within a step, energy is shared equally among the rows that produced a token";
 
@@ -315,7 +239,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} batches  {msg}")
             .expect("valid template"),
     );
-    let header = Header {
+    let header = SweepHeader {
         model: info.name.clone().unwrap_or(model_path),
         quantization: info.quantization.clone(),
         parameters: info.parameters,
@@ -410,7 +334,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
                 .batch
                 .iter()
                 .zip(&m)
-                .map(|(&b, m)| RunsOfBatch::of(b, m, t0))
+                .map(|(&b, m)| runs_of(b, m, t0))
                 .collect();
             caveats = write_files(&args.out, &header, &rows, &runs)?;
         }
@@ -421,7 +345,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
                 .map(|run| measure(&mut engine, b, run))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             rows.push(row_of(b, &m));
-            runs.push(RunsOfBatch::of(b, &m, t0));
+            runs.push(runs_of(b, &m, t0));
             caveats = write_files(&args.out, &header, &rows, &runs)?;
         }
     }
@@ -477,42 +401,13 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What the sweep's files say besides the rows.
-#[derive(Serialize)]
-struct Header {
-    model: String,
-    quantization: String,
-    parameters: u64,
-    /// The model's shapes, for `landauer gap`'s roofline floor.
-    shape: Option<landauer_physics::floor::ModelShape>,
-    synthetic: bool,
-    device: String,
-    device_name: Option<String>,
-    threads: usize,
-    /// How the KV cache stored keys and values (`f16`, `f32`).
-    kv_cache: String,
-    /// Weight matrices that ran on candle's CPU kernels (the slow path): name and type.
-    slow_tensors: Vec<landauer_trace::SlowTensorRecord>,
-    meter: String,
-    meter_reason: String,
-    estimated: bool,
-    meter_resolution_s: Option<f64>,
-    idle_power_w: Option<f64>,
-    max_tokens: usize,
-    /// Runs measured in rounds over the batch sizes (`--interleave`).
-    interleaved: bool,
-    kelvin: f64,
-    /// The grid behind `per_million_tokens`.
-    footprint: landauer_physics::footprint::Footprint,
-}
-
 /// Writes sweep.json, sweep.csv and sweep.svg for the rows so far (after every batch size,
 /// so that an interrupted sweep keeps what it measured). Returns the caveats.
 fn write_files(
     out_dir: &std::path::Path,
-    h: &Header,
+    h: &SweepHeader,
     rows: &[SweepRow],
-    runs: &[RunsOfBatch],
+    runs: &[SweepRuns],
 ) -> anyhow::Result<Vec<String>> {
     let mut caveats = Vec::new();
     if h.synthetic {
@@ -527,13 +422,13 @@ fn write_files(
     if rows.iter().any(|r| !r.steady) {
         caveats.push("some decode windows were shorter than 2 s or a few counter updates (steady: false): raise --max-tokens".into());
     }
-    let report = SweepReport {
-        landauer_version: env!("CARGO_PKG_VERSION"),
-        header: h,
-        method: METHOD,
+    let report = SweepFile {
+        landauer_version: env!("CARGO_PKG_VERSION").into(),
+        header: h.clone(),
+        method: METHOD.into(),
         caveats: caveats.clone(),
-        rows,
-        runs,
+        rows: rows.to_vec(),
+        runs: runs.to_vec(),
     };
     let out = |name: &str| out_dir.join(name);
     std::fs::write(out("sweep.json"), serde_json::to_string_pretty(&report)?)
@@ -544,19 +439,20 @@ fn write_files(
         csv.serialize(r)?;
     }
     csv.flush()?;
-    let title = sweep_title(
-        &h.model,
-        h.device_name.as_deref().unwrap_or(&h.device),
-        h.estimated,
-    );
-    crate::plot::sweep_svg(&out("sweep.svg"), &title, rows)?;
+    crate::plot::sweep_svg(&out("sweep.svg"), &h.title(), rows)?;
     Ok(caveats)
 }
 
-/// The sweep figure's title: "MODEL on DEVICE", marked when the energy is estimated.
-pub fn sweep_title(model: &str, device: &str, estimated: bool) -> String {
-    let est = if estimated { " (energy ESTIMATED)" } else { "" };
-    format!("{model} on {device}{est}")
+/// One batch size's measured runs, in the order they ran.
+fn runs_of(b: usize, m: &[Measured], t0: Instant) -> SweepRuns {
+    SweepRuns {
+        batch: b,
+        decode_tokens_per_s: m.iter().map(|x| decode_rate(b, x)).collect(),
+        started_s: m
+            .iter()
+            .map(|x| x.started.saturating_duration_since(t0).as_secs_f64())
+            .collect(),
+    }
 }
 
 /// One measured batch.
