@@ -16,58 +16,13 @@
 //! `quantized_llama`/`quantized_qwen2`; tests hold the two to the same greedy tokens.
 
 use crate::cpu_attention::{KvDtype, LayerCache};
+pub use crate::family::{Config, Family};
 use crate::gguf::{one_line, GgufFile};
 use crate::kernels::QLinear;
 use crate::{EngineError, Result};
 use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, IndexOp, Module, Tensor};
 use std::io::{Read, Seek};
-
-/// How a family names and wires its tensors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    /// Llama, Mistral, SmolLM: interleaved RoPE, no biases.
-    Llama,
-    /// Qwen2: rotate-half ("neox") RoPE, biases on q, k, v.
-    Qwen2,
-    /// Qwen3: rotate-half RoPE, no biases, an RMS norm over each query and key head before
-    /// RoPE, and a head size of its own (`attention.key_length`, not hidden / heads).
-    Qwen3,
-}
-
-impl Family {
-    /// The family of a `general.architecture`, if this pass supports it.
-    pub fn of(arch: &str) -> Option<Self> {
-        match arch {
-            "llama" | "mistral" => Some(Family::Llama),
-            "qwen2" => Some(Family::Qwen2),
-            "qwen3" => Some(Family::Qwen3),
-            _ => None,
-        }
-    }
-
-    /// RoPE on the two halves of a head (candle's `rope`) rather than on interleaved pairs
-    /// (`rope_i`).
-    pub fn rotate_half(self) -> bool {
-        matches!(self, Family::Qwen2 | Family::Qwen3)
-    }
-}
-
-/// Hyper-parameters read from the GGUF header.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Config {
-    pub family: Family,
-    pub layers: usize,
-    pub hidden: usize,
-    pub heads: usize,
-    pub kv_heads: usize,
-    pub head_dim: usize,
-    /// Query width, heads × head_dim (the hidden size except in Qwen3).
-    pub q_dim: usize,
-    pub rope_theta: f32,
-    pub rms_eps: f64,
-    pub vocab: usize,
-}
 
 struct Layer {
     attn_norm: Tensor,
@@ -229,7 +184,7 @@ impl BatchedModel {
     /// The weight matrices that landauer's kernels do not run (candle's CPU kernels, the slow
     /// path), by GGUF tensor name and type; empty on a GPU, where candle's kernels are the
     /// fast path.
-    pub fn slow_tensors(&self) -> Vec<crate::model::SlowTensor> {
+    pub fn slow_tensors(&self) -> Vec<crate::slow_path::SlowTensor> {
         let mut named: Vec<(String, &QLinear)> = Vec::new();
         for (i, l) in self.layers.iter().enumerate() {
             for (n, q) in [
@@ -248,7 +203,7 @@ impl BatchedModel {
         named
             .into_iter()
             .filter_map(|(name, q)| {
-                q.fallback().map(|d| crate::model::SlowTensor {
+                q.fallback().map(|d| crate::slow_path::SlowTensor {
                     name,
                     dtype: crate::gguf::dtype_name(d).into(),
                 })

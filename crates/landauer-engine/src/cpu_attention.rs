@@ -9,7 +9,7 @@
 //! (RoPE, q·k/√d, mask, softmax, Σ p·v in f32) on the keys and values as the cache holds them
 //! (f16 by default: [`KvDtype`]); only the order of additions differs.
 
-use crate::batched::Family;
+use crate::family::Family;
 
 /// How the CPU KV cache stores keys and values.
 ///

@@ -256,8 +256,7 @@ impl Engine {
             }
             Forward::Auto => {
                 device.is_cpu()
-                    && crate::batched::Family::of(&gguf.architecture().unwrap_or_default())
-                        .is_some()
+                    && crate::family::Family::of(&gguf.architecture().unwrap_or_default()).is_some()
             }
         };
         let model = if batched {
