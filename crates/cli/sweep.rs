@@ -1,17 +1,12 @@
 //! `landauer sweep`: decode speed and energy per token against batch size.
 
-use crate::generate::{load_engine_with, meter_request, start_sampler, Loaded};
 use crate::{GpuArgs, ModelArgs};
 use anyhow::Context;
 use clap::Args;
-use landauer_engine::{
-    GenerateOptions, RunStart, SamplingParams, SinkError, TokenEvent, TokenSink,
-};
-use landauer_meter::open_meter;
-use landauer_trace::{SweepFile, SweepHeader, SweepRow, SweepRuns};
-use std::path::PathBuf;
+use landauer_studies::{sweep, Loaded, SweepConfig};
+use landauer_trace::SweepFile;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 #[derive(Args)]
 pub struct SweepArgs {
@@ -56,7 +51,7 @@ pub struct SweepArgs {
 }
 
 /// Redraws DIR/sweep.svg from DIR/sweep.json.
-fn replot(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn replot(dir: &Path) -> anyhow::Result<ExitCode> {
     let crate::gap::Input::Sweep(sweep) = crate::gap::read_input(dir)? else {
         anyhow::bail!(
             "{} is a trace, not a sweep: --replot redraws the sweep.svg of a directory `landauer sweep --out DIR` wrote",
@@ -69,306 +64,65 @@ fn replot(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prompts used when --prompts is not given: short, varied, English.
-const BUILTIN_PROMPTS: &[&str] = &[
-    "Once upon a time, there was a little girl named Lily. She",
-    "The capital of France is",
-    "Explain why the sky is blue.",
-    "Write a haiku about energy.",
-    "What is the Landauer limit?",
-    "List three uses of a hammer:",
-    "The quick brown fox",
-    "In 1905, Albert Einstein published",
-    "def fibonacci(n):",
-    "A recipe for pancakes needs",
-    "The mitochondria is",
-    "Translate to French: good morning",
-    "Summarize the plot of Hamlet in one sentence.",
-    "How many legs does a spider have?",
-    "Dear diary, today I",
-    "The best way to learn a language is",
-];
-
-const METHOD: &str = "per batch size: one warm-up batch, then --runs measured batches (medians; with interleaved, all warm-ups first, then rounds that run every batch size once); every row generates --max-tokens tokens (EOS ignored); energy of the decode window (prefill end to last step, all rows busy) read off the meter's timeline; within a step, energy is shared equally among the rows that produced a token";
-
-/// Rows whose entropy is computed: the entropy of a 128k-entry distribution costs ~0.1 ms
-/// of host time, and 256 of them per step would slow a GPU batch down; the mean over up
-/// to 16 rows stands for the batch.
-const ENTROPY_ROWS: usize = 16;
-
-/// Per-step bookkeeping of a measured batch: the entropy of the first rows' tokens.
-#[derive(Default)]
-struct Steps {
-    at: Option<Instant>,
-    bits: f64,
-    decode_bits: f64,
-    counted: usize,
-    decode_counted: usize,
-}
-
-impl TokenSink for Steps {
-    fn begin(&mut self, s: &RunStart) -> Result<(), SinkError> {
-        self.at = Some(s.at);
-        Ok(())
-    }
-    fn token(&mut self, e: &TokenEvent<'_>) -> Result<(), SinkError> {
-        if e.seq >= ENTROPY_ROWS {
-            return Ok(());
-        }
-        let h = e.stats.map_or_else(
-            || landauer_physics::entropy_bits_from_logits(e.logits),
-            |s| s.entropy_bits,
-        );
-        self.bits += h;
-        self.counted += 1;
-        if e.phase == landauer_engine::Phase::Decode {
-            self.decode_bits += h;
-            self.decode_counted += 1;
-        }
-        Ok(())
-    }
-}
-
-fn median(v: &[f64]) -> f64 {
-    crate::bench::median(v)
-}
-
-pub fn read_prompts(path: &Option<PathBuf>) -> anyhow::Result<Vec<String>> {
-    match path {
-        None => Ok(BUILTIN_PROMPTS.iter().map(|s| s.to_string()).collect()),
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read --prompts {}", p.display()))?;
-            let v: Vec<String> = text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(String::from)
-                .collect();
-            if v.is_empty() {
-                anyhow::bail!("--prompts {} has no non-empty line", p.display());
-            }
-            Ok(v)
-        }
-    }
-}
-
 pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
     if args.replot {
         return replot(&args.out);
     }
     let threads = crate::set_threads(args.model.threads)?;
-    if args.batch.is_empty() || args.batch.contains(&0) {
-        anyhow::bail!("--batch needs batch sizes of at least 1, e.g. --batch 1,2,4,8");
-    }
-    if args.max_tokens < 2 || args.runs == 0 {
-        anyhow::bail!("--max-tokens must be at least 2 and --runs at least 1");
-    }
-    if !(args.kelvin.is_finite() && args.kelvin > 0.0) {
-        anyhow::bail!(
-            "--kelvin must be a positive temperature, got {}",
-            args.kelvin
-        );
-    }
-    let footprint = args.footprint.over(Default::default())?;
-    let prompts = read_prompts(&args.prompts)?;
+    let mut cfg = SweepConfig {
+        batch: args.batch.clone(),
+        max_tokens: args.max_tokens,
+        prompts: Vec::new(),
+        runs: args.runs,
+        interleave: args.interleave,
+        idle_seconds: args.idle_seconds,
+        meter: Default::default(),
+        kelvin: args.kelvin,
+        footprint: Default::default(),
+    };
+    cfg.check()?;
+    cfg.footprint = args.footprint.over(Default::default())?;
+    cfg.prompts = landauer_studies::prompts::read_prompts(args.prompts.as_deref())?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create --out {}", args.out.display()))?;
-    let interval = args.gpu.interval()?;
-    let Loaded {
-        mut engine,
-        model_path,
-        device,
-        ..
-    } = load_engine_with(&args.model, true)?;
-    let encoded: Vec<Vec<u32>> = prompts
-        .iter()
-        .map(|p| engine.encode(p))
-        .collect::<Result<_, _>>()?;
-    let rows_for = |b: usize| -> Vec<Vec<u32>> {
-        (0..b).map(|i| encoded[i % encoded.len()].clone()).collect()
-    };
-    // Refuse what cannot fit before measuring anything.
-    let longest = encoded.iter().map(Vec::len).max().unwrap_or(1);
-    let free = landauer_engine::device::free_memory(engine.device());
-    for &b in &args.batch {
-        let (kv, work) = engine.batch_memory(b, longest, args.max_tokens);
-        if let Some(free) = free.filter(|&f| kv + work > f) {
-            anyhow::bail!(
-                "batch {b} needs {:.2} GiB ({:.2} GiB of KV cache for {} positions) but {} has {:.2} GiB free; drop it from --batch or lower --max-tokens",
-                (kv + work) as f64 / (1u64 << 30) as f64,
-                kv as f64 / (1u64 << 30) as f64,
-                longest + args.max_tokens,
-                device.label,
-                free as f64 / (1u64 << 30) as f64
-            );
-        }
-    }
-    let on_gpu = device.label.starts_with("cuda");
-    let idle_seconds = args.idle_seconds.unwrap_or(if on_gpu { 2.0 } else { 0.0 });
-    let info = engine.info().clone();
-    let request = meter_request(
-        args.meter.choice(),
-        landauer_meter::DEFAULT_CPU_WATTS_PER_CORE,
-        &args.gpu.gpus,
-        &device,
-    );
-    let mut opened = open_meter(&request)?;
-    let (sampler, resolution) = start_sampler(&mut opened, interval);
-    let (meter, estimated) = match &sampler {
-        Some(s) => (s.info().name.clone(), s.info().estimated),
-        None => ("none".to_string(), false),
-    };
-    let idle_power_w = match &sampler {
-        Some(s) if idle_seconds > 0.0 => {
-            eprintln!("landauer: measuring idle power for {idle_seconds} s");
-            s.measure_idle(idle_seconds)
-        }
-        _ => None,
-    };
-    let j_per_bit = landauer_physics::landauer_joules_per_bit(args.kelvin);
-    let greedy = |n: usize| GenerateOptions {
-        max_tokens: n,
-        sampling: SamplingParams::greedy(),
-        ignore_eos: true,
-        stop: None,
-        stats_rows: ENTROPY_ROWS,
-    };
-    let total = (args.batch.len() * (args.runs + 1)) as u64;
-    let bar = indicatif::ProgressBar::new(total).with_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} batches  {msg}")
-            .expect("valid template"),
-    );
-    let header = SweepHeader {
-        model: info.name.clone().unwrap_or(model_path),
-        quantization: info.quantization.clone(),
-        parameters: info.parameters,
-        shape: info.shape.clone(),
-        synthetic: info.synthetic,
-        device: device.label.clone(),
-        device_name: device.name.clone(),
-        threads,
-        kv_cache: engine.kv_dtype().name().into(),
-        slow_tensors: crate::generate::slow_tensor_records(&engine),
-        meter: meter.clone(),
-        meter_reason: opened.reason.clone(),
-        estimated,
-        meter_resolution_s: resolution,
-        idle_power_w,
-        max_tokens: args.max_tokens,
-        interleaved: args.interleave,
-        kelvin: args.kelvin,
-        footprint,
-    };
-    // One measured batch: its decode window's energy off the meter's timeline, and the
-    // entropy of its first rows.
-    let measure =
-        |engine: &mut landauer_engine::Engine, b: usize, run: usize| -> anyhow::Result<Measured> {
-            bar.set_message(format!("batch {b}: run {}/{}", run + 1, args.runs));
-            let prompts = rows_for(b);
-            let mut steps = Steps::default();
-            let end = engine.generate_batch(&prompts, &greedy(args.max_tokens), &mut steps)?;
-            let at = steps.at.expect("begin was called");
-            let energy = sampler.as_ref().map(|s| {
-                let offset = at.saturating_duration_since(s.epoch()).as_secs_f64();
-                let tl = s.timeline_through(offset + end.total_s, Duration::from_secs(1));
-                (
-                    tl.window(offset, offset + end.prefill_s).joules,
-                    tl.window(offset + end.prefill_s, offset + end.total_s),
-                )
-            });
-            // Mean bits per token over the counted rows, scaled to every token.
-            let per = |bits: f64, n: usize| if n > 0 { bits / n as f64 } else { 0.0 };
-            let decode_tokens = end.generated_tokens - b;
-            bar.inc(1);
-            Ok(Measured {
-                started: at,
-                bits: per(steps.bits, steps.counted) * end.generated_tokens as f64,
-                decode_bits: per(steps.decode_bits, steps.decode_counted) * decode_tokens as f64,
-                end,
-                energy,
-                die_c: sampler
-                    .as_ref()
-                    .and_then(|s| s.latest_telemetry())
-                    .and_then(|t| t.telemetry.temperature_c),
-            })
-        };
-    let row_of = |b: usize, m: &[Measured]| {
-        let mut row = summarize(b, m, idle_power_w, j_per_bit);
-        if let Some(pm) = row
-            .joules_per_token
-            .map(|j| footprint.per_million_tokens(j))
-        {
-            row.kwh_per_million_tokens = Some(pm.kwh);
-            row.gco2_per_million_tokens = Some(pm.gco2);
-            row.cost_per_million_tokens = Some(pm.cost);
-        }
-        row
-    };
-    let warm_up = |engine: &mut landauer_engine::Engine, b: usize| -> anyhow::Result<()> {
-        bar.set_message(format!("batch {b}: warm-up"));
-        engine.generate_batch(&rows_for(b), &greedy(args.max_tokens.min(8)), ())?;
-        bar.inc(1);
-        Ok(())
-    };
-    let (mut rows, mut runs) = (Vec::new(), Vec::new());
-    let t0 = Instant::now();
-    let mut caveats = Vec::new();
-    if args.interleave {
-        for &b in &args.batch {
-            warm_up(&mut engine, b)?;
-        }
-        let mut m: Vec<Vec<Measured>> = args.batch.iter().map(|_| Vec::new()).collect();
-        for run in 0..args.runs {
-            for (i, &b) in args.batch.iter().enumerate() {
-                m[i].push(measure(&mut engine, b, run)?);
-            }
-            // Files after every round: an interrupted sweep keeps its rounds so far.
-            rows = args
-                .batch
-                .iter()
-                .zip(&m)
-                .map(|(&b, m)| row_of(b, m))
-                .collect();
-            runs = args
-                .batch
-                .iter()
-                .zip(&m)
-                .map(|(&b, m)| runs_of(b, m, t0))
-                .collect();
-            caveats = write_files(&args.out, &header, &rows, &runs)?;
-        }
-    } else {
-        for &b in &args.batch {
-            warm_up(&mut engine, b)?;
-            let m = (0..args.runs)
-                .map(|run| measure(&mut engine, b, run))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            rows.push(row_of(b, &m));
-            runs.push(runs_of(b, &m, t0));
-            caveats = write_files(&args.out, &header, &rows, &runs)?;
-        }
-    }
-    bar.finish_and_clear();
-    drop(sampler);
+    cfg.meter = args
+        .gpu
+        .meter(args.meter, landauer_meter::DEFAULT_CPU_WATTS_PER_CORE)?;
+    let mut term = crate::progress::Terminal::default();
+    let mut loaded = Loaded::load(&args.model.options(true)?, &mut term)?;
+    term.sweep_dir = Some(args.out.clone());
+    let file = sweep::run(&mut loaded, threads, &cfg, &mut term)?;
+    print_table(&file, &loaded);
     let out = |name: &str| args.out.join(name);
+    println!(
+        "wrote {}, {}, {}",
+        out("sweep.json").display(),
+        out("sweep.csv").display(),
+        out("sweep.svg").display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
 
+/// The sweep's rows as a table, its footprint line and caveats.
+fn print_table(file: &SweepFile, loaded: &Loaded) {
+    let h = &file.header;
+    let est = h.estimated;
     println!(
         "landauer sweep: {} {}, {} on {}, {} tokens per row, meter {}{}",
-        header.model,
-        header.quantization,
-        device.label,
-        device.name.as_deref().unwrap_or("cpu"),
-        args.max_tokens,
-        meter,
-        if estimated { " (ESTIMATED)" } else { "" }
+        h.model,
+        h.quantization,
+        loaded.device.label,
+        loaded.device.name.as_deref().unwrap_or("cpu"),
+        h.max_tokens,
+        h.meter,
+        if est { " (ESTIMATED)" } else { "" }
     );
     println!(
         "{:>6} {:>12} {:>9} {:>10} {:>10} {:>11} {:>9}",
         "batch", "decode tok/s", "power W", "J/token", "tokens/Wh", "bits/token", "steady"
     );
     let o = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |x| format!("{x:.p$}"));
-    for r in &rows {
+    for r in &file.rows {
         println!(
             "{:>6} {:>12.1} {:>9} {:>10} {:>10} {:>11.3} {:>9}",
             r.batch,
@@ -380,148 +134,32 @@ pub fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
             r.steady
         );
     }
-    if let Some(j) = rows.last().and_then(|r| r.joules_per_token) {
+    if let Some(j) = file.rows.last().and_then(|r| r.joules_per_token) {
         println!(
             "batch {}: {}{}",
-            rows.last().map_or(0, |r| r.batch),
-            footprint.line(j),
-            if estimated { " (ESTIMATED energy)" } else { "" }
+            file.rows.last().map_or(0, |r| r.batch),
+            h.footprint.line(j),
+            if est { " (ESTIMATED energy)" } else { "" }
         );
-        println!("  at {}", footprint.describe());
+        println!("  at {}", h.footprint.describe());
     }
-    for c in &caveats {
+    for c in &file.caveats {
         println!("note: {c}");
     }
-    println!(
-        "wrote {}, {}, {}",
-        out("sweep.json").display(),
-        out("sweep.csv").display(),
-        out("sweep.svg").display()
-    );
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Writes sweep.json, sweep.csv and sweep.svg for the rows so far (after every batch size,
-/// so that an interrupted sweep keeps what it measured). Returns the caveats.
-fn write_files(
-    out_dir: &std::path::Path,
-    h: &SweepHeader,
-    rows: &[SweepRow],
-    runs: &[SweepRuns],
-) -> anyhow::Result<Vec<String>> {
-    let mut caveats = Vec::new();
-    if h.synthetic {
-        caveats.push("synthetic model (random weights): energy and speed are real; entropy, bits per joule and the Landauer gap are meaningless".to_string());
-    }
-    if h.estimated {
-        caveats.push(format!(
-            "energy is ESTIMATED by the {} meter, not measured",
-            h.meter
-        ));
-    }
-    if rows.iter().any(|r| !r.steady) {
-        caveats.push("some decode windows were shorter than 2 s or a few counter updates (steady: false): raise --max-tokens".into());
-    }
-    let report = SweepFile {
-        landauer_version: env!("CARGO_PKG_VERSION").into(),
-        header: h.clone(),
-        method: METHOD.into(),
-        caveats: caveats.clone(),
-        rows: rows.to_vec(),
-        runs: runs.to_vec(),
-    };
+/// so that an interrupted sweep keeps what it measured).
+pub fn write_files(out_dir: &Path, file: &SweepFile) -> anyhow::Result<()> {
     let out = |name: &str| out_dir.join(name);
-    std::fs::write(out("sweep.json"), serde_json::to_string_pretty(&report)?)
+    std::fs::write(out("sweep.json"), serde_json::to_string_pretty(file)?)
         .with_context(|| format!("cannot write {}", out("sweep.json").display()))?;
     let mut csv = csv::Writer::from_path(out("sweep.csv"))
         .with_context(|| format!("cannot write {}", out("sweep.csv").display()))?;
-    for r in rows {
+    for r in &file.rows {
         csv.serialize(r)?;
     }
     csv.flush()?;
-    crate::plot::sweep_svg(&out("sweep.svg"), &h.title(), rows)?;
-    Ok(caveats)
-}
-
-/// One batch size's measured runs, in the order they ran.
-fn runs_of(b: usize, m: &[Measured], t0: Instant) -> SweepRuns {
-    SweepRuns {
-        batch: b,
-        decode_tokens_per_s: m.iter().map(|x| decode_rate(b, x)).collect(),
-        started_s: m
-            .iter()
-            .map(|x| x.started.saturating_duration_since(t0).as_secs_f64())
-            .collect(),
-    }
-}
-
-/// One measured batch.
-struct Measured {
-    /// When the run began.
-    started: Instant,
-    end: landauer_engine::RunEnd,
-    bits: f64,
-    decode_bits: f64,
-    /// (prefill joules, decode window).
-    energy: Option<(f64, landauer_meter::attribution::WindowEnergy)>,
-    /// Die temperature at the window's end, °C.
-    die_c: Option<f64>,
-}
-
-/// Decode tokens per second of a measured batch of `b` rows: the tokens after each row's
-/// first, over the decode window.
-fn decode_rate(b: usize, x: &Measured) -> f64 {
-    (x.end.generated_tokens - b) as f64 / (x.end.total_s - x.end.prefill_s)
-}
-
-fn summarize(b: usize, m: &[Measured], idle: Option<f64>, j_per_bit: f64) -> SweepRow {
-    let med = |f: &dyn Fn(&Measured) -> Option<f64>| {
-        let v: Vec<f64> = m.iter().filter_map(f).collect();
-        (!v.is_empty()).then(|| median(&v))
-    };
-    let decode_tokens = |x: &Measured| (x.end.generated_tokens - b) as f64;
-    let window = |x: &Measured| x.end.total_s - x.end.prefill_s;
-    let jpt = med(&|x| x.energy.as_ref().map(|(_, w)| w.joules / decode_tokens(x)));
-    let mean_bits = med(&|x| Some(x.bits / x.end.generated_tokens as f64)).unwrap_or(0.0);
-    let first = &m[0].end;
-    SweepRow {
-        batch: b,
-        runs: m.len(),
-        prompt_tokens: first.prompt_tokens,
-        generated_tokens: first.generated_tokens,
-        prefill_s: med(&|x| Some(x.end.prefill_s)).unwrap_or(0.0),
-        prefill_tokens_per_s: med(&|x| Some(x.end.prompt_tokens as f64 / x.end.prefill_s))
-            .unwrap_or(0.0),
-        prefill_energy_j: med(&|x| x.energy.as_ref().map(|e| e.0)),
-        decode_window_s: med(&|x| Some(window(x))).unwrap_or(0.0),
-        decode_tokens_per_s: med(&|x| Some(decode_rate(b, x))).unwrap_or(0.0),
-        mean_power_w: med(&|x| x.energy.as_ref().map(|(_, w)| w.joules / window(x))),
-        joules_per_token: jpt,
-        active_joules_per_token: idle.and_then(|p| {
-            med(&|x| {
-                x.energy
-                    .as_ref()
-                    .map(|(_, w)| (w.joules - p * window(x)) / decode_tokens(x))
-            })
-        }),
-        tokens_per_wh: jpt.filter(|&j| j > 0.0).map(|j| 3600.0 / j),
-        mean_entropy_bits: mean_bits,
-        bits_per_joule: med(&|x| {
-            x.energy
-                .as_ref()
-                .filter(|(_, w)| w.joules > 0.0)
-                .map(|(_, w)| x.decode_bits / w.joules)
-        }),
-        landauer_gap: jpt
-            .filter(|_| mean_bits > 0.0)
-            .map(|j| j / (mean_bits * j_per_bit)),
-        kwh_per_million_tokens: None,
-        gco2_per_million_tokens: None,
-        cost_per_million_tokens: None,
-        die_temperature_c: med(&|x| x.die_c),
-        steady: m.iter().all(|x| {
-            window(x) >= landauer_trace::MIN_STEADY_WINDOW_S
-                && x.energy.as_ref().is_none_or(|(_, w)| w.resolved)
-        }),
-    }
+    crate::plot::sweep_svg(&out("sweep.svg"), &file.header.title(), &file.rows)?;
+    Ok(())
 }

@@ -1,0 +1,114 @@
+//! The bench and sweep runners on a tiny random-weight model, without the command line.
+
+use landauer_meter::MeterChoice;
+use landauer_studies::{
+    bench, sweep, BenchConfig, Collect, Loaded, MeterOptions, ModelOptions, SweepConfig,
+};
+
+fn tiny(dir: &std::path::Path, batched: bool) -> Loaded {
+    let path = dir.join("tiny.gguf");
+    landauer_engine::tiny::write_tiny_llama(&path, &Default::default()).unwrap();
+    let opts = ModelOptions {
+        model: Some(path.display().to_string()),
+        batched,
+        ..Default::default()
+    };
+    Loaded::load(&opts, &mut ()).unwrap()
+}
+
+fn meter(choice: MeterChoice) -> MeterOptions {
+    MeterOptions {
+        choice,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_bench_runs_every_round_traced_and_untraced_and_keeps_its_traces() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = tiny(dir.path(), false);
+    let traces = dir.path().join("traces");
+    let cfg = BenchConfig {
+        runs: 3,
+        warmup: 0,
+        max_tokens: 5,
+        trace_dir: Some(traces.clone()),
+        meter: meter(MeterChoice::Estimate),
+        ..Default::default()
+    };
+    let mut seen = Collect::default();
+    let r = bench::run(&mut model, 1, &cfg, &mut seen).unwrap();
+    assert_eq!(r.generated_tokens, 5);
+    assert_eq!(r.tracing_on.decode_tokens_per_s.len(), 3);
+    assert_eq!(r.tracing_off.decode_tokens_per_s.len(), 3);
+    // Rounds alternate which configuration runs first.
+    let order: Vec<bool> = seen.bench_runs.iter().map(|b| b.traced).collect();
+    assert_eq!(order, [true, false, false, true, true, false]);
+    let e = r.energy.as_ref().expect("the estimate meter measures");
+    assert!(e.estimated && e.decode_joules_per_token.len() == 3);
+    assert!(r.roofline.as_ref().unwrap().read_bandwidth_bytes_per_s > 0.0);
+    for i in 0..3 {
+        assert!(traces.join(format!("run{i}.jsonl")).is_file());
+        assert!(traces.join(format!("run{i}.csv")).is_file());
+    }
+    // The report is the JSON bench.json holds, and reads back.
+    let back: landauer_studies::BenchReport =
+        serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+    assert_eq!(back.generated_tokens, 5);
+    assert_eq!(back.tracing_on.decode_tokens_per_s.len(), 3);
+}
+
+#[test]
+fn a_sweep_reports_after_every_batch_size_or_every_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = tiny(dir.path(), true);
+    for interleave in [false, true] {
+        let cfg = SweepConfig {
+            batch: vec![2, 1, 3],
+            max_tokens: 4,
+            runs: 2,
+            interleave,
+            meter: meter(MeterChoice::None),
+            ..Default::default()
+        };
+        let mut seen = Collect::default();
+        let file = sweep::run(&mut model, 1, &cfg, &mut seen).unwrap();
+        // Warm-ups and measured batches: (runs + 1) per batch size.
+        assert_eq!(seen.units_done, 9);
+        // Files are rewritten after each batch size, or interleaved after each round.
+        assert_eq!(seen.sweep_updates, if interleave { 2 } else { 3 });
+        let batches: Vec<usize> = file.rows.iter().map(|r| r.batch).collect();
+        assert_eq!(batches, [2, 1, 3]);
+        assert!(file
+            .rows
+            .iter()
+            .all(|r| r.runs == 2 && r.joules_per_token.is_none()));
+        assert_eq!(file.header.interleaved, interleave);
+        assert_eq!(file.runs[2].decode_tokens_per_s.len(), 2);
+        // Every row of a batch generates max_tokens.
+        assert_eq!(file.rows[2].generated_tokens, 3 * 4);
+        if interleave {
+            // Round k of every batch size starts before round k + 1 of any.
+            assert!(file.runs[2].started_s[0] < file.runs[0].started_s[1]);
+        }
+    }
+}
+
+#[test]
+fn bad_settings_fail_before_any_work() {
+    let bad = SweepConfig {
+        batch: vec![1, 0],
+        ..Default::default()
+    };
+    assert!(bad.check().unwrap_err().to_string().contains("--batch"));
+    let bad = SweepConfig {
+        kelvin: -3.0,
+        ..Default::default()
+    };
+    assert!(bad.check().unwrap_err().to_string().contains("--kelvin"));
+    let bad = BenchConfig {
+        runs: 0,
+        ..Default::default()
+    };
+    assert!(bad.check().unwrap_err().to_string().contains("--runs"));
+}
