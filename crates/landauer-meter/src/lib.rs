@@ -28,6 +28,7 @@
 pub mod attribution;
 mod cpu_time;
 mod nvml;
+pub mod probe;
 mod rapl;
 pub mod sampler;
 
