@@ -1,4 +1,5 @@
-//! `landauer`: generate text with a per-token entropy and energy trace.
+//! `landauer`, the command line: arguments, wiring and terminal output over the library
+//! crates (engine, meter, trace, studies, reports). One file per command.
 
 mod args;
 mod bench;

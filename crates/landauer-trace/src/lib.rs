@@ -1,9 +1,11 @@
-//! landauer's traces: per-token records and the sinks that write them.
+//! landauer's one schema: per-token trace records, sweep files, the sinks that write them
+//! and the readers that read them back.
 //!
 //! The engine emits [`landauer_engine::TokenEvent`]s; a [`Recorder`] turns each into a
 //! [`TokenRecord`] (entropy, surprisal, top alternatives, energy, Landauer yardstick) and
 //! pushes it to any number of [`RecordSink`]s: [`JsonlTrace`], [`CsvTrace`],
-//! [`TerminalPrinter`].
+//! [`TerminalPrinter`]. A sweep's `sweep.json` is a [`SweepFile`]; [`read_input`] reads
+//! either back for the ladder and the reports.
 //!
 //! ```
 //! use landauer_trace::{JsonlTrace, Record, RecordSink};
