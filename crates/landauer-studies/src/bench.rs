@@ -214,20 +214,18 @@ impl TokenSink for StartMark {
 
 /// Decode energy of an untraced run: (J/token, W, active J/token).
 fn untraced_energy(
-    sampler: landauer_meter::sampler::MeterSampler,
+    meter: &MeterSession,
     at: std::time::Instant,
     end: &RunEnd,
     idle_w: Option<f64>,
 ) -> Option<(f64, f64, Option<f64>)> {
-    let offset = at.saturating_duration_since(sampler.epoch()).as_secs_f64();
-    let (a, b) = (offset + end.prefill_s, offset + end.total_s);
-    let tl = sampler.timeline_through(b, std::time::Duration::from_secs(1));
+    let w = meter.run_windows(at, end)?;
     let n = end.generated_tokens.checked_sub(1).filter(|&n| n > 0)? as f64;
-    let dt = b - a;
-    if tl.update_period().is_none() || dt <= 0.0 {
+    let dt = w.decode_s;
+    if !w.counter_moved || dt <= 0.0 {
         return None;
     }
-    let j = tl.window(a, b).joules;
+    let j = w.decode.joules;
     Some((j / n, j / dt, idle_w.map(|p| (j - p * dt) / n)))
 }
 
@@ -430,9 +428,9 @@ fn untraced_run(
     let idle_power_w = meter.measure_idle(loaded.idle_seconds(cfg.idle_seconds));
     let mut mark = StartMark(None);
     let end = loaded.engine.generate(tokens, opts, &mut mark)?;
-    if let (Some(s), Some(at)) = (meter.sampler, mark.0) {
+    if let Some(at) = mark.0 {
         r.untraced
-            .extend(untraced_energy(s, at, &end, idle_power_w));
+            .extend(untraced_energy(&meter, at, &end, idle_power_w));
     }
     Ok(end)
 }

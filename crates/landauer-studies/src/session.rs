@@ -5,12 +5,13 @@ use crate::Observer;
 use landauer_engine::device::{device_info, open_device, DeviceInfo};
 use landauer_engine::fetch::{self, ModelSpec};
 use landauer_engine::synthetic::SyntheticSpec;
-use landauer_engine::{Engine, KvDtype};
+use landauer_engine::{Engine, KvDtype, RunEnd};
+use landauer_meter::attribution::WindowEnergy;
 use landauer_meter::sampler::MeterSampler;
 use landauer_meter::{open_meter, MeterChoice, MeterRequest, OpenedMeter};
 use landauer_trace::{RunRecord, SamplingRecord, SlowTensorRecord};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Which model to load, and how.
 #[derive(Debug, Clone)]
@@ -242,6 +243,22 @@ impl MeterSession {
         }
     }
 
+    /// A run's prefill and decode windows on the meter's timeline (the decode window: from
+    /// the prefill's end to the last step), read once the meter has samples past the run's
+    /// end. None without a meter.
+    pub fn run_windows(&self, at: Instant, end: &RunEnd) -> Option<RunWindows> {
+        let s = self.sampler.as_ref()?;
+        let offset = at.saturating_duration_since(s.epoch()).as_secs_f64();
+        let (a, b) = (offset + end.prefill_s, offset + end.total_s);
+        let tl = s.timeline_through(b, Duration::from_secs(1));
+        Some(RunWindows {
+            prefill_j: tl.window(offset, offset + end.prefill_s).joules,
+            decode: tl.window(a, b),
+            decode_s: b - a,
+            counter_moved: tl.update_period().is_some(),
+        })
+    }
+
     /// The meter's name, description and whether it estimates.
     pub fn info(&self) -> (String, String, bool) {
         match &self.sampler {
@@ -253,6 +270,20 @@ impl MeterSession {
             None => ("none".into(), "energy not measured".into(), false),
         }
     }
+}
+
+/// The energy of a run's two windows.
+#[derive(Debug, Clone, Copy)]
+pub struct RunWindows {
+    /// Joules of the prefill.
+    pub prefill_j: f64,
+    /// From the prefill's end to the last step.
+    pub decode: WindowEnergy,
+    /// The decode window's length on the meter's clock, seconds.
+    pub decode_s: f64,
+    /// The counter changed at least twice (it has an update period), so the windows are
+    /// read off real updates.
+    pub counter_moved: bool,
 }
 
 /// What a run record says about the run itself (the model, device and meter come from the

@@ -7,7 +7,7 @@ use landauer_engine::TokenSink;
 use landauer_engine::{Engine, GenerateOptions, RunStart, SamplingParams, SinkError, TokenEvent};
 use landauer_physics::footprint::Footprint;
 use landauer_trace::{SweepFile, SweepHeader, SweepRow, SweepRuns};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// What to sweep.
 #[derive(Debug, Clone)]
@@ -175,15 +175,10 @@ impl Sweeper<'_> {
         let opts = Self::options(self.cfg.max_tokens);
         let end = self.engine.generate_batch(&prompts, &opts, &mut steps)?;
         let at = steps.at.expect("begin was called");
-        let sampler = self.meter.sampler.as_ref();
-        let energy = sampler.map(|s| {
-            let offset = at.saturating_duration_since(s.epoch()).as_secs_f64();
-            let tl = s.timeline_through(offset + end.total_s, Duration::from_secs(1));
-            (
-                tl.window(offset, offset + end.prefill_s).joules,
-                tl.window(offset + end.prefill_s, offset + end.total_s),
-            )
-        });
+        let energy = self
+            .meter
+            .run_windows(at, &end)
+            .map(|w| (w.prefill_j, w.decode));
         // Mean bits per token over the counted rows, scaled to every token.
         let per = |bits: f64, n: usize| if n > 0 { bits / n as f64 } else { 0.0 };
         let decode_tokens = end.generated_tokens - b;
@@ -194,7 +189,7 @@ impl Sweeper<'_> {
             decode_bits: per(steps.decode_bits, steps.decode_counted) * decode_tokens as f64,
             end,
             energy,
-            die_c: sampler
+            die_c: (self.meter.sampler.as_ref())
                 .and_then(|s| s.latest_telemetry())
                 .and_then(|t| t.telemetry.temperature_c),
         })
