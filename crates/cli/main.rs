@@ -1,11 +1,9 @@
 //! `landauer`: generate text with a per-token entropy and energy trace.
 
 mod bench;
-mod charts;
 mod gap;
 mod generate;
 mod meters;
-mod plot;
 mod report;
 mod sweep;
 mod synthetic_gguf;

@@ -1,14 +1,14 @@
 //! `landauer report`: one self-contained HTML file for a trace or a sweep.
 //!
-//! Everything is inline: the figures are SVG drawn with plotters (crates/cli/charts.rs),
+//! Everything is inline: the figures are SVG drawn with plotters (landauer_reports::charts),
 //! the token tooltips are CSS only, and there is no script and no network request, so the
 //! file opens from disk, offline, and prints.
 
-use crate::charts::{self, LadderBar};
 use crate::gap::{self, GapReport, HardwareArgs, Input, Sweep, Trace};
 use crate::FootprintArgs;
 use anyhow::Context;
 use clap::Args;
+use landauer_reports::charts::{self, LadderBar};
 use landauer_trace::TokenRecord;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

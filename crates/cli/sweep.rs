@@ -64,7 +64,7 @@ fn replot(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
         );
     };
     let svg = dir.join("sweep.svg");
-    crate::plot::sweep_svg(&svg, &sweep.title(), sweep.rows())?;
+    landauer_reports::write_sweep_svg(&svg, &sweep.title(), sweep.rows())?;
     println!("wrote {}", svg.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -439,7 +439,7 @@ fn write_files(
         csv.serialize(r)?;
     }
     csv.flush()?;
-    crate::plot::sweep_svg(&out("sweep.svg"), &h.title(), rows)?;
+    landauer_reports::write_sweep_svg(&out("sweep.svg"), &h.title(), rows)?;
     Ok(caveats)
 }
 
