@@ -4,12 +4,14 @@
 //! the token tooltips are CSS only, and there is no script and no network request, so the
 //! file opens from disk, offline, and prints.
 
-use crate::gap::{self, GapReport, HardwareArgs, Input, Sweep, Trace};
+use crate::gap::HardwareArgs;
 use crate::FootprintArgs;
 use anyhow::Context;
 use clap::Args;
 use landauer_reports::charts::{self, LadderBar};
+use landauer_reports::ladder::{self, GapReport};
 use landauer_trace::TokenRecord;
+use landauer_trace::{Input, Sweep, Trace};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -845,7 +847,7 @@ fn build(
     args: &ReportArgs,
     input: &Input,
 ) -> anyhow::Result<(String, Vec<(&'static str, String)>)> {
-    let g = gap::gap_report(input, &args.hardware, &args.footprint)?;
+    let g = ladder::gap_report(input, &args.hardware.choice(), &args.footprint.overrides())?;
     let mut figs = Figures(Vec::new());
     let html = match input {
         Input::Trace(t) => {
@@ -875,7 +877,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     if args.galton_steps == 0 {
         anyhow::bail!("--galton-steps must be at least 1");
     }
-    let input = gap::read_input(&args.input)?;
+    let input = landauer_trace::read_input(&args.input)?;
     let (html, figs) = build(&args, &input)?;
     std::fs::write(&args.output, &html)
         .with_context(|| format!("cannot write {}", args.output.display()))?;

@@ -57,14 +57,14 @@ pub struct SweepArgs {
 
 /// Redraws DIR/sweep.svg from DIR/sweep.json.
 fn replot(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let crate::gap::Input::Sweep(sweep) = crate::gap::read_input(dir)? else {
+    let landauer_trace::Input::Sweep(sweep) = landauer_trace::read_input(dir)? else {
         anyhow::bail!(
             "{} is a trace, not a sweep: --replot redraws the sweep.svg of a directory `landauer sweep --out DIR` wrote",
             dir.display()
         );
     };
     let svg = dir.join("sweep.svg");
-    landauer_reports::write_sweep_svg(&svg, &sweep.title(), sweep.rows())?;
+    landauer_reports::charts::write_sweep_svg(&svg, &sweep.title(), sweep.rows())?;
     println!("wrote {}", svg.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -439,7 +439,7 @@ fn write_files(
         csv.serialize(r)?;
     }
     csv.flush()?;
-    landauer_reports::write_sweep_svg(&out("sweep.svg"), &h.title(), rows)?;
+    landauer_reports::charts::write_sweep_svg(&out("sweep.svg"), &h.title(), rows)?;
     Ok(caveats)
 }
 

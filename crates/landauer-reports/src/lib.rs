@@ -1,5 +1,4 @@
-//! landauer's reports: the figures (SVG, and PNG), drawn from traces and sweeps.
+//! landauer's reports: the ladder, and the figures (SVG, and PNG), from traces and sweeps.
 
 pub mod charts;
-
-pub use charts::write_sweep_svg;
+pub mod ladder;
