@@ -1,4 +1,6 @@
-//! landauer's reports: the ladder, and the figures (SVG, and PNG), from traces and sweeps.
+//! landauer's reports: the ladder, the figures (SVG, and PNG) and the HTML report, from
+//! traces and sweeps.
 
 pub mod charts;
+pub mod html;
 pub mod ladder;
