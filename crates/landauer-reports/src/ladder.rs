@@ -22,7 +22,7 @@ pub struct HardwareChoice {
     /// for CUDA runs; a generic DDR5 server CPU for CPU runs.
     pub hardware: Option<String>,
     /// Where to read the model's shapes when the input predates them: a .gguf file or
-    /// synthetic:ARCH[:QUANT]. None: the model path the input records, if it exists.
+    /// `synthetic:ARCH[:QUANT]`. None: the model path the input records, if it exists.
     pub shapes_from: Option<String>,
 }
 
@@ -46,8 +46,8 @@ impl FootprintOverrides {
     }
 }
 
-/// The model's shapes: recorded in the input, else read from `--shapes-from` or the
-/// recorded model path.
+/// The model's shapes: recorded in the input, else read from `shapes_from` (`--shapes-from`)
+/// or the recorded model path.
 pub fn shapes(
     recorded: Option<ModelShape>,
     model_path: &str,
@@ -471,4 +471,55 @@ pub fn format_hardware_list() -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn footprint_overrides_replace_only_what_they_give() {
+        let base = Footprint::new(400.0, 0.2).unwrap();
+        let none = FootprintOverrides::default().over(base).unwrap();
+        assert_eq!((none.grid_gco2_per_kwh, none.price_per_kwh), (400.0, 0.2));
+        let grid = FootprintOverrides {
+            grid_gco2_per_kwh: Some(50.0),
+            price_per_kwh: None,
+        };
+        let f = grid.over(base).unwrap();
+        assert_eq!((f.grid_gco2_per_kwh, f.price_per_kwh), (50.0, 0.2));
+        let bad = FootprintOverrides {
+            grid_gco2_per_kwh: Some(-1.0),
+            price_per_kwh: None,
+        };
+        assert!(bad
+            .over(base)
+            .unwrap_err()
+            .to_string()
+            .contains("--grid-gco2-per-kwh"));
+    }
+
+    #[test]
+    fn hardware_is_named_recognized_or_assumed() {
+        let (p, why) = choose_hardware(Some("h100-sxm"), "cpu", None, None).unwrap();
+        assert_eq!(
+            (p.id.as_str(), why.as_str()),
+            ("h100-sxm", "chosen with --hardware")
+        );
+        let (p, why) = choose_hardware(None, "cpu", None, None).unwrap();
+        assert_eq!(p.id, "ddr5-server-cpu");
+        assert!(why.starts_with("assumed for a CPU run"));
+        let e = choose_hardware(None, "cuda:0", Some("Abacus 9000"), None).unwrap_err();
+        assert!(e.to_string().contains("matches no hardware profile"), "{e}");
+        assert!(choose_hardware(Some("abacus"), "cpu", None, None).is_err());
+    }
+
+    #[test]
+    fn joules_and_the_hardware_list() {
+        assert_eq!(joules(0.0), "0 J");
+        assert_eq!(joules(0.0123), "1.230e-2 J");
+        let list = format_hardware_list();
+        assert!(list.starts_with(&floor::hardware_profiles()[0].id));
+        assert!(list.contains("ddr5-server-cpu") && list.ends_with('\n'));
+    }
 }

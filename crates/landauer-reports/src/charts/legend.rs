@@ -89,9 +89,11 @@ pub(super) fn legend_column(
 }
 
 /// The sweep figure's legend: rows of entries centred in a framed strip below its panels.
+/// Its keys (thin lines, triangles), type size and spacing are not the report legends', and
+/// drawing both with one would change the figures, so it keeps its own.
 pub(super) mod strip {
-    use super::super::canvas::Area;
-    use super::super::style::text_px;
+    use crate::charts::canvas::Area;
+    use crate::charts::style::text_px;
     use plotters::prelude::*;
     use plotters::style::text_anchor::{HPos, Pos, VPos};
 
