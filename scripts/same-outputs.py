@@ -22,8 +22,9 @@ Two kinds of output are checked:
   between those runs (which token's energy the counter resolved, for instance) is
   "volatile" and masked; every other field must be equal in AFTER's output, and both must
   have the same fields. The masked fields are listed, so that nothing hides behind them.
-  A note that exists only when some token was shorter than one counter update is dropped
-  before comparing (TIMING_NOTES): whether it appears depends on timing alone.
+  A note that exists only when some token was shorter than one counter update, and the
+  fields that say whether a token was (TIMING_NOTES, TIMING_FIELDS), are dropped before
+  comparing: timing alone decides them.
 
 Exit status 0 when everything matches; 1 with a list of differences otherwise.
 """
@@ -68,11 +69,13 @@ def flatten(value, path="", out=None):
 # Notes whose presence depends on timing alone: whether any token was shorter than one update
 # of the meter's counter. They are dropped before comparing (their counts are volatile anyway).
 TIMING_NOTES = ("shorter than one counter update",)
+# Fields that say whether a token outlasted one counter update: timing alone decides them.
+TIMING_FIELDS = ("energy_resolved", "unresolved_tokens")
 
 
 def untimed(value):
     if isinstance(value, dict):
-        return {k: untimed(v) for k, v in value.items()}
+        return {k: untimed(v) for k, v in value.items() if k not in TIMING_FIELDS}
     if isinstance(value, list):
         return [untimed(v) for v in value
                 if not (isinstance(v, str) and any(n in v for n in TIMING_NOTES))]
@@ -90,7 +93,10 @@ def fields(kind, text):
         return out
     if kind == "csv":
         rows = list(csv.reader(io.StringIO(text)))
-        return {f"r{i}c{j}": v for i, row in enumerate(rows) for j, v in enumerate(row)}
+        head = rows[0] if rows else []
+        return {f"r{i}.{head[j] if j < len(head) else j}": v
+                for i, row in enumerate(rows) for j, v in enumerate(row)
+                if i == 0 or j >= len(head) or head[j] not in TIMING_FIELDS}
     # text: words of lines
     lines = [l for l in text.splitlines() if not any(n in l for n in TIMING_NOTES)]
     return {f"l{i}w{j}": w for i, line in enumerate(lines) for j, w in enumerate(line.split())}

@@ -80,16 +80,20 @@ pub struct FootprintArgs {
 }
 
 impl FootprintArgs {
+    /// The flags as the reports' plain overrides.
+    pub fn overrides(&self) -> landauer_reports::ladder::FootprintOverrides {
+        landauer_reports::ladder::FootprintOverrides {
+            grid_gco2_per_kwh: self.grid_gco2_per_kwh,
+            price_per_kwh: self.price_per_kwh,
+        }
+    }
+
     /// The flags over `base` (the defaults, or what a trace recorded), checked.
     pub fn over(
         &self,
         base: landauer_physics::footprint::Footprint,
     ) -> anyhow::Result<landauer_physics::footprint::Footprint> {
-        landauer_physics::footprint::Footprint::new(
-            self.grid_gco2_per_kwh.unwrap_or(base.grid_gco2_per_kwh),
-            self.price_per_kwh.unwrap_or(base.price_per_kwh),
-        )
-        .map_err(anyhow::Error::msg)
+        self.overrides().over(base)
     }
 }
 

@@ -3,11 +3,9 @@
 
 mod args;
 mod bench;
-mod charts;
 mod gap;
 mod generate;
 mod meters;
-mod plot;
 mod progress;
 mod report;
 mod sweep;

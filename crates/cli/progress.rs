@@ -54,7 +54,7 @@ impl Observer for Terminal {
     }
     fn sweep_progress(&mut self, so_far: &SweepFile) -> anyhow::Result<()> {
         match &self.sweep_dir {
-            Some(dir) => crate::sweep::write_files(dir, so_far),
+            Some(dir) => landauer_reports::sweep_files::write(dir, so_far),
             None => Ok(()),
         }
     }

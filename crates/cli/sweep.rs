@@ -52,14 +52,14 @@ pub struct SweepArgs {
 
 /// Redraws DIR/sweep.svg from DIR/sweep.json.
 fn replot(dir: &Path) -> anyhow::Result<ExitCode> {
-    let crate::gap::Input::Sweep(sweep) = crate::gap::read_input(dir)? else {
+    let landauer_trace::Input::Sweep(sweep) = landauer_trace::read_input(dir)? else {
         anyhow::bail!(
             "{} is a trace, not a sweep: --replot redraws the sweep.svg of a directory `landauer sweep --out DIR` wrote",
             dir.display()
         );
     };
     let svg = dir.join("sweep.svg");
-    crate::plot::sweep_svg(&svg, &sweep.title(), sweep.rows())?;
+    landauer_reports::charts::write_sweep_svg(&svg, &sweep.title(), sweep.rows())?;
     println!("wrote {}", svg.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -146,20 +146,4 @@ fn print_table(file: &SweepFile, loaded: &Loaded) {
     for c in &file.caveats {
         println!("note: {c}");
     }
-}
-
-/// Writes sweep.json, sweep.csv and sweep.svg for the rows so far (after every batch size,
-/// so that an interrupted sweep keeps what it measured).
-pub fn write_files(out_dir: &Path, file: &SweepFile) -> anyhow::Result<()> {
-    let out = |name: &str| out_dir.join(name);
-    std::fs::write(out("sweep.json"), serde_json::to_string_pretty(file)?)
-        .with_context(|| format!("cannot write {}", out("sweep.json").display()))?;
-    let mut csv = csv::Writer::from_path(out("sweep.csv"))
-        .with_context(|| format!("cannot write {}", out("sweep.csv").display()))?;
-    for r in &file.rows {
-        csv.serialize(r)?;
-    }
-    csv.flush()?;
-    crate::plot::sweep_svg(&out("sweep.svg"), &file.header.title(), &file.rows)?;
-    Ok(())
 }

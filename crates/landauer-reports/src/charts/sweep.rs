@@ -1,8 +1,13 @@
-//! Figures, drawn with plotters.
+//! The batch sweep: tokens per watt-hour and decode speed against batch size, beside
+//! published reference figures (the figure of `landauer sweep`, and of the sweep report).
 
+use super::canvas::no_data;
+use super::legend::strip::{draw_legend, legend_height, legend_rows, Key};
+use super::style::WIDTH;
+use super::text::clean;
+use anyhow::Result;
 use landauer_trace::SweepRow;
 use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
 
 /// The founding figures (../shared/reference/energy-anchors.md).
@@ -14,14 +19,24 @@ const MLENERGY_H100_8B: &[(f64, f64)] =
     &[(8.0, 0.455), (64.0, 0.119), (256.0, 0.077), (512.0, 0.070)];
 
 /// tokens/Wh and decode tokens/s against batch size (log2 axes), with reference lines,
-/// written to `path` (1200 x 520 px).
-pub fn sweep_svg(path: &Path, title: &str, rows: &[SweepRow]) -> anyhow::Result<()> {
+/// written to `path` (1200 x 520 px): `landauer sweep`'s sweep.svg, and `--replot`'s.
+pub fn write_sweep_svg(path: &Path, title: &str, rows: &[SweepRow]) -> anyhow::Result<()> {
     let svg = sweep_svg_string(title, rows, (1200, 520))
         .map_err(|e| anyhow::anyhow!("cannot draw {}: {e}", path.display()))?;
     std::fs::write(path, svg).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
 }
 
-/// The figure of [`sweep_svg`] as an SVG document in a String, `size` pixels (width, height).
+/// tokens/Wh and decode tokens/s against batch size, with the reference points (the figure of
+/// `landauer sweep`, at the report's width).
+pub fn sweep_curves_svg(title: &str, rows: &[SweepRow]) -> Result<String> {
+    if rows.is_empty() {
+        return no_data(title, "no data: the sweep has no rows");
+    }
+    sweep_svg_string(&clean(title), rows, (WIDTH, 500))
+}
+
+/// tokens/Wh and decode tokens/s against batch size (log2 axes), with reference lines, as an
+/// SVG document in a String, `size` pixels (width, height).
 pub fn sweep_svg_string(
     title: &str,
     rows: &[SweepRow],
@@ -134,85 +149,6 @@ fn draw_sweep(
     Ok(())
 }
 
-type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
-type DrawResult<T> = Result<T, DrawingAreaErrorKind<std::io::Error>>;
-
-/// What a legend entry shows before its text.
-#[derive(Clone, Copy)]
-enum Key {
-    Line(RGBColor),
-    Triangle(RGBColor),
-}
-
-/// The legend's type size and row height, pixels.
-const LEGEND_FONT: f64 = 14.0;
-const LEGEND_ROW: u32 = 22;
-/// Pixels from the start of an entry's key to its text.
-const KEY_W: i32 = 26;
-/// Pixels between one entry's text and the next entry's key.
-const GAP: i32 = 28;
-
-/// An entry's width, key and text, pixels.
-fn entry_width(text: &str) -> i32 {
-    KEY_W + crate::charts::text_px(text, LEGEND_FONT) as i32
-}
-
-/// The legend's entries (indices into `keys`) in rows at most `width` pixels wide.
-fn legend_rows(keys: &[(Key, &str)], width: i32) -> Vec<Vec<usize>> {
-    let mut rows: Vec<Vec<usize>> = Vec::new();
-    let mut used = 0;
-    for (i, (_, text)) in keys.iter().enumerate() {
-        let w = entry_width(text);
-        match rows.last_mut() {
-            Some(row) if used + GAP + w <= width => {
-                row.push(i);
-                used += GAP + w;
-            }
-            _ => {
-                rows.push(vec![i]);
-                used = w;
-            }
-        }
-    }
-    rows
-}
-
-/// The strip's height for `rows` rows of the legend.
-fn legend_height(rows: usize) -> u32 {
-    rows as u32 * LEGEND_ROW + 14
-}
-
-/// The legend in `area`: its rows centred, in one frame.
-fn draw_legend(area: &Area<'_>, keys: &[(Key, &str)], rows: &[Vec<usize>]) -> DrawResult<()> {
-    let row_width = |row: &[usize]| {
-        row.iter().map(|&i| entry_width(keys[i].1)).sum::<i32>() + GAP * (row.len() as i32 - 1)
-    };
-    let (width, _) = area.dim_in_pixel();
-    let widest = rows.iter().map(|r| row_width(r)).max().unwrap_or(0);
-    let (x0, y0) = ((width as i32 - widest) / 2, 4);
-    let bottom = y0 + (rows.len() as u32 * LEGEND_ROW) as i32;
-    area.draw(&Rectangle::new(
-        [(x0 - 12, y0), (x0 + widest + 12, bottom)],
-        BLACK.stroke_width(1),
-    ))?;
-    let font = ("sans-serif", LEGEND_FONT).into_font().color(&BLACK);
-    let font = font.pos(Pos::new(HPos::Left, VPos::Center));
-    for (r, row) in rows.iter().enumerate() {
-        let y = y0 + (LEGEND_ROW * r as u32 + LEGEND_ROW / 2) as i32;
-        let mut x = (width as i32 - row_width(row)) / 2;
-        for &i in row {
-            let (key, text) = keys[i];
-            match key {
-                Key::Line(c) => area.draw(&PathElement::new(vec![(x, y), (x + 20, y)], c))?,
-                Key::Triangle(c) => area.draw(&TriangleMarker::new((x + 10, y), 6, c.filled()))?,
-            }
-            area.draw(&Text::new(text, (x + KEY_W, y), font.clone()))?;
-            x += entry_width(text) + GAP;
-        }
-    }
-    Ok(())
-}
-
 type BatchChart<'a, 'b> = ChartContext<
     'a,
     SVGBackend<'b>,
@@ -247,4 +183,36 @@ fn batch_chart<'a, 'b>(
         .y_desc(y_desc)
         .draw()?;
     Ok(chart)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::charts::testing::*;
+
+    #[test]
+    fn sweep_curves_draw_the_reference_points() {
+        let rows = [
+            sweep_row(1, 30.0, Some(9000.0)),
+            sweep_row(4, 90.0, Some(20000.0)),
+        ];
+        let svg = sweep_curves_svg("SmolLM2 on cpu", &rows).unwrap();
+        let doc = valid(&svg);
+        assert!(doc.starts_with(&format!("<svg width=\"{WIDTH}\"")));
+        let all = texts(doc).join("\n");
+        for want in [
+            "SmolLM2 on cpu",
+            "tokens/Wh",
+            "ML.ENERGY",
+            "RTX 3090",
+            "A100",
+            "batch size (log2)",
+        ] {
+            assert!(all.contains(want), "no {want:?}");
+        }
+        assert!(texts(valid(&sweep_curves_svg("t", &[]).unwrap()))
+            .join(" ")
+            .contains("no data"));
+        valid(&sweep_curves_svg("t", &[sweep_row(1, 0.0, None)]).unwrap());
+    }
 }
