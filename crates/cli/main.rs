@@ -1,6 +1,10 @@
 //! `landauer`, the command line: arguments, wiring and terminal output over the library
 //! crates (engine, meter, trace, studies, reports). One file per command.
 
+// Doc comments here are clap's help texts, written for a terminal (`synthetic:ARCH[:QUANT]`),
+// not rustdoc links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 mod args;
 mod bench;
 mod gap;

@@ -1,5 +1,5 @@
 //! A sweep's files: `sweep.json` (the whole [`SweepFile`]), `sweep.csv` (one row per batch
-//! size) and `sweep.svg` (the curves). Each exporter is a pure function to a string; [`write`]
+//! size) and `sweep.svg` (the curves). Each exporter is a pure function to a string; [`write()`]
 //! writes all three.
 
 use anyhow::Context;
