@@ -1309,3 +1309,62 @@ fn a_batch_from_a_prompts_file_traces_each_row_and_matches_each_alone() {
         .arg(&model));
     assert!(!o.status.success());
 }
+
+#[test]
+fn a_hugging_face_checkpoint_directory_runs_like_its_gguf() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TinyConfig {
+        dtype: candle_core::quantized::GgmlDType::F16,
+        ..long_context()
+    };
+    let gguf = tiny_model(dir.path(), &cfg);
+    let ckpt = dir.path().join("checkpoint");
+    landauer_engine::tiny::write_checkpoint(&gguf, &ckpt, 2).unwrap();
+    let text = |model: &Path, trace: &Path| {
+        let o = run(landauer()
+            .args([
+                "generate", "--greedy", "-n", "8", "-q", "--meter", "none", "--model",
+            ])
+            .arg(model)
+            .arg("--trace")
+            .arg(trace)
+            .arg("Once upon a time"));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let (t1, t2) = (dir.path().join("gguf.jsonl"), dir.path().join("ckpt.jsonl"));
+    assert_eq!(text(&gguf, &t1), text(&ckpt, &t2), "the same greedy text");
+    let run_record = &read_jsonl(&t2)[0];
+    assert_eq!(run_record["model_path"], ckpt.display().to_string());
+    assert_eq!(run_record["quantization"], "F16");
+    assert_eq!(run_record["model_sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(run_record["shape"], read_jsonl(&t1)[0]["shape"]);
+    // Batches run on it too.
+    let out = dir.path().join("sweep");
+    let o = run(landauer()
+        .args([
+            "sweep", "--batch", "1,2", "-n", "3", "--meter", "none", "--model",
+        ])
+        .arg(&ckpt)
+        .arg("--out")
+        .arg(&out));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A checkpoint without its weights: one line naming the directory and the fix.
+    for f in std::fs::read_dir(&ckpt).unwrap() {
+        let p = f.unwrap().path();
+        if p.extension().is_some_and(|x| x == "safetensors") {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    std::fs::remove_file(ckpt.join("model.safetensors.index.json")).unwrap();
+    let o = run(landauer()
+        .args(["generate", "-n", "2", "--model"])
+        .arg(&ckpt)
+        .arg("x"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("no *.safetensors file") && err.lines().count() == 1,
+        "{err}"
+    );
+}

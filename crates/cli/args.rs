@@ -30,7 +30,9 @@ pub enum MeterArg {
 /// Model selection, shared by every subcommand that loads one.
 #[derive(Args, Clone)]
 pub struct ModelArgs {
-    /// A local .gguf file, a hub `owner/repo:file.gguf`, or `synthetic:ARCH[:QUANT]` (real
+    /// A local .gguf file, a Hugging Face checkpoint directory (config.json, tokenizer.json,
+    /// *.safetensors in F32, F16 or BF16), a hub `owner/repo:file.gguf` or checkpoint
+    /// `owner/repo`, or `synthetic:ARCH[:QUANT]` (real
     /// shapes, random weights: smollm2-135m, llama-3.2-1b, llama-3.1-8b, qwen2.5-7b, ...;
     /// QUANT q4_k_m, q4_0, q8_0, f16 (llama-quantize's mixes), q4_k, q5_k (one type), ...);
     /// the default model when omitted.

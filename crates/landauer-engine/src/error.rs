@@ -3,7 +3,7 @@ use std::path::PathBuf;
 /// Everything the engine can refuse, each with a message that says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("model file not found: {0} (pass a path to a .gguf file, a hub `repo/name:file`, or omit --model for the default)")]
+    #[error("model file not found: {0} (pass a path to a .gguf file or a checkpoint directory, a hub `repo/name:file` or `repo/name`, or omit --model for the default)")]
     ModelNotFound(PathBuf),
     #[error("cannot read {path}: {source}")]
     Io {
@@ -34,6 +34,8 @@ pub enum EngineError {
     UnsupportedTensorType { path: PathBuf, dtype: String },
     #[error("unsupported architecture `{arch}` in {path}; supported: {}", crate::SUPPORTED_ARCHITECTURES.join(", "))]
     UnsupportedArchitecture { path: PathBuf, arch: String },
+    #[error("{path} is not a usable Hugging Face checkpoint: {reason}")]
+    Checkpoint { path: PathBuf, reason: String },
     #[error("cannot load the model from {path}: {reason}")]
     Load { path: PathBuf, reason: String },
     #[error("cannot read tokenizer {path}: {reason} (pass a Hugging Face tokenizer.json to --tokenizer)")]

