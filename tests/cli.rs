@@ -1339,6 +1339,16 @@ fn a_hugging_face_checkpoint_directory_runs_like_its_gguf() {
     assert_eq!(run_record["quantization"], "F16");
     assert_eq!(run_record["model_sha256"].as_str().unwrap().len(), 64);
     assert_eq!(run_record["shape"], read_jsonl(&t1)[0]["shape"]);
+    // The prompt's ids, for replaying the run elsewhere: the same through both front doors.
+    let ids = run_record["prompt_token_ids"][0].as_array().unwrap();
+    assert_eq!(
+        ids.len() as u64,
+        run_record["prompt_tokens"].as_u64().unwrap()
+    );
+    assert_eq!(
+        run_record["prompt_token_ids"],
+        read_jsonl(&t1)[0]["prompt_token_ids"]
+    );
     // Batches run on it too.
     let out = dir.path().join("sweep");
     let o = run(landauer()

@@ -284,6 +284,7 @@ fn recorder(
         prompt: prompts.prompt.clone(),
         prompt_text: row_texts.join("\n"),
         prompt_tokens: rows.iter().map(Vec::len).sum(),
+        prompt_token_ids: rows.to_vec(),
         batch: rows.len(),
         top_n: args.top_n,
         footprint: args.footprint.over(Default::default())?,

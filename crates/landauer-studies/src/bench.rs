@@ -387,6 +387,7 @@ fn traced_run(
             prompt: cfg.prompt.clone(),
             prompt_text: cfg.prompt.clone(),
             prompt_tokens: 0,
+            prompt_token_ids: vec![tokens.to_vec()],
             batch: 1,
             top_n: 5,
             footprint: Default::default(),

@@ -303,6 +303,8 @@ pub struct RunSettings {
     pub prompt: String,
     pub prompt_text: String,
     pub prompt_tokens: usize,
+    /// One list per row.
+    pub prompt_token_ids: Vec<Vec<u32>>,
     pub batch: usize,
     pub top_n: usize,
     pub footprint: landauer_physics::footprint::Footprint,
@@ -346,6 +348,7 @@ pub fn run_record(loaded: &Loaded, meter: &MeterSession, s: RunSettings) -> RunR
         prompt: s.prompt,
         prompt_text: s.prompt_text,
         prompt_tokens: s.prompt_tokens,
+        prompt_token_ids: s.prompt_token_ids,
         batch: s.batch,
         top_n: s.top_n,
         footprint: s.footprint,

@@ -97,6 +97,11 @@ pub struct RunRecord {
     /// The text actually tokenized (after the chat template).
     pub prompt_text: String,
     pub prompt_tokens: usize,
+    /// The prompt's token ids, one list per row of the batch, so that any engine with the
+    /// same tokenizer vocabulary can replay the run token for token (the generated ids are
+    /// in the token records). Empty in traces that predate it.
+    #[serde(default)]
+    pub prompt_token_ids: Vec<Vec<u32>>,
     /// Sequences decoded together (token records carry their row in `seq`).
     #[serde(default = "one")]
     pub batch: usize,
