@@ -1378,3 +1378,53 @@ fn a_hugging_face_checkpoint_directory_runs_like_its_gguf() {
         "{err}"
     );
 }
+
+#[test]
+fn quantize_at_load_records_the_types_and_saves_a_file_that_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TinyConfig {
+        hidden: 256,
+        ffn: 512,
+        dtype: candle_core::quantized::GgmlDType::F16,
+        ..long_context()
+    };
+    let src = tiny_model(dir.path(), &cfg);
+    let (trace, saved) = (dir.path().join("t.jsonl"), dir.path().join("q.gguf"));
+    let o = run(landauer()
+        .args([
+            "generate", "--greedy", "-n", "4", "-q", "--meter", "none", "--model",
+        ])
+        .arg(&src)
+        .args(["--quantize", "q5_k_m", "--save-gguf"])
+        .arg(&saved)
+        .arg("--trace")
+        .arg(&trace)
+        .arg("Once upon a time"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let r = &read_jsonl(&trace)[0];
+    assert_eq!(r["quantize"], "q5_k_m");
+    assert_eq!(r["quantized_from"], "F16");
+    assert_eq!(r["tensor_types"]["attn_q"], "Q5_K");
+    let bpw = r["bits_per_weight"].as_f64().unwrap();
+    assert!(bpw > 5.5 && bpw < 6.6, "{bpw}");
+    // The saved file is the model that ran.
+    let o = run(landauer()
+        .args([
+            "generate", "--greedy", "-n", "4", "-q", "--meter", "none", "--model",
+        ])
+        .arg(&saved)
+        .arg("Once upon a time"));
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), text);
+    // A format with no kernels: refused before anything loads.
+    let o =
+        run(landauer()
+            .args(["generate", "--model"])
+            .arg(&src)
+            .args(["--quantize", "iq2_xs", "x"]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--quantize") && err.contains("q4_k_m"),
+        "{err}"
+    );
+}

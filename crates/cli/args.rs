@@ -53,6 +53,14 @@ pub struct ModelArgs {
     /// [default: f16 on the CPU]
     #[arg(long = "kv-cache", value_name = "TYPE")]
     pub kv_cache: Option<String>,
+    /// Quantize the weights at load (from a checkpoint's F32/F16/BF16 or a GGUF file) with
+    /// llama-quantize's rules for a file type: q4_k_m, q5_k_m, q6_k, q8_0, q4_0, q4_k_s, ...,
+    /// f16; the trace records each tensor class's type and the bits per weight.
+    #[arg(long, value_name = "FORMAT")]
+    pub quantize: Option<String>,
+    /// With --quantize, also write the quantized model as a GGUF file (llama.cpp loads it).
+    #[arg(long = "save-gguf", value_name = "FILE", requires = "quantize")]
+    pub save_gguf: Option<PathBuf>,
 }
 
 /// Which GPUs the NVML meter counts, and how often meters are polled.
@@ -164,6 +172,9 @@ impl ModelArgs {
             .map(str::parse)
             .transpose()
             .map_err(|e| anyhow::anyhow!("--kv-cache: {e}"))?;
+        if let Some(q) = &self.quantize {
+            landauer_engine::quantize::parse(q).map_err(|e| anyhow::anyhow!("--quantize: {e}"))?;
+        }
         Ok(landauer_studies::ModelOptions {
             model: self.model.clone(),
             tokenizer: self.tokenizer.clone(),
@@ -171,6 +182,8 @@ impl ModelArgs {
             kv_cache,
             batched,
             progress: std::io::stderr().is_terminal(),
+            quantize: self.quantize.clone(),
+            save_gguf: self.save_gguf.clone(),
         })
     }
 }

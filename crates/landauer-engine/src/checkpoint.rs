@@ -428,6 +428,12 @@ pub fn open(dir: &Path) -> Result<GgufFile<CheckpointReader>> {
     if let Some(t) = chat_template(dir) {
         metadata.insert("tokenizer.chat_template".into(), Value::String(t));
     }
+    // The vocabulary too, llama.cpp's way, so that the model saved as a GGUF file
+    // (`--quantize ... --save-gguf`) carries its tokenizer; landauer itself reads
+    // tokenizer.json.
+    if let Some(tok) = bpe_metadata(dir, &config.model_type) {
+        metadata.extend(tok);
+    }
     let len = offset;
     Ok(GgufFile {
         path: dir.into(),
@@ -444,6 +450,68 @@ pub fn open(dir: &Path) -> Result<GgufFile<CheckpointReader>> {
             tensor_data_offset: 0,
         },
     })
+}
+
+/// A byte-level BPE tokenizer.json as llama.cpp's `tokenizer.ggml.*` keys (tokens, types,
+/// merges, and the pre-tokenizer's name), or None for other tokenizers.
+fn bpe_metadata(dir: &Path, model_type: &str) -> Option<Vec<(String, Value)>> {
+    let text = std::fs::read_to_string(dir.join("tokenizer.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let model = &v["model"];
+    if model["type"] != "BPE" {
+        return None;
+    }
+    let mut tokens: BTreeMap<u64, (String, i32)> = BTreeMap::new();
+    for (tok, id) in model["vocab"].as_object()? {
+        tokens.insert(id.as_u64()?, (tok.clone(), 1));
+    }
+    for t in v["added_tokens"].as_array().into_iter().flatten() {
+        // llama.cpp's token types: 3 control (special), 4 user-defined.
+        let kind = if t["special"] == true { 3 } else { 4 };
+        tokens.insert(
+            t["id"].as_u64()?,
+            (t["content"].as_str()?.to_string(), kind),
+        );
+    }
+    let n = tokens.keys().next_back().map_or(0, |&k| k + 1);
+    let (mut names, mut types) = (Vec::new(), Vec::new());
+    for id in 0..n {
+        let (name, kind) = tokens
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| (format!("[PAD{id}]"), 5));
+        names.push(Value::String(name));
+        types.push(Value::I32(kind));
+    }
+    let merges: Vec<Value> = model["merges"]
+        .as_array()?
+        .iter()
+        .filter_map(|m| match m {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Array(p) => {
+                Some(format!("{} {}", p.first()?.as_str()?, p.get(1)?.as_str()?))
+            }
+            _ => None,
+        })
+        .map(Value::String)
+        .collect();
+    let pre = v["pre_tokenizer"].to_string();
+    let pre = if pre.contains("\"Digits\"") && pre.contains("\"individual_digits\":true") {
+        "smollm"
+    } else if model_type.starts_with("qwen") {
+        "qwen2"
+    } else if n >= 128_000 && model_type == "llama" {
+        "llama-bpe"
+    } else {
+        "default"
+    };
+    Some(vec![
+        ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
+        ("tokenizer.ggml.pre".into(), Value::String(pre.into())),
+        ("tokenizer.ggml.tokens".into(), Value::Array(names)),
+        ("tokenizer.ggml.token_type".into(), Value::Array(types)),
+        ("tokenizer.ggml.merges".into(), Value::Array(merges)),
+    ])
 }
 
 /// The checkpoint's tokenizer.json.

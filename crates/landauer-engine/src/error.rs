@@ -64,6 +64,8 @@ pub enum EngineError {
         kv: u64,
         free: u64,
     },
+    #[error("cannot quantize: {0}")]
+    Quantize(String),
     #[error("bad synthetic model: {0}")]
     Synthetic(String),
     #[error("model fetch failed: {0}")]

@@ -201,6 +201,46 @@ impl Engine {
         Self::open_with(path, tokenizer_json, device, forward)
     }
 
+    /// Loads a model (a GGUF file or a checkpoint directory) and quantizes its weights as
+    /// the `llama-quantize` preset `preset` types them ([`crate::quantize`]); `save_gguf`
+    /// also writes the quantized model as a GGUF file (with its tokenizer).
+    /// `progress(done, total)` follows the tensors.
+    #[allow(clippy::too_many_arguments)]
+    pub fn load_quantized(
+        path: &Path,
+        tokenizer_json: Option<&Path>,
+        device: &Device,
+        forward: Forward,
+        preset: &str,
+        save_gguf: Option<&Path>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Self> {
+        let (q, tokenizer) = if crate::checkpoint::is_checkpoint(path) {
+            let tokenizer = match tokenizer_json {
+                Some(t) => t.to_path_buf(),
+                None => crate::checkpoint::tokenizer_path(path)?,
+            };
+            let mut src = crate::checkpoint::open(path)?;
+            let q = crate::quantize::quantize(&mut src, preset, Vec::new(), progress)?;
+            (q, Some(tokenizer))
+        } else {
+            let mut src = GgufFile::open(path)?;
+            let q = crate::quantize::quantize(&mut src, preset, Vec::new(), progress)?;
+            (q, tokenizer_json.map(Path::to_path_buf))
+        };
+        let gguf = q.open()?;
+        if let Some(out) = save_gguf {
+            if gguf.get_str("tokenizer.ggml.model").is_none() {
+                return Err(EngineError::Quantize(format!(
+                    "{} has no byte-level BPE tokenizer.json to embed, so a saved GGUF could not tokenize; convert it with llama.cpp's convert_hf_to_gguf.py instead",
+                    path.display()
+                )));
+            }
+            q.save(out)?;
+        }
+        Self::from_gguf_with(gguf, tokenizer.as_deref(), device, forward)
+    }
+
     /// Builds a synthetic model (real shapes, random weights) on `device`; see
     /// [`crate::synthetic`].
     pub fn synthetic(spec: &crate::synthetic::SyntheticSpec, device: &Device) -> Result<Self> {

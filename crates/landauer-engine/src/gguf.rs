@@ -35,6 +35,14 @@ pub struct ModelInfo {
     /// What a decode step moves and computes, for the roofline energy floor; null when
     /// the header lacks the attention metadata.
     pub shape: Option<landauer_physics::floor::ModelShape>,
+    /// Bits per weight of the matrices (rank 2 and more).
+    pub bits_per_weight: f64,
+    /// The type of each class of matrix (`attn_q`, `ffn_down`, `output`, ...; see
+    /// [`crate::quantize::tensor_classes`]).
+    pub tensor_types: std::collections::BTreeMap<String, String>,
+    /// Quantized at load (`--quantize`): the preset and the type the weights had before.
+    pub quantize: Option<String>,
+    pub quantized_from: Option<String>,
 }
 
 /// An opened GGUF file: its header and a reader positioned anywhere. The reader is a
@@ -238,6 +246,10 @@ impl<R> GgufFile<R> {
             vocab_size,
             synthetic: self.content.metadata.contains_key("landauer.synthetic"),
             shape,
+            bits_per_weight: crate::quantize::bits_per_weight(&self.content),
+            tensor_types: crate::quantize::tensor_classes(&self.content),
+            quantize: self.get_str("landauer.quantize"),
+            quantized_from: self.get_str("landauer.quantized_from"),
             architecture: arch,
         }
     }

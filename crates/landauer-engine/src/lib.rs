@@ -43,6 +43,7 @@ mod generate;
 pub mod gguf;
 pub mod kernels;
 mod model;
+pub mod quantize;
 pub mod sampler;
 mod slow_path;
 pub mod synthetic;

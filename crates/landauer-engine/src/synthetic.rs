@@ -270,6 +270,49 @@ pub enum Quant {
     Mix(FileType),
 }
 
+impl Quant {
+    /// The type `llama-quantize` gives the tensor `name` (llama.cpp's name) of `shape` in a
+    /// model of `layers` blocks (`tied`: the output reuses the embedding).
+    pub fn tensor_type(&self, name: &str, shape: &[usize], layers: usize, tied: bool) -> GgmlDType {
+        if shape.len() < 2 {
+            return GgmlDType::F32;
+        }
+        let cols = shape[1];
+        let ftype = match *self {
+            Quant::Pure(d) => return block_fallback(d, cols),
+            Quant::Mix(FileType::F16) => return GgmlDType::F16,
+            Quant::Mix(f) => f,
+        };
+        let base = ftype.base();
+        let layer = layer_of(name).unwrap_or(0);
+        let output = name == "output.weight" || (tied && name == "token_embd.weight");
+        let t = if output {
+            if !cols.is_multiple_of(base.block_size()) {
+                GgmlDType::Q8_0
+            } else if base != GgmlDType::Q8_0 {
+                GgmlDType::Q6K
+            } else {
+                base
+            }
+        } else if name.ends_with(".attn_v.weight") {
+            match ftype {
+                FileType::Q4KM | FileType::Q5KM if use_more_bits(layer, layers) => GgmlDType::Q6K,
+                FileType::Q4KS if layer < 4 => GgmlDType::Q5K,
+                _ => base,
+            }
+        } else if name.ends_with(".ffn_down.weight") {
+            match ftype {
+                FileType::Q4KM | FileType::Q5KM if use_more_bits(layer, layers) => GgmlDType::Q6K,
+                FileType::Q4KS if layer < layers / 8 => GgmlDType::Q5K,
+                _ => base,
+            }
+        } else {
+            base
+        };
+        block_fallback(t, cols)
+    }
+}
+
 /// What `synthetic:ARCH:QUANT` accepts (llama.cpp's spelling, lower case). The names of
 /// llama.cpp file types (`q4_k_m`, `q4_0`, `q8_0`, ...) give the mix `llama-quantize` writes
 /// for them: the output matrix (or a tied embedding) in Q6_K, some `attn_v` and `ffn_down` in
@@ -489,44 +532,8 @@ impl SyntheticSpec {
     /// `llama-model-loader.h`) and each layer has one `attn_v` and one `ffn_down`.
     /// [`Quant::Pure`] skips the rules but not the fallback.
     pub fn tensor_type(&self, name: &str, shape: &[usize]) -> GgmlDType {
-        if shape.len() < 2 {
-            return GgmlDType::F32;
-        }
-        let cols = shape[1];
-        let ftype = match self.mix {
-            Quant::Pure(d) => return block_fallback(d, cols),
-            Quant::Mix(FileType::F16) => return GgmlDType::F16,
-            Quant::Mix(f) => f,
-        };
-        let base = ftype.base();
-        let layers = self.arch.layers;
-        let layer = layer_of(name).unwrap_or(0);
-        let output =
-            name == "output.weight" || (self.arch.tied_embeddings && name == "token_embd.weight");
-        let t = if output {
-            if !cols.is_multiple_of(base.block_size()) {
-                GgmlDType::Q8_0
-            } else if base != GgmlDType::Q8_0 {
-                GgmlDType::Q6K
-            } else {
-                base
-            }
-        } else if name.ends_with(".attn_v.weight") {
-            match ftype {
-                FileType::Q4KM | FileType::Q5KM if use_more_bits(layer, layers) => GgmlDType::Q6K,
-                FileType::Q4KS if layer < 4 => GgmlDType::Q5K,
-                _ => base,
-            }
-        } else if name.ends_with(".ffn_down.weight") {
-            match ftype {
-                FileType::Q4KM | FileType::Q5KM if use_more_bits(layer, layers) => GgmlDType::Q6K,
-                FileType::Q4KS if layer < layers / 8 => GgmlDType::Q5K,
-                _ => base,
-            }
-        } else {
-            base
-        };
-        block_fallback(t, cols)
+        self.mix
+            .tensor_type(name, shape, self.arch.layers, self.arch.tied_embeddings)
     }
 
     /// The model's GGUF header and a reader that generates its tensor data on demand.

@@ -5,7 +5,7 @@ use crate::Observer;
 use landauer_engine::device::{device_info, open_device, DeviceInfo};
 use landauer_engine::fetch::{self, ModelSpec};
 use landauer_engine::synthetic::SyntheticSpec;
-use landauer_engine::{Engine, KvDtype, RunEnd};
+use landauer_engine::{Engine, Forward, KvDtype, RunEnd};
 use landauer_meter::attribution::WindowEnergy;
 use landauer_meter::sampler::MeterSampler;
 use landauer_meter::{open_meter, MeterChoice, MeterRequest, OpenedMeter};
@@ -29,6 +29,11 @@ pub struct ModelOptions {
     pub batched: bool,
     /// Draw progress bars while downloading or hashing a file.
     pub progress: bool,
+    /// Quantize the weights at load with this `llama-quantize` preset (`q4_k_m`, `q8_0`,
+    /// ...; see [`landauer_engine::quantize`]).
+    pub quantize: Option<String>,
+    /// With `quantize`, also write the quantized model as a GGUF file.
+    pub save_gguf: Option<PathBuf>,
 }
 
 impl Default for ModelOptions {
@@ -40,6 +45,8 @@ impl Default for ModelOptions {
             kv_cache: None,
             batched: false,
             progress: false,
+            quantize: None,
+            save_gguf: None,
         }
     }
 }
@@ -67,6 +74,11 @@ impl Loaded {
             .filter(|m| SyntheticSpec::is_synthetic(m))
         {
             let spec = SyntheticSpec::parse(m)?;
+            if opts.quantize.is_some() {
+                anyhow::bail!(
+                    "--quantize does not apply to a synthetic model; name the type in it (synthetic:ARCH:QUANT)"
+                );
+            }
             if opts.tokenizer.is_some() {
                 anyhow::bail!("--tokenizer cannot be used with a synthetic model (it has its own)");
             }
@@ -101,10 +113,39 @@ impl Loaded {
             Some(s) => s,
             None => fetch::sha256_file(&resolved.path, opts.progress)?,
         };
-        let mut engine = if opts.batched {
-            Engine::load_batched(&resolved.path, opts.tokenizer.as_deref(), &device)?
-        } else {
-            Engine::load(&resolved.path, opts.tokenizer.as_deref(), &device)?
+        let forward = match opts.batched {
+            true => Forward::Batched,
+            false => Forward::Auto,
+        };
+        let mut engine = match &opts.quantize {
+            Some(preset) => {
+                obs.note(&format!(
+                    "quantizing {} to {preset} at load",
+                    resolved.path.display()
+                ));
+                let t = std::time::Instant::now();
+                let engine = Engine::load_quantized(
+                    &resolved.path,
+                    opts.tokenizer.as_deref(),
+                    &device,
+                    forward,
+                    preset,
+                    opts.save_gguf.as_deref(),
+                    &mut |_, _| {},
+                )?;
+                obs.note(&format!(
+                    "quantized in {:.1} s: {:.2} bits per weight (from {}){}",
+                    t.elapsed().as_secs_f64(),
+                    engine.info().bits_per_weight,
+                    engine.info().quantized_from.as_deref().unwrap_or("?"),
+                    opts.save_gguf
+                        .as_ref()
+                        .map(|p| format!("; saved as {}", p.display()))
+                        .unwrap_or_default()
+                ));
+                engine
+            }
+            None => Engine::load_with(&resolved.path, opts.tokenizer.as_deref(), &device, forward)?,
         };
         set_kv_cache(&mut engine, opts.kv_cache, obs);
         note_slow_path(&engine, obs);
@@ -323,6 +364,10 @@ pub fn run_record(loaded: &Loaded, meter: &MeterSession, s: RunSettings) -> RunR
         architecture: info.architecture.clone(),
         quantization: info.quantization.clone(),
         parameters: info.parameters,
+        bits_per_weight: Some(info.bits_per_weight),
+        tensor_types: info.tensor_types.clone(),
+        quantize: info.quantize.clone(),
+        quantized_from: info.quantized_from.clone(),
         shape: info.shape.clone(),
         synthetic: info.synthetic,
         context_length: s.context_length,

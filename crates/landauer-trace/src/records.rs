@@ -41,6 +41,18 @@ pub struct RunRecord {
     pub architecture: String,
     pub quantization: String,
     pub parameters: u64,
+    /// Bits per weight of the matrices (null in traces that predate it).
+    #[serde(default)]
+    pub bits_per_weight: Option<f64>,
+    /// The type of each class of matrix (`attn_q`, `ffn_down`, `output`, ...): one type, or
+    /// the layers' types with their counts.
+    #[serde(default)]
+    pub tensor_types: std::collections::BTreeMap<String, String>,
+    /// Quantized at load (`--quantize`): the preset, and the type the weights had before.
+    #[serde(default)]
+    pub quantize: Option<String>,
+    #[serde(default)]
+    pub quantized_from: Option<String>,
     /// What a decode step moves and computes (weights, KV cache, FLOPs), for the roofline
     /// floor of `landauer gap`; null in traces that predate it.
     #[serde(default)]
