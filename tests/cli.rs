@@ -1428,3 +1428,36 @@ fn quantize_at_load_records_the_types_and_saves_a_file_that_loads() {
         "{err}"
     );
 }
+
+#[test]
+fn exact_mode_is_recorded_and_refused_where_it_means_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), &long_context());
+    let trace = dir.path().join("t.jsonl");
+    let o = run(landauer()
+        .args([
+            "generate", "--exact", "--greedy", "-n", "3", "-q", "--meter", "none", "--model",
+        ])
+        .arg(&model)
+        .arg("--trace")
+        .arg(&trace)
+        .arg("Once upon a time"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = &read_jsonl(&trace)[0];
+    assert_eq!(r["exact"], true);
+    assert_eq!(r["quantization"], "Q8_0", "the model as stored");
+    for (args, says) in [
+        (
+            vec!["--exact", "--model", "synthetic:smollm2-135m"],
+            "synthetic",
+        ),
+        (
+            vec!["--exact", "--quantize", "q8_0", "--model", "m.gguf"],
+            "--quantize",
+        ),
+    ] {
+        let o = run(landauer().arg("generate").args(&args).arg("x"));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(says), "{args:?}: {err}");
+    }
+}

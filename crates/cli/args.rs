@@ -61,6 +61,11 @@ pub struct ModelArgs {
     /// With --quantize, also write the quantized model as a GGUF file (llama.cpp loads it).
     #[arg(long = "save-gguf", value_name = "FILE", requires = "quantize")]
     pub save_gguf: Option<PathBuf>,
+    /// Exact mode: every weight matrix dequantized to F32 and f32 activations and KV cache
+    /// (landauer's fast kernels round activations to 8 bits), so that each token's entropy
+    /// and surprisal are the model's own. Slow, and 32 bits a weight in memory.
+    #[arg(long, conflicts_with = "quantize")]
+    pub exact: bool,
 }
 
 /// Which GPUs the NVML meter counts, and how often meters are polled.
@@ -184,6 +189,7 @@ impl ModelArgs {
             progress: std::io::stderr().is_terminal(),
             quantize: self.quantize.clone(),
             save_gguf: self.save_gguf.clone(),
+            exact: self.exact,
         })
     }
 }

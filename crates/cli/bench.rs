@@ -40,6 +40,10 @@ pub struct BenchArgs {
     /// for active energy.
     #[arg(long)]
     pub idle_seconds: Option<f64>,
+    /// Skip scoring the last traced run in exact mode (f32 weights and activations), which
+    /// reports how far the default mode's entropies are from the model's own.
+    #[arg(long)]
+    pub no_exact_check: bool,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -51,6 +55,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         trace_dir: args.trace_dir.clone(),
         idle_seconds: args.idle_seconds,
         meter: Default::default(),
+        exact_check: match args.no_exact_check {
+            true => None,
+            false => Some(args.model.options(false)?),
+        },
     };
     cfg.check()?;
     let threads = crate::set_threads(args.model.threads)?;
@@ -144,6 +152,12 @@ fn print_table(report: &BenchReport) {
         println!(
             "energy without tracing: decode {j:.4} J/token, {:.0} tokens/Wh",
             3600.0 / j
+        );
+    }
+    if let Some(e) = &report.entropy_error_vs_exact {
+        println!(
+            "entropy against exact mode (f32 activations), same {} tokens: mean {:.4}, p95 {:.4}, max {:.4} bits",
+            e.tokens, e.mean_bits, e.p95_bits, e.max_bits
         );
     }
     if report.synthetic {

@@ -241,6 +241,42 @@ impl Engine {
         Self::from_gguf_with(gguf, tokenizer.as_deref(), device, forward)
     }
 
+    /// Exact mode: loads a model (GGUF or checkpoint) with every matrix dequantized to F32 and
+    /// an f32 KV cache, so that activations are never quantized (landauer's fast kernels
+    /// round them to 8 bits) and each token's distribution is the model's own, to f32
+    /// arithmetic. Its [`Self::info`] describes the model as stored, with `exact` set. Slow
+    /// and 32 bits a weight in memory: a yardstick for the default mode, not a way to run.
+    pub fn load_exact(
+        path: &Path,
+        tokenizer_json: Option<&Path>,
+        device: &Device,
+        forward: Forward,
+    ) -> Result<Self> {
+        let f32 = crate::quantize::EXACT;
+        let mut engine = if crate::checkpoint::is_checkpoint(path) {
+            let tokenizer = match tokenizer_json {
+                Some(t) => t.to_path_buf(),
+                None => crate::checkpoint::tokenizer_path(path)?,
+            };
+            let mut src = crate::checkpoint::open(path)?;
+            let info = src.info();
+            let q = crate::quantize::quantize(&mut src, f32, Vec::new(), &mut |_, _| {})?;
+            let mut e = Self::from_gguf_with(q.open()?, Some(&tokenizer), device, forward)?;
+            e.info = info;
+            e
+        } else {
+            let mut src = GgufFile::open(path)?;
+            let info = src.info();
+            let q = crate::quantize::quantize(&mut src, f32, Vec::new(), &mut |_, _| {})?;
+            let mut e = Self::from_gguf_with(q.open()?, tokenizer_json, device, forward)?;
+            e.info = info;
+            e
+        };
+        engine.info.exact = true;
+        engine.set_kv_dtype(crate::cpu_attention::KvDtype::F32);
+        Ok(engine)
+    }
+
     /// Builds a synthetic model (real shapes, random weights) on `device`; see
     /// [`crate::synthetic`].
     pub fn synthetic(spec: &crate::synthetic::SyntheticSpec, device: &Device) -> Result<Self> {
@@ -528,6 +564,39 @@ impl Engine {
         };
         sink.end(&end).map_err(sink_err)?;
         Ok(end)
+    }
+
+    /// Teacher forcing: runs `prompt`, then feeds `continuation` one token at a time, and
+    /// calls `f(i, logits)` with the logits that predict `continuation[i]` (the model's
+    /// distribution before it sees that token). For comparing two models, or two modes of
+    /// one, on the same tokens, and for cross-entropy on a reference text.
+    pub fn score(
+        &mut self,
+        prompt: &[u32],
+        continuation: &[u32],
+        mut f: impl FnMut(usize, &[f32]),
+    ) -> Result<()> {
+        if prompt.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        if prompt.len() + continuation.len() > self.context {
+            return Err(EngineError::PromptTooLong {
+                prompt: prompt.len() + continuation.len(),
+                context: self.context,
+            });
+        }
+        self.model.clear_kv_cache();
+        let input = Tensor::new(prompt, &self.device)?.unsqueeze(0)?;
+        let mut logits = self.model.forward(&input, 0)?;
+        for (i, &token) in continuation.iter().enumerate() {
+            let host: Vec<f32> = logits.squeeze(0)?.to_dtype(DType::F32)?.to_vec1()?;
+            f(i, &host);
+            if i + 1 < continuation.len() {
+                let input = Tensor::new(&[token], &self.device)?.unsqueeze(0)?;
+                logits = self.model.forward(&input, prompt.len() + i)?;
+            }
+        }
+        Ok(())
     }
 
     /// Whether this engine runs landauer's batched forward pass ([`Self::load_batched`]).

@@ -43,6 +43,8 @@ pub struct ModelInfo {
     /// Quantized at load (`--quantize`): the preset and the type the weights had before.
     pub quantize: Option<String>,
     pub quantized_from: Option<String>,
+    /// Exact mode ([`crate::Engine::load_exact`]): f32 weights and activations.
+    pub exact: bool,
 }
 
 /// An opened GGUF file: its header and a reader positioned anywhere. The reader is a
@@ -250,6 +252,7 @@ impl<R> GgufFile<R> {
             tensor_types: crate::quantize::tensor_classes(&self.content),
             quantize: self.get_str("landauer.quantize"),
             quantized_from: self.get_str("landauer.quantized_from"),
+            exact: false,
             architecture: arch,
         }
     }

@@ -17,8 +17,14 @@ use candle_core::Device;
 use std::io::{Cursor, Read, Seek};
 use std::path::{Path, PathBuf};
 
+/// Every matrix dequantized to F32: exact mode ([`crate::Engine::load_exact`]).
+pub const EXACT: &str = "f32 (exact)";
+
 /// A `--quantize` name (`q4_k_m`, `q8_0`, `f16`, ...), checked.
 pub fn parse(name: &str) -> Result<(&'static str, Quant)> {
+    if name == EXACT {
+        return Ok((EXACT, Quant::Pure(GgmlDType::F32)));
+    }
     let key = name.to_ascii_lowercase().replace('-', "_");
     QUANTS.iter().find(|q| q.0 == key).copied().ok_or_else(|| {
         EngineError::Quantize(format!(

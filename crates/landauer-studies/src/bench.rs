@@ -26,6 +26,10 @@ pub struct BenchConfig {
     /// Seconds of idle power measured before each run (None: 2 on a GPU, else 0).
     pub idle_seconds: Option<f64>,
     pub meter: MeterOptions,
+    /// Load this model again in exact mode and score the last traced run's tokens with it:
+    /// how far the default mode's entropies are from the model's own ([`EntropyError`]).
+    /// None skips it.
+    pub exact_check: Option<crate::ModelOptions>,
 }
 
 impl Default for BenchConfig {
@@ -38,6 +42,7 @@ impl Default for BenchConfig {
             trace_dir: None,
             idle_seconds: None,
             meter: MeterOptions::default(),
+            exact_check: None,
         }
     }
 }
@@ -158,6 +163,70 @@ pub struct BenchReport {
     pub energy: Option<EnergyStats>,
     /// The memory-bandwidth roofline of a CPU run (null on a GPU: scripts/copy-bandwidth.py).
     pub roofline: Option<Roofline>,
+    /// How far the traced run's per-token entropies are from exact mode's on the same tokens
+    /// (null when not checked: a synthetic model, exact mode itself, or not asked for).
+    #[serde(default)]
+    pub entropy_error_vs_exact: Option<EntropyError>,
+}
+
+/// The entropy error of the default mode (8-bit activations in landauer's kernels) against
+/// exact mode (f32 weights and activations), on the same tokens, bits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EntropyError {
+    pub tokens: usize,
+    pub mean_bits: f64,
+    pub p95_bits: f64,
+    pub max_bits: f64,
+}
+
+impl EntropyError {
+    /// From pairs (default mode, exact mode) of entropies; None for no pairs.
+    pub fn of(pairs: &[(f64, f64)]) -> Option<Self> {
+        let mut d: Vec<f64> = pairs.iter().map(|(a, b)| (a - b).abs()).collect();
+        if d.is_empty() {
+            return None;
+        }
+        d.sort_by(f64::total_cmp);
+        let n = d.len();
+        Some(EntropyError {
+            tokens: n,
+            mean_bits: d.iter().sum::<f64>() / n as f64,
+            p95_bits: d[((n as f64 * 0.95).ceil() as usize).clamp(1, n) - 1],
+            max_bits: d[n - 1],
+        })
+    }
+}
+
+/// Scores a trace's tokens with the model in exact mode: the default mode's entropy error.
+pub fn exact_check(
+    opts: &crate::ModelOptions,
+    prompt: &[u32],
+    trace: &std::path::Path,
+    obs: &mut dyn Observer,
+) -> anyhow::Result<Option<EntropyError>> {
+    let landauer_trace::Input::Trace(t) = landauer_trace::read_input(trace)? else {
+        anyhow::bail!("{} is not a trace", trace.display());
+    };
+    if t.run.synthetic || t.run.exact {
+        return Ok(None);
+    }
+    let tokens: Vec<&landauer_trace::TokenRecord> =
+        t.tokens.iter().filter(|r| r.seq == 0).collect();
+    let ids: Vec<u32> = tokens.iter().map(|r| r.token_id).collect();
+    let exact_opts = crate::ModelOptions {
+        exact: true,
+        ..opts.clone()
+    };
+    obs.note("scoring the last traced run's tokens in exact mode (f32 weights and activations)");
+    let mut exact = crate::Loaded::load(&exact_opts, obs)?;
+    let mut pairs = Vec::with_capacity(ids.len());
+    exact.engine.score(prompt, &ids, |i, logits| {
+        pairs.push((
+            tokens[i].entropy_bits,
+            landauer_physics::entropy_bits_from_logits(logits),
+        ));
+    })?;
+    Ok(EntropyError::of(&pairs))
 }
 
 /// How fast decode could go if it did nothing but read what it must from memory.
@@ -347,7 +416,12 @@ pub fn run(
             });
         }
     }
-    Ok(report(loaded, threads, cfg, tokens.len(), r))
+    let mut report = report(loaded, threads, cfg, tokens.len(), r);
+    if let Some(opts) = &cfg.exact_check {
+        let last = dir.join(format!("run{}.jsonl", cfg.runs - 1));
+        report.entropy_error_vs_exact = exact_check(opts, &tokens, &last, obs)?;
+    }
+    Ok(report)
 }
 
 /// One traced run: a recorder writing JSONL and CSV traces, timed inside its sinks.
@@ -488,5 +562,6 @@ fn report(
         tracing_off: off,
         tracing_on: on,
         roofline,
+        entropy_error_vs_exact: None,
     }
 }

@@ -34,6 +34,9 @@ pub struct ModelOptions {
     pub quantize: Option<String>,
     /// With `quantize`, also write the quantized model as a GGUF file.
     pub save_gguf: Option<PathBuf>,
+    /// Exact mode: every matrix dequantized to F32, f32 activations and KV cache (see
+    /// [`Engine::load_exact`]).
+    pub exact: bool,
 }
 
 impl Default for ModelOptions {
@@ -47,6 +50,7 @@ impl Default for ModelOptions {
             progress: false,
             quantize: None,
             save_gguf: None,
+            exact: false,
         }
     }
 }
@@ -74,6 +78,11 @@ impl Loaded {
             .filter(|m| SyntheticSpec::is_synthetic(m))
         {
             let spec = SyntheticSpec::parse(m)?;
+            if opts.exact {
+                anyhow::bail!(
+                    "--exact does not apply to a synthetic model (its entropy is meaningless)"
+                );
+            }
             if opts.quantize.is_some() {
                 anyhow::bail!(
                     "--quantize does not apply to a synthetic model; name the type in it (synthetic:ARCH:QUANT)"
@@ -118,6 +127,13 @@ impl Loaded {
             false => Forward::Auto,
         };
         let mut engine = match &opts.quantize {
+            _ if opts.exact && opts.quantize.is_some() => {
+                anyhow::bail!("--exact runs the model as stored; quantize it first (--quantize ... --save-gguf FILE), then run FILE with --exact")
+            }
+            _ if opts.exact => {
+                obs.note("exact mode: every matrix dequantized to F32, f32 activations and KV cache (slow; 32 bits a weight in memory)");
+                Engine::load_exact(&resolved.path, opts.tokenizer.as_deref(), &device, forward)?
+            }
             Some(preset) => {
                 obs.note(&format!(
                     "quantizing {} to {preset} at load",
@@ -368,6 +384,7 @@ pub fn run_record(loaded: &Loaded, meter: &MeterSession, s: RunSettings) -> RunR
         tensor_types: info.tensor_types.clone(),
         quantize: info.quantize.clone(),
         quantized_from: info.quantized_from.clone(),
+        exact: info.exact,
         shape: info.shape.clone(),
         synthetic: info.synthetic,
         context_length: s.context_length,

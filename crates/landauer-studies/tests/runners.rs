@@ -5,15 +5,18 @@ use landauer_studies::{
     bench, sweep, BenchConfig, Collect, Loaded, MeterOptions, ModelOptions, SweepConfig,
 };
 
-fn tiny(dir: &std::path::Path, batched: bool) -> Loaded {
+fn tiny_options(dir: &std::path::Path, batched: bool) -> ModelOptions {
     let path = dir.join("tiny.gguf");
     landauer_engine::tiny::write_tiny_llama(&path, &Default::default()).unwrap();
-    let opts = ModelOptions {
+    ModelOptions {
         model: Some(path.display().to_string()),
         batched,
         ..Default::default()
-    };
-    Loaded::load(&opts, &mut ()).unwrap()
+    }
+}
+
+fn tiny(dir: &std::path::Path, batched: bool) -> Loaded {
+    Loaded::load(&tiny_options(dir, batched), &mut ()).unwrap()
 }
 
 fn meter(choice: MeterChoice) -> MeterOptions {
@@ -26,7 +29,8 @@ fn meter(choice: MeterChoice) -> MeterOptions {
 #[test]
 fn a_bench_runs_every_round_traced_and_untraced_and_keeps_its_traces() {
     let dir = tempfile::tempdir().unwrap();
-    let mut model = tiny(dir.path(), false);
+    let opts = tiny_options(dir.path(), false);
+    let mut model = Loaded::load(&opts, &mut ()).unwrap();
     let traces = dir.path().join("traces");
     let cfg = BenchConfig {
         runs: 3,
@@ -34,10 +38,18 @@ fn a_bench_runs_every_round_traced_and_untraced_and_keeps_its_traces() {
         max_tokens: 5,
         trace_dir: Some(traces.clone()),
         meter: meter(MeterChoice::Estimate),
+        exact_check: Some(opts),
         ..Default::default()
     };
     let mut seen = Collect::default();
     let r = bench::run(&mut model, 1, &cfg, &mut seen).unwrap();
+    // The last traced run's tokens, scored in exact mode: the default mode's entropy error.
+    let e = r
+        .entropy_error_vs_exact
+        .as_ref()
+        .expect("checked against exact mode");
+    assert_eq!(e.tokens, 5);
+    assert!(e.mean_bits <= e.p95_bits && e.p95_bits <= e.max_bits && e.max_bits < 1.0);
     assert_eq!(r.generated_tokens, 5);
     assert_eq!(r.tracing_on.decode_tokens_per_s.len(), 3);
     assert_eq!(r.tracing_off.decode_tokens_per_s.len(), 3);
@@ -111,4 +123,17 @@ fn bad_settings_fail_before_any_work() {
         ..Default::default()
     };
     assert!(bad.check().unwrap_err().to_string().contains("--runs"));
+}
+
+#[test]
+fn entropy_errors_are_mean_p95_and_max_of_the_differences() {
+    use landauer_studies::bench::EntropyError;
+    let pairs: Vec<(f64, f64)> = (0..20).map(|i| (i as f64 * 0.01, 0.0)).collect();
+    let e = EntropyError::of(&pairs).unwrap();
+    assert_eq!(e.tokens, 20);
+    assert!((e.mean_bits - 0.095).abs() < 1e-12);
+    // The 19th of 20 sorted differences.
+    assert_eq!(e.p95_bits, 0.18);
+    assert_eq!(e.max_bits, 0.19);
+    assert_eq!(EntropyError::of(&[]), None);
 }

@@ -53,6 +53,10 @@ pub struct RunRecord {
     pub quantize: Option<String>,
     #[serde(default)]
     pub quantized_from: Option<String>,
+    /// Exact mode (`--exact`): f32 weights and activations, so that entropies are the
+    /// model's own to f32 arithmetic; speed and energy are then not the model's.
+    #[serde(default)]
+    pub exact: bool,
     /// What a decode step moves and computes (weights, KV cache, FLOPs), for the roofline
     /// floor of `landauer gap`; null in traces that predate it.
     #[serde(default)]
