@@ -1461,3 +1461,62 @@ fn exact_mode_is_recorded_and_refused_where_it_means_nothing() {
         assert!(!o.status.success() && err.contains(says), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn a_study_writes_its_files_and_reports_and_ladders_read_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), &long_context());
+    let out = dir.path().join("study");
+    let o = run(landauer()
+        .args([
+            "study",
+            "--quantizations",
+            "stored,f16,q4_0",
+            "--batch",
+            "1,2",
+            "-n",
+            "3",
+        ])
+        .args(["--reference-tokens", "32", "--meter", "estimate", "--model"])
+        .arg(&model)
+        .arg("--out")
+        .arg(&out));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("q4_0") && table.contains("KL bits"),
+        "{table}"
+    );
+    let study: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("study.json")).unwrap()).unwrap();
+    assert_eq!(study["cells"].as_array().unwrap().len(), 6);
+    assert_eq!(study["estimated"], true);
+    let csv = std::fs::read_to_string(out.join("study.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 7);
+    assert!(std::fs::read_to_string(out.join("study.svg"))
+        .unwrap()
+        .contains("bits per weight"));
+    // The report and the ladder read the directory.
+    let html = dir.path().join("study.html");
+    let o = run(landauer().arg("report").arg(&out).arg("-o").arg(&html));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("What each precision and size buys") && page.contains("q4_0"));
+    let o = run(landauer().args(["gap", "--json"]).arg(&out));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let gap: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        gap["ladders"].as_array().unwrap().len(),
+        6,
+        "one ladder per cell"
+    );
+    // Bad quantization names are refused before any work.
+    let o = run(landauer()
+        .args(["study", "--quantizations", "q9_z", "--model"])
+        .arg(&model));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--quantizations"),
+        "{err}"
+    );
+}

@@ -12,6 +12,7 @@ mod generate;
 mod meters;
 mod progress;
 mod report;
+mod study;
 mod sweep;
 mod synthetic_gguf;
 
@@ -42,6 +43,9 @@ enum Command {
     Meters(meters::MetersArgs),
     /// Measure decode speed and energy per token against batch size (JSON, CSV and SVG).
     Sweep(sweep::SweepArgs),
+    /// What each precision and size buys: models x quantizations x batch sizes, speed and
+    /// energy beside the quality each keeps on a reference text (JSON, CSV and SVG).
+    Study(study::StudyArgs),
     /// The ladder: measured J/token, the roofline energy floor of the model on its
     /// hardware, and the Landauer yardstick of its bits, with the ratios between them.
     Gap(gap::GapArgs),
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Meters(args) => meters::run(args),
         Command::Sweep(args) => sweep::run(args),
+        Command::Study(args) => study::run(args),
         Command::Gap(args) => gap::run(args),
         Command::Report(args) => report::run(args),
         Command::SyntheticGguf(args) => synthetic_gguf::run(args),

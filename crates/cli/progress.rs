@@ -2,7 +2,7 @@
 //! line, and a sweep's files rewritten as its results come.
 
 use landauer_studies::{BenchRun, Observer};
-use landauer_trace::SweepFile;
+use landauer_trace::{StudyFile, SweepFile};
 use std::path::PathBuf;
 
 #[derive(Default)]
@@ -10,6 +10,8 @@ pub struct Terminal {
     bar: Option<indicatif::ProgressBar>,
     /// Where a sweep's files go (sweep.json, sweep.csv, sweep.svg).
     pub sweep_dir: Option<PathBuf>,
+    /// Where a study's files go (study.json, study.csv, study.svg).
+    pub study_dir: Option<PathBuf>,
 }
 
 impl Observer for Terminal {
@@ -51,6 +53,12 @@ impl Observer for Terminal {
             r.decode_tokens_per_s,
             r.prefill_tokens_per_s
         );
+    }
+    fn study_progress(&mut self, so_far: &StudyFile) -> anyhow::Result<()> {
+        match &self.study_dir {
+            Some(dir) => landauer_reports::study_files::write(dir, so_far),
+            None => Ok(()),
+        }
     }
     fn sweep_progress(&mut self, so_far: &SweepFile) -> anyhow::Result<()> {
         match &self.sweep_dir {

@@ -332,6 +332,8 @@ pub const QUANTS: &[(&str, Quant)] = &[
     ("q5_k_s", Quant::Mix(FileType::Q5KS)),
     ("q5_k_m", Quant::Mix(FileType::Q5KM)),
     ("f16", Quant::Mix(FileType::F16)),
+    // Every matrix in F32: the weights as they are (a dequantized model's reference).
+    ("f32", Quant::Pure(GgmlDType::F32)),
 ];
 
 /// The quantization used when `synthetic:ARCH` names none.

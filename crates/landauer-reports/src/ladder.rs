@@ -9,7 +9,7 @@
 use anyhow::Context;
 use landauer_physics::floor::{self, HardwareProfile, Ladder, LadderInput, ModelShape};
 use landauer_physics::footprint::Footprint;
-use landauer_trace::{Input, Sweep, Trace};
+use landauer_trace::{Input, Study, Sweep, Trace};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -158,6 +158,7 @@ pub fn gap_report(
     match input {
         Input::Trace(t) => trace_gap(t, hw, footprint),
         Input::Sweep(s) => sweep_gap(s, hw, footprint),
+        Input::Study(s) => study_gap(s, hw, footprint),
     }
 }
 
@@ -258,6 +259,63 @@ fn trace_measured(t: &Trace) -> (LadderInput, String) {
         die_temperature_c: die,
     };
     (input, from)
+}
+
+/// One ladder per cell of a study: its measured J/token over the floor of its own model's
+/// shapes at its batch size. The bits are the cell's cross-entropy on the reference text
+/// (the information its tokens carried); the context is a decode window's mean (16 prompt
+/// tokens plus half the generated ones).
+fn study_gap(s: &Study, hw: &HardwareChoice, fp: &FootprintOverrides) -> anyhow::Result<GapReport> {
+    let f = &s.file;
+    let (profile, chosen) = choose_hardware(
+        hw.hardware.as_deref(),
+        &f.device,
+        f.device_name.as_deref(),
+        None,
+    )?;
+    let mut ladders = Vec::new();
+    let mut first_shape = None;
+    for c in &f.cells {
+        let shape = shapes(c.shape.clone(), &c.model_path, hw)?;
+        let context = 16.0 + f.max_tokens as f64 / 2.0;
+        let floor = floor::roofline_floor(&shape, profile, c.batch.max(1), context);
+        first_shape.get_or_insert(shape);
+        ladders.push(LadderRow {
+            batch: c.batch,
+            measured_from: format!(
+                "{} {}: decode-window J/token (median of the runs)",
+                c.model,
+                c.quantize.as_deref().unwrap_or("as stored")
+            ),
+            ladder: floor::ladder(
+                &LadderInput {
+                    measured_j_per_token: c.joules_per_token,
+                    active_j_per_token: None,
+                    estimated: f.estimated,
+                    bits_per_token: c.cross_entropy_bits,
+                    kelvin: f.kelvin,
+                    die_temperature_c: None,
+                },
+                floor,
+            ),
+        });
+    }
+    let mut models: Vec<&str> = f.cells.iter().map(|c| c.model.as_str()).collect();
+    models.dedup();
+    Ok(GapReport {
+        input: s.path.display().to_string(),
+        model: models.join(", "),
+        quantization: "each cell's".into(),
+        device: f.device_name.clone().unwrap_or_else(|| f.device.clone()),
+        hardware: profile,
+        hardware_chosen: chosen,
+        shape: first_shape.context("the study has no cells")?,
+        estimated: f.estimated,
+        synthetic: f.cells.iter().any(|c| c.synthetic),
+        kelvin: f.kelvin,
+        footprint: fp.over(f.footprint)?,
+        ladders,
+    })
 }
 
 fn sweep_gap(s: &Sweep, hw: &HardwareChoice, fp: &FootprintOverrides) -> anyhow::Result<GapReport> {

@@ -90,4 +90,5 @@
 pub mod charts;
 pub mod html;
 pub mod ladder;
+pub mod study_files;
 pub mod sweep_files;

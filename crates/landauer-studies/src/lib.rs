@@ -47,9 +47,11 @@ mod observer;
 pub mod prompts;
 pub mod session;
 pub mod stats;
+pub mod study;
 pub mod sweep;
 
 pub use bench::{BenchConfig, BenchReport};
 pub use observer::{BenchRun, Collect, Observer};
 pub use session::{Loaded, MeterOptions, MeterSession, ModelOptions, RunSettings};
+pub use study::StudyConfig;
 pub use sweep::SweepConfig;

@@ -1,6 +1,6 @@
 //! How a study tells its caller what it is doing, without printing anything itself.
 
-use landauer_trace::SweepFile;
+use landauer_trace::{StudyFile, SweepFile};
 
 /// One measured bench run, as it finishes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -34,6 +34,10 @@ pub trait Observer {
     fn sweep_progress(&mut self, _so_far: &SweepFile) -> anyhow::Result<()> {
         Ok(())
     }
+    /// A study's cells so far, after every model × quantization: a caller writes them here.
+    fn study_progress(&mut self, _so_far: &StudyFile) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 impl Observer for () {}
@@ -45,6 +49,8 @@ pub struct Collect {
     pub bench_runs: Vec<BenchRun>,
     /// How many times `sweep_progress` was called.
     pub sweep_updates: usize,
+    /// How many times `study_progress` was called.
+    pub study_updates: usize,
     pub units_done: u64,
 }
 
@@ -60,6 +66,10 @@ impl Observer for Collect {
     }
     fn sweep_progress(&mut self, _so_far: &SweepFile) -> anyhow::Result<()> {
         self.sweep_updates += 1;
+        Ok(())
+    }
+    fn study_progress(&mut self, _so_far: &StudyFile) -> anyhow::Result<()> {
+        self.study_updates += 1;
         Ok(())
     }
 }

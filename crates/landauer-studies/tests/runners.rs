@@ -137,3 +137,40 @@ fn entropy_errors_are_mean_p95_and_max_of_the_differences() {
     assert_eq!(e.max_bits, 0.19);
     assert_eq!(EntropyError::of(&[]), None);
 }
+
+#[test]
+fn a_study_measures_every_cell_against_the_models_highest_precision() {
+    use landauer_studies::study::{self, StudyConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = StudyConfig {
+        models: vec![tiny_options(dir.path(), true)],
+        quantize: vec![None, Some("f16".into())],
+        reference_tokens: 40,
+        ..Default::default()
+    };
+    cfg.sweep.batch = vec![1, 2];
+    cfg.sweep.max_tokens = 4;
+    cfg.sweep.meter = meter(MeterChoice::None);
+    let mut seen = Collect::default();
+    let f = study::run(&cfg, 1, &mut seen).unwrap();
+    assert_eq!(f.cells.len(), 4, "two quantizations × two batch sizes");
+    // After each quantization, and once more with the divergences.
+    assert_eq!(seen.study_updates, 3);
+    let (stored, f16) = (&f.cells[0], &f.cells[2]);
+    assert_eq!(
+        (stored.quantization.as_str(), stored.bits_per_weight),
+        ("Q8_0", 8.5)
+    );
+    assert_eq!(f16.quantization, "F16");
+    // F16 holds the Q8_0 weights exactly, so it is the reference, and both read alike.
+    assert_eq!(f16.quality_reference.as_deref(), Some("f16"));
+    assert_eq!(f16.kl_bits, Some(0.0));
+    assert_eq!(f16.top1_agreement, Some(1.0));
+    assert!(stored.kl_bits.unwrap() >= 0.0 && stored.kl_bits.unwrap() < 0.05);
+    assert_eq!(stored.reference_tokens, 40);
+    assert!(
+        stored.cross_entropy_bits > 0.0 && stored.perplexity == stored.cross_entropy_bits.exp2()
+    );
+    // The same quality on every batch size of a cell.
+    assert_eq!(f.cells[0].cross_entropy_bits, f.cells[1].cross_entropy_bits);
+}

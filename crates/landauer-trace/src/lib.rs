@@ -30,14 +30,16 @@ mod read;
 mod recorder;
 mod records;
 mod sinks;
+mod study;
 mod sweep;
 
-pub use read::{read_input, Input, ReadError, Sweep, Trace};
+pub use read::{read_input, Input, ReadError, Study, Sweep, Trace};
 pub use recorder::{Recorder, MIN_STEADY_WINDOW_S};
 pub use records::{
     Alternative, Record, RunRecord, SamplingRecord, SlowTensorRecord, SummaryRecord, TokenRecord,
 };
 pub use sinks::{format_summary, CsvTrace, JsonlTrace, TerminalPrinter};
+pub use study::{StudyCell, StudyFile};
 pub use sweep::{sweep_title, SweepFile, SweepHeader, SweepRow, SweepRuns};
 
 /// Receives records. Every method has a default; a sink implements what it needs.

@@ -31,11 +31,19 @@ impl Sweep {
     }
 }
 
-/// A trace or a sweep.
+/// A study, read back.
+#[derive(Debug, Clone)]
+pub struct Study {
+    pub path: PathBuf,
+    pub file: crate::StudyFile,
+}
+
+/// A trace, a sweep or a study.
 #[derive(Debug, Clone)]
 pub enum Input {
     Trace(Box<Trace>),
     Sweep(Box<Sweep>),
+    Study(Box<Study>),
 }
 
 /// Why a file could not be read as a trace or a sweep, in one line that says what it
@@ -60,7 +68,9 @@ impl std::error::Error for ReadError {}
 /// assert!(err.to_string().contains("give a trace (generate --trace FILE.jsonl)"));
 /// ```
 pub fn read_input(path: &Path) -> Result<Input, ReadError> {
-    let path = if path.is_dir() {
+    let path = if path.is_dir() && path.join("study.json").is_file() {
+        path.join("study.json")
+    } else if path.is_dir() {
         path.join("sweep.json")
     } else {
         path.to_path_buf()
@@ -80,6 +90,15 @@ pub fn read_input(path: &Path) -> Result<Input, ReadError> {
     }
     // A sweep.json is one pretty-printed object with rows; a trace is one record a line.
     if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+        if v.get("cells").is_some() {
+            let file: crate::StudyFile = serde_json::from_value(v).map_err(|e| {
+                ReadError(format!("{} is a malformed study.json: {e}", path.display()))
+            })?;
+            if file.cells.is_empty() {
+                return Err(ReadError(format!("{} has no cells", path.display())));
+            }
+            return Ok(Input::Study(Box::new(Study { path, file })));
+        }
         if let Some(rows) = v.get("rows") {
             let rows: Vec<SweepRow> = serde_json::from_value(rows.clone()).map_err(|e| {
                 ReadError(format!("{} has malformed sweep rows: {e}", path.display()))

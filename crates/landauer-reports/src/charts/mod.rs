@@ -25,6 +25,7 @@ mod histogram;
 mod ladder;
 mod png;
 mod sequence;
+mod study;
 mod sweep;
 
 pub use canvas::trim_svg_header;
@@ -34,6 +35,7 @@ pub use histogram::bits_histogram_svg;
 pub use ladder::{ladder_svg, LadderBar};
 pub use png::{svg_to_png, svg_to_png_scaled};
 pub use sequence::sequence_svg;
+pub use study::{study_svg_string, write_study_svg};
 pub use sweep::{sweep_curves_svg, sweep_svg_string, write_sweep_svg};
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 mod ladder;
 mod page;
+mod study;
 mod sweep;
 mod trace;
 
@@ -47,6 +48,7 @@ pub fn build(
             trace::trace_report(t, &g, galton_steps, &mut figs)?
         }
         Input::Sweep(s) => sweep::sweep_report(s, &g, &mut figs)?,
+        Input::Study(s) => study::study_report(s, &g, &mut figs)?,
     };
     Ok(Report {
         html,
