@@ -119,7 +119,58 @@ impl BatchedModel {
             rms_eps: f("attention.layer_norm_rms_epsilon").unwrap_or(1e-5) as f64,
             vocab: 0,
         };
-        let (ct, r): (&gguf_file::Content, &mut R) = (&gguf.content, &mut gguf.file);
+        let (heads, kv_heads, hd) = (config.heads, config.kv_heads, config.head_dim);
+        if heads == 0 || kv_heads == 0 || hd == 0 || hd % 2 == 1 || heads % kv_heads != 0 {
+            return Err(EngineError::Load {
+                path: path.clone(),
+                reason: format!(
+                    "the header's attention does not fit together ({heads} heads, {kv_heads} key/value heads, head size {hd})"
+                ),
+            });
+        }
+        let ct: &gguf_file::Content = &gguf.content;
+        // Each tensor's shape against the header's: a file whose header and tensors disagree
+        // (forged, or mixed up) is refused here, not asserted on mid-computation.
+        let ffn = ct
+            .tensor_infos
+            .get("blk.0.ffn_gate.weight")
+            .map_or(0, |t| t.shape.dims()[0]);
+        let kv_dim = kv_heads * hd;
+        let want = |name: &str| -> Option<Vec<usize>> {
+            let part = name.split_once('.').map_or(name, |(_, p)| p);
+            let part = part.split_once('.').map_or(part, |(_, p)| p);
+            Some(match (name, part) {
+                ("token_embd.weight" | "output.weight", _) => return None,
+                ("output_norm.weight", _) => vec![hidden],
+                (_, "attn_norm.weight" | "ffn_norm.weight") => vec![hidden],
+                (_, "attn_q.weight") => vec![config.q_dim, hidden],
+                (_, "attn_k.weight" | "attn_v.weight") => vec![kv_dim, hidden],
+                (_, "attn_output.weight") => vec![hidden, config.q_dim],
+                (_, "attn_q.bias") => vec![config.q_dim],
+                (_, "attn_k.bias" | "attn_v.bias") => vec![kv_dim],
+                (_, "attn_q_norm.weight" | "attn_k_norm.weight") => vec![hd],
+                (_, "ffn_gate.weight" | "ffn_up.weight") => vec![ffn, hidden],
+                (_, "ffn_down.weight") => vec![hidden, ffn],
+                _ => return None,
+            })
+        };
+        for (name, t) in &ct.tensor_infos {
+            let dims = t.shape.dims();
+            let bad = match want(name) {
+                Some(w) => dims != w.as_slice(),
+                // The embedding and output: (vocabulary, hidden).
+                None => dims.len() == 2 && dims[1] != hidden,
+            };
+            if bad {
+                return Err(EngineError::Load {
+                    path: path.clone(),
+                    reason: format!(
+                        "the tensor {name} has shape {dims:?}, which the header's sizes (hidden {hidden}, {heads} heads of {hd}, {kv_heads} key/value heads) do not give"
+                    ),
+                });
+            }
+        }
+        let r: &mut R = &mut gguf.file;
         let mut tensor = |name: &str| ct.tensor(&mut *r, name, device).map_err(err);
         let dense = |q: &candle_core::quantized::QTensor| q.dequantize(device).map_err(err);
         let qmm = |q| QLinear::new(q).map_err(err);

@@ -125,13 +125,32 @@ impl GgufFile {
                 },
             }
         })?;
-        let expected = content.tensor_data_offset
-            + content
-                .tensor_infos
-                .values()
-                .map(|t| t.offset + tensor_bytes(t))
-                .max()
-                .unwrap_or(0);
+        // Every tensor's size and place, in checked arithmetic: a forged dimension or offset
+        // must be a refusal, not an overflow.
+        let mut expected = content.tensor_data_offset;
+        for (name, t) in &content.tensor_infos {
+            let end = t
+                .shape
+                .dims()
+                .iter()
+                .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
+                .and_then(|elems| {
+                    let block = t.ggml_dtype.block_size() as u64;
+                    elems
+                        .div_ceil(block)
+                        .checked_mul(t.ggml_dtype.type_size() as u64)
+                })
+                .and_then(|bytes| content.tensor_data_offset.checked_add(t.offset)?.checked_add(bytes));
+            match end {
+                Some(end) => expected = expected.max(end),
+                None => {
+                    return Err(EngineError::CorruptGguf {
+                        path,
+                        reason: format!("the tensor {name} claims a size or place beyond any file"),
+                    })
+                }
+            }
+        }
         if expected > len {
             return Err(EngineError::Truncated {
                 path,
