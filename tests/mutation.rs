@@ -75,7 +75,9 @@ fn mutate(rng: &mut Rng, bytes: &[u8], region: usize) -> (Vec<u8>, String) {
 /// Runs one generation on `model`; panics with `what` unless it ran or failed cleanly.
 fn survives(model: &Path, what: &str) {
     let mut child = landauer()
-        .args(["generate", "-n", "2", "-q", "--meter", "none", "--greedy", "--model"])
+        .args([
+            "generate", "-n", "2", "-q", "--meter", "none", "--greedy", "--model",
+        ])
         .arg(model)
         .arg("Once upon a time")
         .stdout(Stdio::null())
@@ -95,7 +97,10 @@ fn survives(model: &Path, what: &str) {
     };
     let mut err = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-    assert!(!err.contains("panicked"), "{what}: landauer panicked: {err}");
+    assert!(
+        !err.contains("panicked"),
+        "{what}: landauer panicked: {err}"
+    );
     match status.code() {
         Some(0) => {}
         Some(1) => {
@@ -103,7 +108,10 @@ fn survives(model: &Path, what: &str) {
                 .lines()
                 .find(|l| l.starts_with("landauer: error:"))
                 .unwrap_or_else(|| panic!("{what}: failed without saying why: {err}"));
-            assert!(line.len() > 30, "{what}: an error that says nothing: {line}");
+            assert!(
+                line.len() > 30,
+                "{what}: an error that says nothing: {line}"
+            );
         }
         other => panic!("{what}: landauer ended with {other:?} (a crash or signal): {err}"),
     }

@@ -140,7 +140,12 @@ impl GgufFile {
                         .div_ceil(block)
                         .checked_mul(t.ggml_dtype.type_size() as u64)
                 })
-                .and_then(|bytes| content.tensor_data_offset.checked_add(t.offset)?.checked_add(bytes));
+                .and_then(|bytes| {
+                    content
+                        .tensor_data_offset
+                        .checked_add(t.offset)?
+                        .checked_add(bytes)
+                });
             match end {
                 Some(end) => expected = expected.max(end),
                 None => {

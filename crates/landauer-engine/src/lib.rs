@@ -44,6 +44,7 @@ pub mod gguf;
 pub mod kernels;
 mod model;
 pub mod quantize;
+pub mod quantize_k;
 pub mod sampler;
 mod slow_path;
 pub mod synthetic;

@@ -3,8 +3,10 @@
 //! rules of llama.cpp's `llama-quantize` presets (`q4_k_m`, `q5_k_m`, `q6_k`, `q8_0`, ...; see
 //! [`crate::synthetic::QUANTS`]), so that results compare with the files people download.
 //!
-//! Each tensor is dequantized to f32 and quantized with candle's implementation of ggml's
-//! reference quantizers (no importance matrix, as `llama-quantize` without `--imatrix`). The
+//! Each tensor is dequantized to f32 and quantized with ggml's reference quantizers (no
+//! importance matrix, as `llama-quantize` without `--imatrix`): Q2_K to Q6_K by landauer's port
+//! of llama.cpp's ([`crate::quantize_k`]), the others by candle's. The files come out byte for
+//! byte as llama-quantize writes them (scripts/quantize-vs-llamacpp.py). The
 //! result is an in-memory GGUF that loads like a file and can be saved as one
 //! ([`Quantized::save`]).
 
@@ -105,7 +107,10 @@ pub fn quantize<R: Read + Seek>(
             q
         } else {
             let t = q.dequantize(&Device::Cpu).map_err(err)?;
-            QTensor::quantize(&t, target).map_err(err)?
+            match crate::quantize_k::quantize(&t, target).map_err(err)? {
+                Some(q) => q,
+                None => QTensor::quantize(&t, target).map_err(err)?,
+            }
         };
         tensors.push((n.clone(), q));
         progress(i + 1, names.len());
