@@ -55,6 +55,9 @@ pub struct StudyArgs {
     pub kelvin: f64,
     #[command(flatten)]
     pub footprint: FootprintArgs,
+    /// Measure nothing: redraw --out's study.svg (and study.csv) from its study.json.
+    #[arg(long)]
+    pub replot: bool,
 }
 
 impl StudyArgs {
@@ -111,6 +114,17 @@ impl StudyArgs {
 }
 
 pub fn run(args: StudyArgs) -> anyhow::Result<ExitCode> {
+    if args.replot {
+        let landauer_trace::Input::Study(s) = landauer_trace::read_input(&args.out)? else {
+            anyhow::bail!(
+                "{} holds no study.json: --replot redraws what `landauer study --out DIR` wrote",
+                args.out.display()
+            );
+        };
+        landauer_reports::study_files::write(&args.out, &s.file)?;
+        println!("wrote {}", args.out.join("study.svg").display());
+        return Ok(ExitCode::SUCCESS);
+    }
     let threads = crate::set_threads(args.model.threads)?;
     let cfg = args.config()?;
     cfg.sweep.check()?;

@@ -107,6 +107,7 @@ fn draw(
         .build_cartesian_2d((x0..x1).log_scale(), y0..y1)?;
     chart
         .configure_mesh()
+        .x_labels(4)
         .x_desc("J/token (log)")
         .y_desc("cross-entropy, bits/token")
         .x_label_formatter(&|v| format!("{v:.3}"))
@@ -184,6 +185,7 @@ fn draw(
         if by_params {
             let mut c = chart.build_cartesian_2d((x0..x1).log_scale(), y0..y1)?;
             c.configure_mesh()
+                .x_labels(4)
                 .x_desc(desc)
                 .y_desc("tokens/Wh")
                 .x_label_formatter(&|v| format!("{:.0}M", v / 1e6))
