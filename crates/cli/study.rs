@@ -55,6 +55,10 @@ pub struct StudyArgs {
     pub kelvin: f64,
     #[command(flatten)]
     pub footprint: FootprintArgs,
+    /// Skip scoring each cell's reference tokens again in exact mode (f32 activations), which
+    /// reports how far the default mode's entropies are from the cell's own.
+    #[arg(long)]
+    pub no_exact_check: bool,
     /// Measure nothing: redraw --out's study.svg (and study.csv) from its study.json.
     #[arg(long)]
     pub replot: bool,
@@ -109,6 +113,7 @@ impl StudyArgs {
             reference_name: name,
             reference_text: text,
             reference_tokens: self.reference_tokens,
+            exact_check: !self.no_exact_check,
         })
     }
 }
@@ -154,7 +159,7 @@ fn print_table(file: &StudyFile) {
         file.reference
     );
     println!(
-        "{:<28} {:>10} {:>6} {:>6} {:>10} {:>10} {:>10} {:>9} {:>8} {:>7}",
+        "{:<28} {:>10} {:>6} {:>6} {:>10} {:>10} {:>10} {:>9} {:>8} {:>7} {:>9}",
         "model",
         "quantize",
         "bpw",
@@ -164,12 +169,13 @@ fn print_table(file: &StudyFile) {
         "tokens/Wh",
         "xent bits",
         "KL bits",
-        "top-1"
+        "top-1",
+        "H err"
     );
     let o = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |x| format!("{x:.p$}"));
     for c in &file.cells {
         println!(
-            "{:<28} {:>10} {:>6.2} {:>6} {:>10.1} {:>10} {:>10} {:>9.3} {:>8} {:>7}",
+            "{:<28} {:>10} {:>6.2} {:>6} {:>10.1} {:>10} {:>10} {:>9.3} {:>8} {:>7} {:>9}",
             c.model.chars().take(28).collect::<String>(),
             c.quantize.as_deref().unwrap_or("stored"),
             c.bits_per_weight,
@@ -180,8 +186,10 @@ fn print_table(file: &StudyFile) {
             c.cross_entropy_bits,
             o(c.kl_bits, 4),
             o(c.top1_agreement.map(|a| a * 100.0), 1),
+            o(c.entropy_error_vs_exact.as_ref().map(|e| e.mean_bits), 4),
         );
     }
+    println!("H err: mean |entropy - exact mode's| over the reference tokens, bits");
     for c in &file.caveats {
         println!("note: {c}");
     }

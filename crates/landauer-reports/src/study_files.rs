@@ -30,6 +30,9 @@ struct Line<'a> {
     perplexity: f64,
     kl_bits: Option<f64>,
     top1_agreement: Option<f64>,
+    entropy_error_mean_bits: Option<f64>,
+    entropy_error_p95_bits: Option<f64>,
+    entropy_error_max_bits: Option<f64>,
     synthetic: bool,
 }
 
@@ -53,6 +56,9 @@ pub fn csv(file: &StudyFile) -> anyhow::Result<String> {
             perplexity: c.perplexity,
             kl_bits: c.kl_bits,
             top1_agreement: c.top1_agreement,
+            entropy_error_mean_bits: c.entropy_error_vs_exact.as_ref().map(|e| e.mean_bits),
+            entropy_error_p95_bits: c.entropy_error_vs_exact.as_ref().map(|e| e.p95_bits),
+            entropy_error_max_bits: c.entropy_error_vs_exact.as_ref().map(|e| e.max_bits),
             synthetic: c.synthetic,
         })?;
     }

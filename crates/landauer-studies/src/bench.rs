@@ -7,6 +7,7 @@ use crate::{BenchRun, Observer};
 use landauer_engine::{
     GenerateOptions, RunEnd, RunStart, SamplingParams, SinkError, TokenEvent, TokenSink,
 };
+pub use landauer_trace::EntropyError;
 use landauer_trace::{CsvTrace, JsonlTrace, Recorder, RunRecord, SamplingRecord, SummaryRecord};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -167,34 +168,6 @@ pub struct BenchReport {
     /// (null when not checked: a synthetic model, exact mode itself, or not asked for).
     #[serde(default)]
     pub entropy_error_vs_exact: Option<EntropyError>,
-}
-
-/// The entropy error of the default mode (8-bit activations in landauer's kernels) against
-/// exact mode (f32 weights and activations), on the same tokens, bits.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct EntropyError {
-    pub tokens: usize,
-    pub mean_bits: f64,
-    pub p95_bits: f64,
-    pub max_bits: f64,
-}
-
-impl EntropyError {
-    /// From pairs (default mode, exact mode) of entropies; None for no pairs.
-    pub fn of(pairs: &[(f64, f64)]) -> Option<Self> {
-        let mut d: Vec<f64> = pairs.iter().map(|(a, b)| (a - b).abs()).collect();
-        if d.is_empty() {
-            return None;
-        }
-        d.sort_by(f64::total_cmp);
-        let n = d.len();
-        Some(EntropyError {
-            tokens: n,
-            mean_bits: d.iter().sum::<f64>() / n as f64,
-            p95_bits: d[((n as f64 * 0.95).ceil() as usize).clamp(1, n) - 1],
-            max_bits: d[n - 1],
-        })
-    }
 }
 
 /// Scores a trace's tokens with the model in exact mode: the default mode's entropy error.

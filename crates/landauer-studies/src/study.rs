@@ -27,6 +27,10 @@ pub struct StudyConfig {
     pub reference_text: String,
     /// Reference tokens scored (the text is cut there, and to the model's context).
     pub reference_tokens: usize,
+    /// Score every cell's reference tokens again in exact mode (f32 activations against the
+    /// cell's own weights) and report the default mode's entropy error; skipped for
+    /// synthetic models.
+    pub exact_check: bool,
 }
 
 impl Default for StudyConfig {
@@ -41,6 +45,7 @@ impl Default for StudyConfig {
             reference_name: REFERENCE_NAME.into(),
             reference_text: REFERENCE_TEXT.into(),
             reference_tokens: 512,
+            exact_check: true,
         }
     }
 }
@@ -51,6 +56,8 @@ pub const METHOD: &str = "per model and quantization: the weights quantized at l
 /// One cell's scoring of the reference: cross-entropy, the top-1 tokens, and every
 /// position's log-probabilities (in a temporary file, for the KL divergences).
 struct Scored {
+    /// The entropy of each position's distribution, bits.
+    entropies: Vec<f64>,
     cross_entropy_bits: f64,
     tokens: usize,
     top1: Vec<u32>,
@@ -70,12 +77,14 @@ fn score(loaded: &mut Loaded, text: &str, max_tokens: usize) -> anyhow::Result<S
     }
     let mut file = BufWriter::new(tempfile::NamedTempFile::new()?);
     let (mut bits, mut top1, mut vocab) = (0f64, Vec::with_capacity(n), 0);
+    let mut entropies = Vec::with_capacity(n);
     let mut err = None;
     loaded.engine.score(&ids[..1], &ids[1..=n], |i, logits| {
         let m = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
         let z: f64 = logits.iter().map(|&l| (l as f64 - m).exp()).sum();
         let lz = m + z.ln();
         bits += (lz - logits[ids[i + 1] as usize] as f64) / std::f64::consts::LN_2;
+        entropies.push(landauer_physics::entropy_bits_from_logits(logits));
         let best = (0..logits.len())
             .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
             .unwrap_or(0);
@@ -91,6 +100,7 @@ fn score(loaded: &mut Loaded, text: &str, max_tokens: usize) -> anyhow::Result<S
         return Err(e.into());
     }
     Ok(Scored {
+        entropies,
         cross_entropy_bits: bits / n as f64,
         tokens: n,
         top1,
@@ -160,8 +170,12 @@ pub fn run(cfg: &StudyConfig, threads: usize, obs: &mut dyn Observer) -> anyhow:
         let mut scored: Vec<(Option<String>, f64, Scored)> = Vec::new();
         let first_cell = file.cells.len();
         for q in &cfg.quantize {
+            let tmp = tempfile::tempdir()?;
+            let saved = tmp.path().join("cell.gguf");
             let opts = ModelOptions {
                 quantize: q.clone(),
+                // Exact mode needs the cell's weights as a file.
+                save_gguf: (cfg.exact_check && q.is_some()).then(|| saved.clone()),
                 batched: true,
                 ..model.clone()
             };
@@ -173,6 +187,26 @@ pub fn run(cfg: &StudyConfig, threads: usize, obs: &mut dyn Observer) -> anyhow:
                 cfg.reference_tokens
             ));
             let s = score(&mut loaded, &cfg.reference_text, cfg.reference_tokens)?;
+            let exact = match cfg.exact_check && !loaded.engine.info().synthetic {
+                true => {
+                    let exact_opts = ModelOptions {
+                        model: match q {
+                            Some(_) => Some(saved.display().to_string()),
+                            None => model.model.clone(),
+                        },
+                        quantize: None,
+                        save_gguf: None,
+                        exact: true,
+                        ..model.clone()
+                    };
+                    let mut exact = Loaded::load(&exact_opts, obs)?;
+                    let e = score(&mut exact, &cfg.reference_text, cfg.reference_tokens)?;
+                    let pairs: Vec<(f64, f64)> =
+                        s.entropies.iter().copied().zip(e.entropies).collect();
+                    landauer_trace::EntropyError::of(&pairs)
+                }
+                false => None,
+            };
             let sweep = sweep::run(&mut loaded, threads, &cfg.sweep, &mut Quiet(obs))?;
             let info = loaded.engine.info().clone();
             file.device = sweep.header.device.clone();
@@ -204,6 +238,7 @@ pub fn run(cfg: &StudyConfig, threads: usize, obs: &mut dyn Observer) -> anyhow:
                     quality_reference: None,
                     tensor_types: info.tensor_types.clone(),
                     shape: info.shape.clone(),
+                    entropy_error_vs_exact: exact.clone(),
                 });
             }
             scored.push((q.clone(), info.bits_per_weight, s));

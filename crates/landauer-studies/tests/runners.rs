@@ -171,6 +171,14 @@ fn a_study_measures_every_cell_against_the_models_highest_precision() {
     assert!(
         stored.cross_entropy_bits > 0.0 && stored.perplexity == stored.cross_entropy_bits.exp2()
     );
+    // Each cell's entropies against exact mode on its own weights: F16 weights already run
+    // with f32 activations, Q8_0's with 8-bit ones.
+    let (es, ef) = (
+        stored.entropy_error_vs_exact.as_ref().unwrap(),
+        f16.entropy_error_vs_exact.as_ref().unwrap(),
+    );
+    assert_eq!(es.tokens, 40);
+    assert!(es.max_bits > ef.max_bits, "{es:?} vs {ef:?}");
     // The same quality on every batch size of a cell.
     assert_eq!(f.cells[0].cross_entropy_bits, f.cells[1].cross_entropy_bits);
 }

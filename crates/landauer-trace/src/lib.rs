@@ -39,7 +39,7 @@ pub use records::{
     Alternative, Record, RunRecord, SamplingRecord, SlowTensorRecord, SummaryRecord, TokenRecord,
 };
 pub use sinks::{format_summary, CsvTrace, JsonlTrace, TerminalPrinter};
-pub use study::{StudyCell, StudyFile};
+pub use study::{EntropyError, StudyCell, StudyFile};
 pub use sweep::{sweep_title, SweepFile, SweepHeader, SweepRow, SweepRuns};
 
 /// Receives records. Every method has a default; a sink implements what it needs.

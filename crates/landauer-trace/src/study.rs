@@ -45,6 +45,10 @@ pub struct StudyCell {
     pub tensor_types: BTreeMap<String, String>,
     /// For the roofline floor (`gap`).
     pub shape: Option<ModelShape>,
+    /// The default mode's per-token entropy error against exact mode (f32 activations) on the
+    /// same reference tokens; null when not checked (a synthetic model, or not asked for).
+    #[serde(default)]
+    pub entropy_error_vs_exact: Option<EntropyError>,
 }
 
 /// A whole `study.json`.
@@ -81,5 +85,33 @@ impl StudyFile {
             "precision and size on {}{est}",
             self.device_name.as_deref().unwrap_or(&self.device)
         )
+    }
+}
+
+/// The entropy error of the default mode (8-bit activations in landauer's kernels) against
+/// exact mode (f32 weights and activations), on the same tokens, bits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EntropyError {
+    pub tokens: usize,
+    pub mean_bits: f64,
+    pub p95_bits: f64,
+    pub max_bits: f64,
+}
+
+impl EntropyError {
+    /// From pairs (default mode, exact mode) of entropies; None for no pairs.
+    pub fn of(pairs: &[(f64, f64)]) -> Option<Self> {
+        let mut d: Vec<f64> = pairs.iter().map(|(a, b)| (a - b).abs()).collect();
+        if d.is_empty() {
+            return None;
+        }
+        d.sort_by(f64::total_cmp);
+        let n = d.len();
+        Some(EntropyError {
+            tokens: n,
+            mean_bits: d.iter().sum::<f64>() / n as f64,
+            p95_bits: d[((n as f64 * 0.95).ceil() as usize).clamp(1, n) - 1],
+            max_bits: d[n - 1],
+        })
     }
 }

@@ -30,7 +30,7 @@ pub(super) fn study_report(s: &Study, g: &GapReport, figs: &mut Figures) -> anyh
     let _ = write!(
         out,
         r#"<section id="study"><h2>What each precision and size buys</h2><p class="lead">Quality is teacher-forced on {} ({} tokens): cross-entropy in bits per token, and KL divergence and top-1 agreement against each model's highest-precision cell. Energy is the decode window's J/token at each batch size{}.</p><figure>{svg}</figure>
-<table><tr><th>model</th><th>quantize</th><th class="num">bits/weight</th><th class="num">batch</th><th class="num">decode tok/s</th><th class="num">J/token</th><th class="num">tokens/Wh</th><th class="num">floor J/token</th><th class="num">× floor</th><th class="num">cross-entropy bits</th><th class="num">KL bits</th><th class="num">top-1 %</th><th>steady</th></tr>"#,
+<table><tr><th>model</th><th>quantize</th><th class="num">bits/weight</th><th class="num">batch</th><th class="num">decode tok/s</th><th class="num">J/token</th><th class="num">tokens/Wh</th><th class="num">floor J/token</th><th class="num">× floor</th><th class="num">cross-entropy bits</th><th class="num">KL bits</th><th class="num">top-1 %</th><th class="num">entropy error vs exact, mean / max bits</th><th>steady</th></tr>"#,
         esc(&f.reference),
         f.cells.first().map_or(0, |c| c.reference_tokens),
         if f.estimated { " (ESTIMATED)" } else { "" }
@@ -38,7 +38,7 @@ pub(super) fn study_report(s: &Study, g: &GapReport, figs: &mut Figures) -> anyh
     for (c, lr) in f.cells.iter().zip(&g.ladders) {
         let _ = write!(
             out,
-            r#"<tr><td>{}</td><td>{}</td><td class="num">{:.2}</td><td class="num">{}</td><td class="num">{:.1}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{:.3e}</td><td class="num">{}</td><td class="num">{:.3}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td></tr>"#,
+            r#"<tr><td>{}</td><td>{}</td><td class="num">{:.2}</td><td class="num">{}</td><td class="num">{:.1}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{:.3e}</td><td class="num">{}</td><td class="num">{:.3}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td></tr>"#,
             esc(&c.model),
             esc(c.quantize.as_deref().unwrap_or("as stored")),
             c.bits_per_weight,
@@ -51,6 +51,12 @@ pub(super) fn study_report(s: &Study, g: &GapReport, figs: &mut Figures) -> anyh
             c.cross_entropy_bits,
             fmt_opt(c.kl_bits, |v| format!("{v:.4}")),
             fmt_opt(c.top1_agreement, |v| format!("{:.1}", v * 100.0)),
+            c.entropy_error_vs_exact
+                .as_ref()
+                .map_or("–".to_string(), |e| format!(
+                    "{:.4} / {:.4}",
+                    e.mean_bits, e.max_bits
+                )),
             if c.steady { "yes" } else { "no" }
         );
     }
