@@ -54,8 +54,8 @@ pub struct ModelArgs {
     #[arg(long = "kv-cache", value_name = "TYPE")]
     pub kv_cache: Option<String>,
     /// Quantize the weights at load (from a checkpoint's F32/F16/BF16 or a GGUF file) with
-    /// llama-quantize's rules for a file type: q4_k_m, q5_k_m, q6_k, q8_0, q4_0, q4_k_s, ...,
-    /// f16; the trace records each tensor class's type and the bits per weight.
+    /// llama-quantize's rules for a file type: q4_k_m, q5_k_m, q6_k, q8_0, q4_0, q4_k_s, q3_k_m,
+    /// q2_k, ..., f16, f32; the trace records each tensor class's type and the bits per weight.
     #[arg(long, value_name = "FORMAT")]
     pub quantize: Option<String>,
     /// With --quantize, also write the quantized model as a GGUF file (llama.cpp loads it).

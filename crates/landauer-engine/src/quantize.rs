@@ -91,6 +91,13 @@ pub fn quantize<R: Read + Seek>(
         .get_u32(&format!("{arch}.block_count"))
         .unwrap_or_default() as usize;
     let tied = !src.content.tensor_infos.contains_key("output.weight");
+    let heads = src
+        .get_u32(&format!("{arch}.attention.head_count"))
+        .unwrap_or(1) as usize;
+    let kv_heads = src
+        .get_u32(&format!("{arch}.attention.head_count_kv"))
+        .unwrap_or(heads as u32) as usize;
+    let gqa = heads / kv_heads.max(1);
     let mut names: Vec<String> = src.content.tensor_infos.keys().cloned().collect();
     names.sort();
     let err = |e: candle_core::Error| EngineError::Quantize(format!("{}: {e}", src.path.display()));
@@ -98,7 +105,7 @@ pub fn quantize<R: Read + Seek>(
     for (i, n) in names.iter().enumerate() {
         let info = &src.content.tensor_infos[n];
         let shape = info.shape.dims().to_vec();
-        let target = quant.tensor_type(n, &shape, layers, tied);
+        let target = quant.tensor_type(n, &shape, layers, tied, gqa);
         let q = src
             .content
             .tensor(&mut src.file, n, &Device::Cpu)

@@ -224,6 +224,10 @@ pub enum FileType {
     Q5KS,
     Q5KM,
     Q6K,
+    Q2K,
+    Q3KS,
+    Q3KM,
+    Q3KL,
 }
 
 impl FileType {
@@ -241,6 +245,10 @@ impl FileType {
             FileType::Q5KS => 16,
             FileType::Q5KM => 17,
             FileType::Q6K => 18,
+            FileType::Q2K => 10,
+            FileType::Q3KS => 11,
+            FileType::Q3KM => 12,
+            FileType::Q3KL => 13,
         }
     }
 
@@ -256,6 +264,8 @@ impl FileType {
             FileType::Q4KS | FileType::Q4KM => GgmlDType::Q4K,
             FileType::Q5KS | FileType::Q5KM => GgmlDType::Q5K,
             FileType::Q6K => GgmlDType::Q6K,
+            FileType::Q2K => GgmlDType::Q2K,
+            FileType::Q3KS | FileType::Q3KM | FileType::Q3KL => GgmlDType::Q3K,
         }
     }
 }
@@ -272,8 +282,17 @@ pub enum Quant {
 
 impl Quant {
     /// The type `llama-quantize` gives the tensor `name` (llama.cpp's name) of `shape` in a
-    /// model of `layers` blocks (`tied`: the output reuses the embedding).
-    pub fn tensor_type(&self, name: &str, shape: &[usize], layers: usize, tied: bool) -> GgmlDType {
+    /// model of `layers` blocks (`tied`: the output reuses the embedding) whose query heads
+    /// share each key/value head `gqa` ways (llama.cpp's `llama_tensor_get_type`, dense
+    /// models below 70B).
+    pub fn tensor_type(
+        &self,
+        name: &str,
+        shape: &[usize],
+        layers: usize,
+        tied: bool,
+        gqa: usize,
+    ) -> GgmlDType {
         if shape.len() < 2 {
             return GgmlDType::F32;
         }
@@ -296,14 +315,30 @@ impl Quant {
             }
         } else if name.ends_with(".attn_v.weight") {
             match ftype {
+                FileType::Q2K if gqa >= 4 => GgmlDType::Q4K,
+                FileType::Q2K => GgmlDType::Q3K,
+                FileType::Q3KM if layer < 2 => GgmlDType::Q5K,
+                FileType::Q3KM => GgmlDType::Q4K,
+                FileType::Q3KL => GgmlDType::Q5K,
                 FileType::Q4KM | FileType::Q5KM if use_more_bits(layer, layers) => GgmlDType::Q6K,
                 FileType::Q4KS if layer < 4 => GgmlDType::Q5K,
                 _ => base,
             }
         } else if name.ends_with(".ffn_down.weight") {
             match ftype {
+                FileType::Q2K => GgmlDType::Q3K,
+                FileType::Q3KM if layer < layers / 16 => GgmlDType::Q5K,
+                FileType::Q3KM => GgmlDType::Q4K,
+                FileType::Q3KL => GgmlDType::Q5K,
                 FileType::Q4KM | FileType::Q5KM if use_more_bits(layer, layers) => GgmlDType::Q6K,
                 FileType::Q4KS if layer < layers / 8 => GgmlDType::Q5K,
+                _ => base,
+            }
+        } else if name.ends_with(".attn_output.weight") {
+            match ftype {
+                FileType::Q2K => GgmlDType::Q3K,
+                FileType::Q3KM => GgmlDType::Q4K,
+                FileType::Q3KL => GgmlDType::Q5K,
                 _ => base,
             }
         } else {
@@ -332,6 +367,12 @@ pub const QUANTS: &[(&str, Quant)] = &[
     ("q5_k_s", Quant::Mix(FileType::Q5KS)),
     ("q5_k_m", Quant::Mix(FileType::Q5KM)),
     ("f16", Quant::Mix(FileType::F16)),
+    // llama-quantize's 2- and 3-bit mixes: quantize at load only (synthetic models do not
+    // generate these types' blocks).
+    ("q2_k", Quant::Mix(FileType::Q2K)),
+    ("q3_k_s", Quant::Mix(FileType::Q3KS)),
+    ("q3_k_m", Quant::Mix(FileType::Q3KM)),
+    ("q3_k_l", Quant::Mix(FileType::Q3KL)),
     // Every matrix in F32: the weights as they are (a dequantized model's reference).
     ("f32", Quant::Pure(GgmlDType::F32)),
 ];
@@ -474,6 +515,11 @@ impl SyntheticSpec {
             Quant::Pure(d) => d,
             Quant::Mix(f) => f.base(),
         };
+        if matches!(dtype, GgmlDType::Q2K | GgmlDType::Q3K) {
+            return Err(bad(format!(
+                "synthetic models do not come in {quant} (their blocks are not generated); write one in F16 with `landauer synthetic-gguf ARCH:f16 -o FILE` and quantize it with --quantize {quant}"
+            )));
+        }
         Ok(Self {
             arch,
             quant,
@@ -534,8 +580,13 @@ impl SyntheticSpec {
     /// `llama-model-loader.h`) and each layer has one `attn_v` and one `ffn_down`.
     /// [`Quant::Pure`] skips the rules but not the fallback.
     pub fn tensor_type(&self, name: &str, shape: &[usize]) -> GgmlDType {
-        self.mix
-            .tensor_type(name, shape, self.arch.layers, self.arch.tied_embeddings)
+        self.mix.tensor_type(
+            name,
+            shape,
+            self.arch.layers,
+            self.arch.tied_embeddings,
+            self.arch.heads / self.arch.kv_heads.max(1),
+        )
     }
 
     /// The model's GGUF header and a reader that generates its tensor data on demand.
@@ -1265,7 +1316,9 @@ mod tests {
     #[test]
     fn weights_have_the_intended_scale_and_no_offset() {
         for (q, _) in QUANTS {
-            let s = spec(&format!("synthetic:smollm2-135m:{q}"));
+            let Ok(s) = SyntheticSpec::parse(&format!("synthetic:smollm2-135m:{q}")) else {
+                continue; // a quantize-at-load preset only
+            };
             let t = tensor(&s, "blk.3.ffn_down.weight");
             assert_eq!(t.dtype(), s.dtype, "1536 columns need no fallback");
             let w = t

@@ -160,3 +160,60 @@ fn an_unknown_format_names_the_known_ones() {
     .to_string();
     assert!(e.contains("q3_xs") && e.contains("q4_k_m"), "{e}");
 }
+
+#[test]
+fn the_two_and_three_bit_mixes_follow_llama_quantize() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("f32.gguf");
+    write_tiny_llama(&src, &cfg(GgmlDType::F32)).unwrap();
+    for (preset, want) in [
+        // attn_v in Q5_K for the first two layers, ffn_down and attn_output in Q4_K.
+        (
+            "q3_k_m",
+            [
+                GgmlDType::Q5K,
+                GgmlDType::Q4K,
+                GgmlDType::Q4K,
+                GgmlDType::Q3K,
+            ],
+        ),
+        (
+            "q3_k_l",
+            [
+                GgmlDType::Q5K,
+                GgmlDType::Q5K,
+                GgmlDType::Q5K,
+                GgmlDType::Q3K,
+            ],
+        ),
+        // 4 heads on 2 key/value heads (gqa 2): attn_v in Q3_K.
+        (
+            "q2_k",
+            [
+                GgmlDType::Q3K,
+                GgmlDType::Q3K,
+                GgmlDType::Q3K,
+                GgmlDType::Q2K,
+            ],
+        ),
+    ] {
+        let saved = dir.path().join(format!("{preset}.gguf"));
+        let mut e = quantized(&src, preset, Some(&saved));
+        let t = types(&saved);
+        let got = [
+            t["blk.1.attn_v.weight"],
+            t["blk.1.ffn_down.weight"],
+            t["blk.1.attn_output.weight"],
+            t["blk.1.attn_q.weight"],
+        ];
+        assert_eq!(got, want, "{preset}");
+        assert_eq!(t["token_embd.weight"], GgmlDType::Q6K, "{preset}");
+        // And it runs on landauer's kernels.
+        assert_eq!(run(&mut e).0.len(), 6);
+        assert!(
+            e.slow_tensors().is_empty(),
+            "{preset}: {:?}",
+            e.slow_tensors()
+        );
+    }
+}
