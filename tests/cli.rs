@@ -1510,6 +1510,13 @@ fn a_study_writes_its_files_and_reports_and_ladders_read_them() {
         6,
         "one ladder per cell"
     );
+    // --quantize and --exact belong to single runs.
+    let o = run(landauer().args(["study", "--exact", "--model"]).arg(&model));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--quantizations"),
+        "{err}"
+    );
     // Bad quantization names are refused before any work.
     let o = run(landauer()
         .args(["study", "--quantizations", "q9_z", "--model"])

@@ -66,6 +66,11 @@ pub struct StudyArgs {
 
 impl StudyArgs {
     fn config(&self) -> anyhow::Result<StudyConfig> {
+        if self.model.quantize.is_some() || self.model.save_gguf.is_some() || self.model.exact {
+            anyhow::bail!(
+                "a study takes its precisions from --quantizations (and checks each against exact mode itself); drop --quantize, --save-gguf and --exact"
+            );
+        }
         let base = self.model.options(true)?;
         let specs = match (self.models.is_empty(), &base.model) {
             (false, _) => self.models.iter().cloned().map(Some).collect(),
