@@ -130,6 +130,16 @@ pub fn quantize<R: Read + Seek>(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     meta.extend(metadata);
+    // The file type llama.cpp reports: the preset's (llama.h's llama_ftype), not the source's.
+    meta.retain(|(k, _)| k != "general.file_type");
+    let file_type = match quant {
+        Quant::Mix(f) => Some(f.id()),
+        Quant::Pure(GgmlDType::F32) => Some(0),
+        Quant::Pure(_) => None,
+    };
+    if let Some(id) = file_type {
+        meta.push(("general.file_type".into(), Value::U32(id)));
+    }
     meta.push(("landauer.quantize".into(), Value::String(preset.into())));
     meta.push((
         "landauer.quantized_from".into(),
