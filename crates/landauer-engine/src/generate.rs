@@ -252,7 +252,8 @@ impl Engine {
         device: &Device,
         forward: Forward,
     ) -> Result<Self> {
-        let f32 = crate::quantize::EXACT;
+        // The `f32` preset: every matrix dequantized to F32.
+        let f32 = "f32";
         let mut engine = if crate::checkpoint::is_checkpoint(path) {
             let tokenizer = match tokenizer_json {
                 Some(t) => t.to_path_buf(),

@@ -19,14 +19,8 @@ use candle_core::Device;
 use std::io::{Cursor, Read, Seek};
 use std::path::{Path, PathBuf};
 
-/// Every matrix dequantized to F32: exact mode ([`crate::Engine::load_exact`]).
-pub const EXACT: &str = "f32 (exact)";
-
 /// A `--quantize` name (`q4_k_m`, `q8_0`, `f16`, ...), checked.
 pub fn parse(name: &str) -> Result<(&'static str, Quant)> {
-    if name == EXACT {
-        return Ok((EXACT, Quant::Pure(GgmlDType::F32)));
-    }
     let key = name.to_ascii_lowercase().replace('-', "_");
     QUANTS.iter().find(|q| q.0 == key).copied().ok_or_else(|| {
         EngineError::Quantize(format!(
@@ -197,23 +191,17 @@ pub fn tensor_classes(content: &gguf_file::Content) -> std::collections::BTreeMa
 /// Bits per weight of the matrices (rank 2 and more), as llama.cpp reports a file's BPW.
 pub fn bits_per_weight(content: &gguf_file::Content) -> f64 {
     let (mut bits, mut n) = (0f64, 0f64);
-    for info in content.tensor_infos.values() {
-        if info.shape.rank() < 2 {
-            continue;
-        }
-        let elems = info.shape.elem_count();
-        let d = info.ggml_dtype;
-        bits += (elems / d.block_size() * d.type_size() * 8) as f64;
-        n += elems as f64;
+    for info in content
+        .tensor_infos
+        .values()
+        .filter(|t| t.shape.rank() >= 2)
+    {
+        bits += (crate::gguf::tensor_bytes(info) * 8) as f64;
+        n += info.shape.elem_count() as f64;
     }
     if n > 0.0 {
         bits / n
     } else {
         0.0
     }
-}
-
-/// Whether `d` is a float type (the source a quantization should start from).
-pub fn is_float(d: GgmlDType) -> bool {
-    matches!(d, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16)
 }
