@@ -53,19 +53,28 @@ impl Default for StudyConfig {
 /// How the figures were measured (the study file's `method`).
 pub const METHOD: &str = "per model and quantization: the weights quantized at load with llama-quantize's per-tensor rules for the preset; quality teacher-forced on the reference text (its first reference_tokens tokens after the first): cross-entropy = mean -log2 p(next token), KL divergence in bits from the same model's highest-precision cell to this one and top-1 agreement with it, per position, averaged; speed and energy per batch size as `landauer sweep` measures them";
 
-/// One cell's scoring of the reference: cross-entropy, the top-1 tokens, and every
-/// position's log-probabilities (in a temporary file, for the KL divergences).
+/// One cell's scoring of the reference: cross-entropy, each position's entropy and top-1
+/// token, and (when kept) every position's log-probabilities in a temporary file, for the KL
+/// divergences.
 struct Scored {
     /// The entropy of each position's distribution, bits.
     entropies: Vec<f64>,
     cross_entropy_bits: f64,
     tokens: usize,
     top1: Vec<u32>,
-    logprobs: tempfile::NamedTempFile,
+    logprobs: Option<tempfile::NamedTempFile>,
     vocab: usize,
 }
 
-fn score(loaded: &mut Loaded, text: &str, max_tokens: usize) -> anyhow::Result<Scored> {
+/// Teacher-forces the reference through the model: one softmax pass per position
+/// ([`landauer_physics::softmax_stats`]) gives its log-partition and entropy. `keep_logprobs`
+/// writes the log-probabilities too (vocabulary × 4 bytes a position).
+fn score(
+    loaded: &mut Loaded,
+    text: &str,
+    max_tokens: usize,
+    keep_logprobs: bool,
+) -> anyhow::Result<Scored> {
     let ids = loaded.engine.encode(text)?;
     let n = ids
         .len()
@@ -75,36 +84,44 @@ fn score(loaded: &mut Loaded, text: &str, max_tokens: usize) -> anyhow::Result<S
     if n == 0 {
         anyhow::bail!("the reference text is shorter than two tokens");
     }
-    let mut file = BufWriter::new(tempfile::NamedTempFile::new()?);
-    let (mut bits, mut top1, mut vocab) = (0f64, Vec::with_capacity(n), 0);
+    let mut file = match keep_logprobs {
+        true => Some(BufWriter::new(tempfile::NamedTempFile::new()?)),
+        false => None,
+    };
+    let (mut nats, mut top1, mut vocab) = (0f64, Vec::with_capacity(n), 0);
     let mut entropies = Vec::with_capacity(n);
     let mut err = None;
     loaded.engine.score(&ids[..1], &ids[1..=n], |i, logits| {
-        let m = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let z: f64 = logits.iter().map(|&l| (l as f64 - m).exp()).sum();
-        let lz = m + z.ln();
-        bits += (lz - logits[ids[i + 1] as usize] as f64) / std::f64::consts::LN_2;
-        entropies.push(landauer_physics::entropy_bits_from_logits(logits));
+        let stats = landauer_physics::softmax_stats(logits);
+        let lz = stats.log_sum_exp;
+        nats += lz - logits[ids[i + 1] as usize] as f64;
+        entropies.push(stats.entropy_bits);
         let best = (0..logits.len())
             .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
             .unwrap_or(0);
         top1.push(best as u32);
         vocab = logits.len();
-        for &l in logits {
-            if let Err(e) = file.write_all(&((l as f64 - lz) as f32).to_le_bytes()) {
-                err.get_or_insert(e);
+        if let Some(f) = file.as_mut() {
+            for &l in logits {
+                if let Err(e) = f.write_all(&((l as f64 - lz) as f32).to_le_bytes()) {
+                    err.get_or_insert(e);
+                }
             }
         }
     })?;
     if let Some(e) = err {
         return Err(e.into());
     }
+    let logprobs = match file {
+        Some(f) => Some(f.into_inner().map_err(|e| e.into_error())?),
+        None => None,
+    };
     Ok(Scored {
         entropies,
-        cross_entropy_bits: bits / n as f64,
+        cross_entropy_bits: nats / n as f64 / std::f64::consts::LN_2,
         tokens: n,
         top1,
-        logprobs: file.into_inner().map_err(|e| e.into_error())?,
+        logprobs,
         vocab,
     })
 }
@@ -115,8 +132,11 @@ fn compare(reference: &Scored, cell: &Scored) -> anyhow::Result<(f64, f64)> {
         anyhow::bail!("two cells of one model have different vocabularies");
     }
     let n = reference.tokens.min(cell.tokens);
-    let mut a = BufReader::new(reference.logprobs.reopen()?);
-    let mut b = BufReader::new(cell.logprobs.reopen()?);
+    let kept = |s: &Scored| s.logprobs.as_ref().map(|f| f.reopen()).transpose();
+    let (Some(fa), Some(fb)) = (kept(reference)?, kept(cell)?) else {
+        anyhow::bail!("a cell was scored without its log-probabilities");
+    };
+    let (mut a, mut b) = (BufReader::new(fa), BufReader::new(fb));
     let (mut ra, mut rb) = (vec![0u8; 4 * reference.vocab], vec![0u8; 4 * cell.vocab]);
     let mut kl = 0f64;
     for _ in 0..n {
@@ -186,7 +206,7 @@ pub fn run(cfg: &StudyConfig, threads: usize, obs: &mut dyn Observer) -> anyhow:
                 q.as_deref().unwrap_or("as stored"),
                 cfg.reference_tokens
             ));
-            let s = score(&mut loaded, &cfg.reference_text, cfg.reference_tokens)?;
+            let s = score(&mut loaded, &cfg.reference_text, cfg.reference_tokens, true)?;
             let exact = match cfg.exact_check && !loaded.engine.info().synthetic {
                 true => {
                     let exact_opts = ModelOptions {
@@ -200,7 +220,7 @@ pub fn run(cfg: &StudyConfig, threads: usize, obs: &mut dyn Observer) -> anyhow:
                         ..model.clone()
                     };
                     let mut exact = Loaded::load(&exact_opts, obs)?;
-                    let e = score(&mut exact, &cfg.reference_text, cfg.reference_tokens)?;
+                    let e = score(&mut exact, &cfg.reference_text, cfg.reference_tokens, false)?;
                     let pairs: Vec<(f64, f64)> =
                         s.entropies.iter().copied().zip(e.entropies).collect();
                     landauer_trace::EntropyError::of(&pairs)
