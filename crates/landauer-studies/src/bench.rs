@@ -417,7 +417,7 @@ fn traced_run(
         &meter,
         RunSettings {
             model: loaded.engine.info().name.clone().unwrap_or_default(),
-            context_length: 0,
+            context_length: loaded.engine.context_length(),
             threads,
             idle_seconds,
             idle_power_w,
@@ -433,12 +433,12 @@ fn traced_run(
             chat: false,
             prompt: cfg.prompt.clone(),
             prompt_text: cfg.prompt.clone(),
-            prompt_tokens: 0,
+            prompt_tokens: tokens.len(),
             prompt_token_ids: vec![tokens.to_vec()],
             batch: 1,
             top_n: 5,
             footprint: Default::default(),
-            started_unix_s: 0.0,
+            started_unix_s: crate::session::unix_now(),
         },
     );
     let recorder = Recorder::new(run, meter.sampler)

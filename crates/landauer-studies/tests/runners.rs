@@ -59,6 +59,14 @@ fn a_bench_runs_every_round_traced_and_untraced_and_keeps_its_traces() {
     let e = r.energy.as_ref().expect("the estimate meter measures");
     assert!(e.estimated && e.decode_joules_per_token.len() == 3);
     assert!(r.roofline.as_ref().unwrap().read_bandwidth_bytes_per_s > 0.0);
+    // The kept traces describe their runs (the prompt, the context, when).
+    let landauer_trace::Input::Trace(t) =
+        landauer_trace::read_input(&traces.join("run0.jsonl")).unwrap()
+    else {
+        panic!("a trace")
+    };
+    assert_eq!(t.run.prompt_tokens, t.run.prompt_token_ids[0].len());
+    assert!(t.run.prompt_tokens > 0 && t.run.context_length > 0 && t.run.started_unix_s > 1e9);
     for i in 0..3 {
         assert!(traces.join(format!("run{i}.jsonl")).is_file());
         assert!(traces.join(format!("run{i}.csv")).is_file());
