@@ -170,6 +170,21 @@ pub fn run(cfg: &StudyConfig, threads: usize, obs: &mut dyn Observer) -> anyhow:
     if cfg.models.is_empty() || cfg.quantize.is_empty() {
         anyhow::bail!("a study needs at least one model and one quantization");
     }
+    let requantized = cfg.quantize.iter().flatten().next();
+    let synthetic = cfg
+        .models
+        .iter()
+        .filter_map(|m| m.model.as_deref())
+        .find(|m| landauer_engine::synthetic::SyntheticSpec::is_synthetic(m));
+    if let (Some(q), Some(m)) = (requantized, synthetic) {
+        // synthetic:ARCH, without a type it may name.
+        let m = m.splitn(3, ':').take(2).collect::<Vec<_>>().join(":");
+        anyhow::bail!(
+            "--quantizations {q} cannot apply to {m}: a synthetic model's type is part of its \
+             name; list one model per type (--models {m}:q8_0,{m}:q4_k_m) with --quantizations \
+             stored"
+        );
+    }
     let mut file = StudyFile {
         landauer_version: env!("CARGO_PKG_VERSION").into(),
         device: String::new(),

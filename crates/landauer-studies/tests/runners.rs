@@ -131,6 +131,22 @@ fn bad_settings_fail_before_any_work() {
         ..Default::default()
     };
     assert!(bad.check().unwrap_err().to_string().contains("--runs"));
+    // A synthetic model's type is in its name: a study cannot requantize it.
+    let bad = landauer_studies::study::StudyConfig {
+        models: vec![ModelOptions {
+            model: Some("synthetic:llama-3.2-1b".into()),
+            ..Default::default()
+        }],
+        quantize: vec![None, Some("q8_0".into())],
+        ..Default::default()
+    };
+    let err = landauer_studies::study::run(&bad, 1, &mut ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--quantizations q8_0") && err.contains("synthetic:llama-3.2-1b:q8_0"),
+        "{err}"
+    );
 }
 
 #[test]
