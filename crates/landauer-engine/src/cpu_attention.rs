@@ -17,7 +17,8 @@ use crate::family::Family;
 /// 8 rows and a few hundred slots are a third as many as the weights' and come from memory.
 /// Its rounding (2⁻¹¹ relative) moves a 256-token greedy run of the default model's entropy
 /// by 0.05 bits per token on average, as much as switching to candle-transformers' forward
-/// pass does (benches/README.md); f32 keeps the projections' values exactly.
+/// pass does (benches/README.md); f32 keeps the projections' values exactly, and attention
+/// over it computes in f64 (the precise choice, exact mode's; slower).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KvDtype {
     #[default]
@@ -568,11 +569,22 @@ fn one_head(io: &HeadIo, r: usize, h: usize, qh: &mut [f32], scores: &mut [f32])
             }
         }
     };
+    let mut exact = Vec::new();
     for i in 0..t {
         let src = io.query(r, i, h, qh);
         let mrow = io
             .mask
             .map(|m| &m[(r * t + i) * span..(r * t + i + 1) * span]);
+        // SAFETY: (r, i, h) is this item's own output head; no other item writes it, and it
+        // lies inside `out` (b·t·heads·d values, zeroed here before it is read).
+        let y = unsafe {
+            std::ptr::write_bytes(io.out.0.add(src), 0, d);
+            std::slice::from_raw_parts_mut(io.out.0.add(src), d)
+        };
+        if io.cache.dtype == KvDtype::F32 {
+            head_f64(qh, ck, cv, mrow, y, &mut exact);
+            continue;
+        }
         let mut max = f32::NEG_INFINITY;
         for (slot, sc) in scores.iter_mut().enumerate() {
             let mut x = dot(qh, &ck[slot * d..(slot + 1) * d]) * scale;
@@ -587,12 +599,6 @@ fn one_head(io: &HeadIo, r: usize, h: usize, qh: &mut [f32], scores: &mut [f32])
             *sc = (*sc - max).exp();
             total += *sc;
         }
-        // SAFETY: (r, i, h) is this item's own output head; no other item writes it, and it
-        // lies inside `out` (b·t·heads·d values, zeroed here before it is read).
-        let y = unsafe {
-            std::ptr::write_bytes(io.out.0.add(src), 0, d);
-            std::slice::from_raw_parts_mut(io.out.0.add(src), d)
-        };
         for (slot, &p) in scores.iter().enumerate() {
             if p == 0.0 {
                 continue;
@@ -602,6 +608,45 @@ fn one_head(io: &HeadIo, r: usize, h: usize, qh: &mut [f32], scores: &mut [f32])
                 *o += p * x;
             }
         }
+    }
+}
+
+/// One query's attention over an f32 cache in f64 (scores, softmax and the weighted sum of
+/// values; rounded to f32 once): an f32 cache is the precise choice, exact mode's. With the
+/// norms and F32 weights' sums also in f64, exact mode's entropies are within about twice
+/// the rounding of f32 activations of a float64 forward pass (tests/exact.rs), where f32
+/// sums and an approximate exp doubled that. `scores` is scratch.
+fn head_f64(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    mask: Option<&[f32]>,
+    y: &mut [f32],
+    scores: &mut Vec<f64>,
+) {
+    let d = q.len();
+    let scale = 1.0 / (d as f64).sqrt();
+    scores.clear();
+    scores.extend(keys.chunks_exact(d).enumerate().map(|(slot, k)| {
+        let x: f64 = q.iter().zip(k).map(|(&a, &b)| a as f64 * b as f64).sum();
+        x * scale + mask.map_or(0.0, |m| m[slot] as f64)
+    }));
+    let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let mut total = 0.0;
+    let mut acc = [0f64; MAX_HEAD_DIM];
+    let acc = &mut acc[..d];
+    for (&x, v) in scores.iter().zip(values.chunks_exact(d)) {
+        let p = (x - max).exp();
+        if p == 0.0 {
+            continue;
+        }
+        total += p;
+        for (o, &v) in acc.iter_mut().zip(v) {
+            *o += p * v as f64;
+        }
+    }
+    for (o, a) in y.iter_mut().zip(acc.iter()) {
+        *o = (a / total) as f32;
     }
 }
 
@@ -718,7 +763,9 @@ pub fn attend(
             // head_dim = 8·N values; `qh` and `scores` hold `per_item` heads; the item
             // writes only its own output heads.
             #[cfg(target_arch = "x86_64")]
-            if !(avx2 && unsafe { groups_avx2(&io, r, h0, per_item, qh, sc) }) {
+            // An f32 cache is read in f64 by `one_head` (exact mode's).
+            let precise = cache.dtype == KvDtype::F32;
+            if !(avx2 && !precise && unsafe { groups_avx2(&io, r, h0, per_item, qh, sc) }) {
                 (h0..h0 + per_item)
                     .for_each(|h| one_head(&io, r, h, &mut qh[..d], &mut sc[..span]));
             }

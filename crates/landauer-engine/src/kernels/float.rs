@@ -9,6 +9,12 @@
 //! consecutive weights to 8 f32 lanes: F16 by F16C's `vcvtph2ps`, BF16 by moving each 16-bit
 //! value into the top half of a 32-bit lane (bf16 is the upper half of an f32), F32 by a plain
 //! load. No integer arithmetic is involved, so nothing can overflow short of f32's range.
+//!
+//! F32 weights are the precise format (exact mode dequantizes every matrix to F32): their
+//! dots sum in f64 ([`dot_avx2_f32`], [`dot_reference_f64`]) and are rounded to f32 once,
+//! within an ulp of the exact value, where an f32 sum of a few thousand products can be a
+//! few ulp off. Exact mode's entropies came twice as close to a float64 forward pass
+//! (tests/exact.rs). F32 rows are 4 bytes a weight: the speed is memory's either way.
 
 // Kernels index their per-row registers and arrays by row number: iterator forms of these
 // loops measured slower (up to 20% at one row) where they kept the arrays out of registers.
@@ -99,7 +105,19 @@ macro_rules! per_type {
 }
 per_type!(F16);
 per_type!(BF16);
-per_type!(F32);
+
+impl F32 {
+    /// GGUF bytes of 32 values.
+    pub const BLOCK_BYTES: usize = BLOCK_VALUES * <F32 as Widen8>::BYTES;
+    /// The 32 values of `block`.
+    pub fn dequantize_block(block: &[u8], out: &mut [f32]) {
+        dequantize_block::<F32>(block, out)
+    }
+    /// See [`dot_reference_f64`].
+    pub fn dot_reference(row: &[u8], a: &F32Rows, r: usize) -> f32 {
+        dot_reference_f64(row, a, r)
+    }
+}
 
 /// The values of one 32-value block of `T` as f32.
 pub fn dequantize_block<T: Widen8>(block: &[u8], out: &mut [f32]) {
@@ -147,14 +165,58 @@ pub unsafe fn dot_avx2_bf16<const R: usize>(row: *const u8, a: &F32Rows, first: 
     dot_avx2::<BF16, R>(row, a, first)
 }
 
-/// AVX2 dots of F32 weights with activation rows `first..first + R` (see [`dot_avx2`]).
+/// The dot product of F32 weight row `row` with activation row r, summed in f64 (every
+/// product of two f32 values is exact in f64) in this order: 8 lanes, lane l summing the
+/// products of i ≡ l (mod 8) one after another, then ((l0 + l4) + (l2 + l6)) + ((l1 + l5) +
+/// (l3 + l7)); rounded to f32 once. That is [`dot_avx2_f32`]'s order, to the bit.
+pub fn dot_reference_f64(row: &[u8], a: &F32Rows, r: usize) -> f32 {
+    let x = a.row(r);
+    assert!(x.len().is_multiple_of(BLOCK_VALUES) && row.len() >= x.len() * F32::BYTES);
+    let mut lanes = [0f64; 8];
+    for (i, &xi) in x.iter().enumerate() {
+        lanes[i % 8] = (F32::at(row, i) as f64).mul_add(xi as f64, lanes[i % 8]);
+    }
+    let l = lanes;
+    (((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))) as f32
+}
+
+/// AVX2 dots of F32 weights with activation rows `first..first + R`, summed in f64 (see
+/// [`dot_reference_f64`], whose order it keeps, so each row's result does not depend on R).
+/// Per 8 weights: both halves widened to 4 f64 lanes once, then fused into every row's two
+/// accumulators.
 ///
 /// # Safety
-/// As [`dot_avx2`].
+/// The CPU must support AVX2 and FMA; `row` must point to `a.k` f32 values, `a.k` must be a
+/// multiple of 32, and `first + R <= a.m`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_avx2_f32<const R: usize>(row: *const u8, a: &F32Rows, first: usize) -> [f32; R] {
-    dot_avx2::<F32, R>(row, a, first)
+    use std::arch::x86_64::*;
+    let k = a.k;
+    debug_assert!(k.is_multiple_of(BLOCK_VALUES) && first + R <= a.m);
+    let wp = row as *const f32;
+    let xp: [*const f32; R] = std::array::from_fn(|r| a.x.as_ptr().add((first + r) * k));
+    let mut acc = [[_mm256_setzero_pd(); 2]; R];
+    let mut i = 0;
+    while i < k {
+        let w0 = _mm256_cvtps_pd(_mm_loadu_ps(wp.add(i)));
+        let w1 = _mm256_cvtps_pd(_mm_loadu_ps(wp.add(i + 4)));
+        for r in 0..R {
+            let x0 = _mm256_cvtps_pd(_mm_loadu_ps(xp[r].add(i)));
+            let x1 = _mm256_cvtps_pd(_mm_loadu_ps(xp[r].add(i + 4)));
+            acc[r][0] = _mm256_fmadd_pd(w0, x0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_pd(w1, x1, acc[r][1]);
+        }
+        i += 8;
+    }
+    std::array::from_fn(|r| {
+        // Lanes l0..l3 and l4..l7: (l0 + l4, l1 + l5, l2 + l6, l3 + l7), then pairs.
+        let s = _mm256_add_pd(acc[r][0], acc[r][1]);
+        let lo = _mm256_castpd256_pd128(s);
+        let hi = _mm256_extractf128_pd(s, 1);
+        let p = _mm_add_pd(lo, hi);
+        (_mm_cvtsd_f64(p) + _mm_cvtsd_f64(_mm_unpackhi_pd(p, p))) as f32
+    })
 }
 
 /// Dots of one weight row of `T` with activation rows `first..first + R`.
@@ -358,7 +420,6 @@ mod tests {
     fn reference_is_the_exact_dot() {
         reference_is_exact::<F16>(32, f16_bits);
         reference_is_exact::<BF16>(33, bf16_bits);
-        reference_is_exact::<F32>(34, f32_bits);
     }
 
     /// `dot_avx2::<T, R>` against the reference at every `first` of an m = R + 3 batch.
@@ -399,6 +460,48 @@ mod tests {
         check_simd::<T, 8>(&mut rng, bits);
     }
 
+    /// F32 weights: the f64-summing kernel gives its reference's bits for every R and first
+    /// row, and both are the exact dot rounded to f32 (within an ulp).
+    #[cfg(target_arch = "x86_64")]
+    fn check_f32_f64<const R: usize>(rng: &mut ChaCha8Rng) {
+        let m = R + 3;
+        for k in WIDTHS {
+            let w = random_rows::<F32>(rng, 3, k, f32_bits);
+            let a = random_x(rng, m, k);
+            for row in w.chunks_exact(k * F32::BYTES) {
+                for first in 0..=m - R {
+                    // SAFETY: features checked by the caller; row holds k values; first+R <= m.
+                    let got = unsafe { dot_avx2_f32::<R>(row.as_ptr(), &a, first) };
+                    for r in 0..R {
+                        let want = F32::dot_reference(row, &a, first + r);
+                        assert_eq!(got[r].to_bits(), want.to_bits(), "R={R} k={k} r={r}");
+                        let (exact, mag) = exact_dot::<F32>(row, &a, first + r);
+                        let ulp = (exact as f32).abs() as f64 * f32::EPSILON as f64;
+                        assert!(
+                            (want as f64 - exact).abs() <= ulp + 1e-12 * mag,
+                            "k={k}: {want} vs exact {exact}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn f32_weights_sum_in_f64_for_every_r() {
+        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+            eprintln!("SKIPPED: this CPU has no AVX2 + FMA");
+            return;
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(39);
+        check_f32_f64::<1>(&mut rng);
+        check_f32_f64::<2>(&mut rng);
+        check_f32_f64::<3>(&mut rng);
+        check_f32_f64::<4>(&mut rng);
+        check_f32_f64::<8>(&mut rng);
+    }
+
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn simd_equals_reference_for_every_r() {
@@ -411,19 +514,13 @@ mod tests {
         }
         check_all_r::<F16>(35, f16_bits);
         check_all_r::<BF16>(36, bf16_bits);
-        check_all_r::<F32>(37, f32_bits);
         // The exported wrappers are the same functions.
         let mut rng = ChaCha8Rng::seed_from_u64(38);
         let a = random_x(&mut rng, 2, 64);
-        let w: Vec<u8> = random_rows::<F32>(&mut rng, 1, 64, f32_bits);
         let h: Vec<u8> = random_rows::<F16>(&mut rng, 1, 64, f16_bits);
         let b: Vec<u8> = random_rows::<BF16>(&mut rng, 1, 64, bf16_bits);
         // SAFETY: features checked; rows of 64 values; 2 activation rows.
         unsafe {
-            assert_eq!(
-                dot_avx2_f32::<2>(w.as_ptr(), &a, 0),
-                dot_avx2::<F32, 2>(w.as_ptr(), &a, 0)
-            );
             assert_eq!(
                 dot_avx2_f16::<1>(h.as_ptr(), &a, 1),
                 dot_avx2::<F16, 1>(h.as_ptr(), &a, 1)

@@ -1047,9 +1047,9 @@ pub fn silu_mul_in_place(g: &mut [f32], u: &[f32]) {
 }
 
 /// RMS normalization of the last dimension, x / sqrt(mean(x²) + eps) · alpha, as candle's
-/// `rms_norm`. On CPU f32 tensors the sum of squares runs in eight lanes (candle sums one
-/// value after another: a chain of dependent additions that made it ~1% of batched decode
-/// time); the values differ from candle's only by the order of that sum's additions.
+/// `rms_norm`. On CPU f32 tensors it is computed in f64 and rounded once (see `norm_row`):
+/// within an ulp of the exact value, where candle's f32 sum of one value after another
+/// is a few ulp off (and was ~1% of batched decode time, a chain of dependent additions).
 pub fn rms_norm(x: &Tensor, alpha: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
     let n = x.dims().last().copied().unwrap_or(0);
     if n == 0 || !host(x) || !host(alpha) || alpha.dims() != [n] {
@@ -1127,21 +1127,30 @@ pub fn rms_norm_rows_in_place(x: &mut [f32], w: &[f32], eps: f32) {
     }
 }
 
-/// One row of [`rms_norm`] into `dst`.
+/// One row of [`rms_norm`] into `dst`, in f64 from the sum of squares to the scaled values
+/// (rounded to f32 once, at the end). The final norm's scale multiplies every logit, so an
+/// f32 rounding of it moves all of them together and the entropy with them: in f32 it was
+/// most of exact mode's distance from a float64 pass (1.1e-6 bits at worst on the tiny
+/// llama, 3.6e-7 in f64; tests/exact.rs). A norm is a sliver of a step's time.
 fn norm_row(row: &[f32], alpha: &[f32], eps: f32, dst: &mut [f32]) {
     let n = row.len();
-    let mut lanes = [0f32; 8];
-    let chunks = row.chunks_exact(8);
-    let rest: f32 = chunks.remainder().iter().map(|v| v * v).sum();
+    // Four independent sums, so that the additions need not wait on each other.
+    let mut lanes = [0f64; 4];
+    let chunks = row.chunks_exact(4);
+    let rest: f64 = chunks
+        .remainder()
+        .iter()
+        .map(|&v| v as f64 * v as f64)
+        .sum();
     for c in chunks {
-        for (l, v) in lanes.iter_mut().zip(c) {
-            *l += v * v;
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += v as f64 * v as f64;
         }
     }
-    let sum2 = lanes.iter().sum::<f32>() + rest;
-    let m = (sum2 / n as f32 + eps).sqrt();
-    for ((d, s), w) in dst.iter_mut().zip(row).zip(alpha) {
-        *d = *s / m * *w;
+    let sum2 = (lanes[0] + lanes[2]) + (lanes[1] + lanes[3]) + rest;
+    let r = 1.0 / (sum2 / n as f64 + eps as f64).sqrt();
+    for ((d, &s), &w) in dst.iter_mut().zip(row).zip(alpha) {
+        *d = (s as f64 * r * w as f64) as f32;
     }
 }
 

@@ -634,6 +634,24 @@ fn rms_norm_is_candles_to_float_rounding() {
                 "{rows}x{n}: {a} vs {b}"
             );
         }
+        // Within the rounding of the exact value (computed in f64 here): half an ulp, and a
+        // little for f64's own rounding.
+        let (xs, al) = (
+            x.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            alpha.to_vec1::<f32>().unwrap(),
+        );
+        for (row, got) in xs.chunks_exact(n).zip(g.chunks_exact(n)) {
+            let ms = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / n as f64;
+            let r = 1.0 / (ms + 1e-5).sqrt();
+            for ((&v, &a), &o) in row.iter().zip(&al).zip(got) {
+                let exact = v as f64 * r * a as f64;
+                let ulp = (exact as f32).abs() * f32::EPSILON;
+                assert!(
+                    (o as f64 - exact).abs() <= 0.5001 * ulp as f64 + 1e-45,
+                    "{rows}x{n}: {o} vs exact {exact}"
+                );
+            }
+        }
     }
     // A 3-d input keeps its shape; other dtypes go to candle (f16 here).
     let x = Tensor::randn(0f32, 1.0, (2, 3, 16), &dev).unwrap();
