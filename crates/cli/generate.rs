@@ -89,6 +89,9 @@ struct RowTexts<'a, S> {
 }
 
 impl<S: TokenSink> TokenSink for RowTexts<'_, S> {
+    fn needs(&self) -> landauer_engine::Needs {
+        self.inner.needs()
+    }
     fn begin(&mut self, s: &RunStart) -> Result<(), SinkError> {
         self.inner.begin(s)
     }

@@ -1,5 +1,6 @@
 //! The generation loop and the per-token event stream it emits.
 
+use crate::device_sampling::{DeviceLogits, SamplingPlace};
 use crate::gguf::{GgufFile, ModelInfo};
 use crate::model::Model;
 use crate::sampler::{SampledDist, Sampler, SamplingParams};
@@ -48,8 +49,15 @@ pub struct TokenEvent<'a> {
     pub text: &'a str,
     pub is_eos: bool,
     pub phase: Phase,
-    /// The model's raw logits for this step: the distribution at temperature 1.
-    pub logits: &'a [f32],
+    /// The model's raw logits for this step, the distribution at temperature 1: always when
+    /// the step was sampled on the host, and when the sink asks for them
+    /// ([`Needs::logits`]) when it was sampled on the device ([`SamplingPlace`]).
+    pub logits: Option<&'a [f32]>,
+    /// The chosen token's logit.
+    pub chosen_logit: f32,
+    /// The [`Needs::top_n`] largest logits, most likely first (lower id first on ties), when
+    /// the step was sampled on the device; sinks find them in `logits` otherwise.
+    pub top: Option<&'a [(u32, f32)]>,
     /// What the token was actually drawn from (after temperature, top-k, top-p).
     pub sampled: SampledDist<'a>,
     /// For turning alternative token ids into text.
@@ -62,9 +70,40 @@ pub struct TokenEvent<'a> {
     /// Tokens produced by this token's step (the batch rows still generating; 1 for a
     /// single sequence). They share the step's window, and its energy equally.
     pub step_tokens: usize,
-    /// `landauer_physics::softmax_stats(logits)`, when the engine computed it (batches only,
-    /// [`GenerateOptions::stats_rows`]).
+    /// `landauer_physics::softmax_stats(logits)`, when the engine computed it: on the host
+    /// for batches ([`GenerateOptions::stats_rows`]), on the device whenever the sink asks
+    /// ([`Needs::stats`]).
     pub stats: Option<landauer_physics::SoftmaxStats>,
+}
+
+impl TokenEvent<'_> {
+    /// The step's softmax statistics: the engine's, else computed from the logits (None
+    /// when the engine sent neither).
+    pub fn softmax_stats(&self) -> Option<landauer_physics::SoftmaxStats> {
+        self.stats
+            .or_else(|| self.logits.map(landauer_physics::softmax_stats))
+    }
+}
+
+/// What a sink needs from each step besides the token, so that a step sampled on the device
+/// ([`SamplingPlace::Device`]) copies no more than that to the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    /// The full logits ([`TokenEvent::logits`]).
+    pub logits: bool,
+    /// The softmax statistics ([`TokenEvent::stats`]).
+    pub stats: bool,
+    /// How many of the largest logits ([`TokenEvent::top`]).
+    pub top_n: usize,
+}
+
+impl Needs {
+    /// Nothing: a sink that only counts or times tokens.
+    pub const NOTHING: Needs = Needs {
+        logits: false,
+        stats: false,
+        top_n: 0,
+    };
 }
 
 /// Why generation stopped.
@@ -94,6 +133,15 @@ pub struct RunEnd {
 /// Receives the engine's events. Every method has a default, so a sink implements only what
 /// it needs; `()` is the sink that does nothing, and then nothing is computed for it.
 pub trait TokenSink {
+    /// What this sink reads from each step (default: the full logits and the statistics,
+    /// which on a GPU costs a copy of every row's logits each step).
+    fn needs(&self) -> Needs {
+        Needs {
+            logits: true,
+            stats: true,
+            top_n: 0,
+        }
+    }
     fn begin(&mut self, _start: &RunStart) -> Result<(), SinkError> {
         Ok(())
     }
@@ -105,9 +153,16 @@ pub trait TokenSink {
     }
 }
 
-impl TokenSink for () {}
+impl TokenSink for () {
+    fn needs(&self) -> Needs {
+        Needs::NOTHING
+    }
+}
 
 impl<S: TokenSink + ?Sized> TokenSink for &mut S {
+    fn needs(&self) -> Needs {
+        (**self).needs()
+    }
     fn begin(&mut self, s: &RunStart) -> Result<(), SinkError> {
         (**self).begin(s)
     }
@@ -161,6 +216,7 @@ pub struct Engine {
     bos_token: Option<u32>,
     chat_template: Option<String>,
     context: usize,
+    sampling_place: SamplingPlace,
 }
 
 impl Engine {
@@ -369,7 +425,23 @@ impl Engine {
             bos_token,
             chat_template,
             context,
+            sampling_place: SamplingPlace::Auto,
         })
+    }
+
+    /// Where each step's logits become tokens, entropies and top-N (default
+    /// [`SamplingPlace::Auto`]: on the device for GPUs).
+    pub fn set_sampling_place(&mut self, place: SamplingPlace) {
+        self.sampling_place = place;
+    }
+
+    /// True when steps are sampled where the logits are ([`crate::device_sampling`]).
+    pub fn samples_on_device(&self) -> bool {
+        match self.sampling_place {
+            SamplingPlace::Auto => !self.device.is_cpu(),
+            SamplingPlace::Host => false,
+            SamplingPlace::Device => true,
+        }
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -488,13 +560,36 @@ impl Engine {
         let mut t_start = 0.0;
         let mut prefill_s = 0.0;
         let mut generated = 0usize;
+        let needs = sink.needs();
+        let on_device = self.samples_on_device();
         let reason = loop {
-            // Copying the logits to the host waits for the device: t_end means what it says.
-            let host: Vec<f32> = logits
-                .squeeze(0)?
-                .to_dtype(candle_core::DType::F32)?
-                .to_vec1()?;
-            let (token, sampled) = sampler.sample(&host);
+            // Copying the logits (or their reductions) to the host waits for the device:
+            // t_end means what it says.
+            let mut host: Option<Vec<f32>> = None;
+            let mut outcome = None;
+            let mut stats = None;
+            let (token, sampled) = if on_device {
+                let dl = DeviceLogits::new(&logits)?;
+                let params = sampler.params().clone();
+                let mut plan = dl.plan(&[0], &params, needs.top_n)?;
+                if needs.stats {
+                    stats = dl.stats()?.first().copied();
+                }
+                if needs.logits {
+                    host = Some(logits.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?);
+                }
+                let (out, dist) = dl.sample_row(&mut plan, 0, 0, &mut sampler)?;
+                let token = out.token;
+                outcome = Some(out);
+                (token, dist)
+            } else {
+                host = Some(logits.squeeze(0)?.to_dtype(DType::F32)?.to_vec1()?);
+                sampler.sample(host.as_deref().unwrap_or_default())
+            };
+            let chosen_logit = match &outcome {
+                Some(o) => o.chosen_logit,
+                None => host.as_ref().map_or(f32::NAN, |h| h[token as usize]),
+            };
             let t_end = secs(Instant::now());
             let phase = if generated == 0 {
                 prefill_s = t_end;
@@ -539,13 +634,15 @@ impl Engine {
                 text: &piece,
                 is_eos,
                 phase,
-                logits: &host,
+                logits: host.as_deref(),
+                chosen_logit,
+                top: outcome.as_ref().map(|o| o.top.as_slice()),
                 sampled,
                 tokenizer: &self.tokenizer,
                 t_start_s: t_start,
                 t_end_s: t_end,
                 step_tokens: 1,
-                stats: None,
+                stats,
             })
             .map_err(sink_err)?;
             generated += 1;
@@ -650,6 +747,8 @@ impl Engine {
         // the tokens to generate, within the context.
         let capacity = (longest + opts.max_tokens).min(self.context);
         let (kv, work) = self.batch_memory(rows, longest, capacity - longest);
+        let needs = sink.needs();
+        let on_device = self.samples_on_device();
         let model = match &mut self.model {
             Model::Batched(m) => m,
             _ => return Err(EngineError::Device(
@@ -716,19 +815,55 @@ impl Engine {
         let (mut t_start, mut prefill_s, mut total) = (0.0, 0.0, 0usize);
         let mut step = 0usize;
         let reason = loop {
-            let flat = logits.to_dtype(DType::F32)?.flatten_all()?;
-            let values = host_values(&flat)?;
-            let host = values.as_slice();
-            let vocab = host.len() / rows;
+            let active: Vec<usize> = (0..rows).filter(|&r| !done[r]).collect();
+            // On the device: the reductions every active row needs, copied once; the full
+            // logits only for a sink that reads them.
+            let device = match on_device {
+                true => {
+                    let dl = DeviceLogits::new(&logits)?;
+                    let plan = dl.plan(&active, &opts.sampling, needs.top_n)?;
+                    let stats: Vec<_> = match needs.stats {
+                        true => dl.stats()?.into_iter().map(Some).collect(),
+                        false => vec![None; rows],
+                    };
+                    Some((dl, plan, stats))
+                }
+                false => None,
+            };
+            let flat = match (&device, needs.logits) {
+                (None, _) | (Some(_), true) => Some(logits.to_dtype(DType::F32)?.flatten_all()?),
+                (Some(_), false) => None,
+            };
+            let values = flat.as_ref().map(host_values).transpose()?;
+            let host = values.as_ref().map(|v| v.as_slice());
+            let vocab = logits.dim(logits.rank() - 1)?;
             let t_end = secs(Instant::now());
             if step == 0 {
                 prefill_s = t_end;
             }
-            let active: Vec<usize> = (0..rows).filter(|&r| !done[r]).collect();
-            let stats = row_stats(host, vocab, &active, opts.stats_rows);
-            for &r in &active {
-                let row = &host[r * vocab..(r + 1) * vocab];
-                let (token, sampled) = samplers[r].sample(row);
+            let (mut device, stats) = match device {
+                Some((dl, plan, stats)) => (Some((dl, plan)), stats),
+                None => {
+                    let host = host.expect("host sampling copies the logits");
+                    (None, row_stats(host, vocab, &active, opts.stats_rows))
+                }
+            };
+            for (i, &r) in active.iter().enumerate() {
+                let row = host.map(|h| &h[r * vocab..(r + 1) * vocab]);
+                let (token, sampled, outcome) = match &mut device {
+                    Some((dl, plan)) => {
+                        let (out, dist) = dl.sample_row(plan, i, r, &mut samplers[r])?;
+                        (out.token, dist, Some(out))
+                    }
+                    None => {
+                        let (token, dist) = samplers[r].sample(row.unwrap_or_default());
+                        (token, dist, None)
+                    }
+                };
+                let chosen_logit = match &outcome {
+                    Some(o) => o.chosen_logit,
+                    None => row.map_or(f32::NAN, |h| h[token as usize]),
+                };
                 let is_eos = self.eos_tokens.contains(&token);
                 let piece = if is_eos {
                     String::new()
@@ -747,7 +882,9 @@ impl Engine {
                     } else {
                         crate::Phase::Decode
                     },
-                    logits: &host[r * vocab..(r + 1) * vocab],
+                    logits: row,
+                    chosen_logit,
+                    top: outcome.as_ref().map(|o| o.top.as_slice()),
                     sampled,
                     tokenizer: &self.tokenizer,
                     t_start_s: t_start,

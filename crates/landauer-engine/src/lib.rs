@@ -2,7 +2,7 @@
 //! emits one [`TokenEvent`] per generated token to a [`TokenSink`].
 //!
 //! ```
-//! use landauer_engine::{Engine, GenerateOptions, SamplingParams, TokenEvent, TokenSink, SinkError};
+//! use landauer_engine::{Engine, GenerateOptions, Needs, SamplingParams, TokenEvent, TokenSink, SinkError};
 //!
 //! // A tiny random-weight model, written on the spot (real models load the same way).
 //! let dir = tempfile::tempdir().unwrap();
@@ -10,11 +10,15 @@
 //! landauer_engine::tiny::write_tiny_llama(&path, &Default::default()).unwrap();
 //! let mut engine = Engine::load(&path, None, &candle_core::Device::Cpu).unwrap();
 //!
-//! // A sink sees every token with its full distribution.
+//! // A sink sees every token with what it asks for: here the statistics of its distribution
+//! // (computed where the logits are, on a GPU), not the logits themselves.
 //! struct Entropies(Vec<f64>);
 //! impl TokenSink for Entropies {
+//!     fn needs(&self) -> Needs {
+//!         Needs { logits: false, stats: true, top_n: 0 }
+//!     }
 //!     fn token(&mut self, ev: &TokenEvent<'_>) -> Result<(), SinkError> {
-//!         self.0.push(landauer_physics::entropy_bits_from_logits(ev.logits));
+//!         self.0.push(ev.softmax_stats().unwrap().entropy_bits);
 //!         Ok(())
 //!     }
 //! }
@@ -36,6 +40,7 @@ pub mod batched;
 pub mod checkpoint;
 pub mod cpu_attention;
 pub mod device;
+pub mod device_sampling;
 mod error;
 pub mod family;
 pub mod fetch;
@@ -54,10 +59,11 @@ pub mod tokenizer;
 /// The candle device type, re-exported so that users need not depend on candle directly.
 pub use candle_core::Device;
 pub use cpu_attention::KvDtype;
+pub use device_sampling::SamplingPlace;
 pub use error::{EngineError, Result};
 pub use generate::{
-    Engine, Forward, GenerateOptions, Phase, RunEnd, RunStart, SinkError, StopReason, TokenEvent,
-    TokenSink,
+    Engine, Forward, GenerateOptions, Needs, Phase, RunEnd, RunStart, SinkError, StopReason,
+    TokenEvent, TokenSink,
 };
 pub use gguf::ModelInfo;
 pub use model::{slow_path_summary, Model, SlowTensor, SUPPORTED_ARCHITECTURES};

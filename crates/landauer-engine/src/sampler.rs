@@ -67,6 +67,9 @@ pub enum SampledDist<'a> {
     /// After top-k / top-p: the kept tokens and their renormalised probabilities,
     /// most likely first.
     Truncated { ids: &'a [u32], probs: &'a [f64] },
+    /// softmax(logits / T) over the whole vocabulary, left on the device: its entropy in
+    /// bits ([`crate::device_sampling`]).
+    Entropy(f64),
 }
 
 impl SampledDist<'_> {
@@ -78,10 +81,12 @@ impl SampledDist<'_> {
             SampledDist::Truncated { probs, .. } => {
                 landauer_physics::entropy_bits_from_probs(probs)
             }
+            SampledDist::Entropy(bits) => *bits,
         }
     }
 
-    /// Probability the sampler gave `token`.
+    /// Probability the sampler gave `token` (NaN for [`SampledDist::Entropy`]: the
+    /// probabilities stayed on the device).
     pub fn prob_of(&self, token: u32, chosen: u32) -> f64 {
         match self {
             SampledDist::Greedy => (token == chosen) as u8 as f64,
@@ -91,6 +96,7 @@ impl SampledDist<'_> {
                 .position(|&i| i == token)
                 .map(|k| probs[k])
                 .unwrap_or(0.0),
+            SampledDist::Entropy(_) => f64::NAN,
         }
     }
 }
@@ -102,6 +108,8 @@ pub struct Sampler {
     probs: Vec<f64>,
     ids: Vec<u32>,
     kept: Vec<f64>,
+    /// Candidates of a top-k/top-p window (reused).
+    window: Vec<(u32, f64)>,
 }
 
 impl Sampler {
@@ -113,6 +121,7 @@ impl Sampler {
             probs: Vec::new(),
             ids: Vec::new(),
             kept: Vec::new(),
+            window: Vec::new(),
         })
     }
 
@@ -160,12 +169,12 @@ impl Sampler {
         // top_p of the mass (most steps need only a few dozen tokens, never a full sort).
         let v = self.probs.len();
         let limit = self.params.top_k.unwrap_or(v).min(v);
-        let top_p = self.params.top_p.unwrap_or(1.0);
         let mut m = if self.params.top_k.is_some() {
             limit
         } else {
             64.min(v)
         };
+        let mut window = std::mem::take(&mut self.window);
         loop {
             self.ids.clear();
             self.ids.extend(0..v as u32);
@@ -180,33 +189,63 @@ impl Sampler {
                 self.ids.truncate(m);
             }
             self.ids.sort_unstable_by(by_prob_desc);
-            // Renormalise within top-k first (top-k then top-p, as Hugging Face does).
-            let mass_k: f64 = if self.params.top_k.is_some() {
-                self.ids.iter().map(|&i| probs[i as usize]).sum()
-            } else {
-                1.0
-            };
-            let mut cum = 0.0;
-            let mut cut = None;
-            for (n, &i) in self.ids.iter().enumerate() {
-                cum += probs[i as usize] / mass_k;
-                if cum >= top_p {
-                    cut = Some(n + 1);
-                    break;
-                }
+            window.clear();
+            window.extend(self.ids.iter().map(|&i| (i, probs[i as usize])));
+            if self.truncate_window(&window, m, v) {
+                break;
             }
-            match cut {
-                Some(n) => {
-                    self.ids.truncate(n);
-                    break;
-                }
-                None if m >= limit => break,
-                None => m = (m * 8).min(limit),
+            m = (m * 8).min(limit);
+        }
+        self.window = window;
+        self.draw_kept()
+    }
+
+    /// A uniform number in [0, 1) from the sampler's generator (the next draw's).
+    pub(crate) fn uniform(&mut self) -> f64 {
+        self.rng.random()
+    }
+
+    /// Top-k then top-p (as Hugging Face does) on a window of the `m` most likely tokens of
+    /// a `vocab`-entry distribution, with their probabilities, most likely first (lower id
+    /// first on ties). Keeps the tokens to draw from and returns true, or returns false when
+    /// the window is too small to reach top-p and could grow.
+    pub(crate) fn truncate_window(
+        &mut self,
+        window: &[(u32, f64)],
+        m: usize,
+        vocab: usize,
+    ) -> bool {
+        let limit = self.params.top_k.unwrap_or(vocab).min(vocab);
+        let top_p = self.params.top_p.unwrap_or(1.0);
+        // Renormalise within top-k first.
+        let mass_k: f64 = if self.params.top_k.is_some() {
+            window.iter().map(|w| w.1).sum()
+        } else {
+            1.0
+        };
+        let mut cum = 0.0;
+        let mut cut = None;
+        for (n, w) in window.iter().enumerate() {
+            cum += w.1 / mass_k;
+            if cum >= top_p {
+                cut = Some(n + 1);
+                break;
             }
         }
+        let n = match cut {
+            Some(n) => n,
+            None if m >= limit => window.len(),
+            None => return false,
+        };
+        self.ids.clear();
+        self.ids.extend(window[..n].iter().map(|w| w.0));
         self.kept.clear();
-        self.kept
-            .extend(self.ids.iter().map(|&i| self.probs[i as usize]));
+        self.kept.extend(window[..n].iter().map(|w| w.1));
+        true
+    }
+
+    /// Draws from the tokens [`Self::truncate_window`] kept, renormalised.
+    pub(crate) fn draw_kept(&mut self) -> (u32, SampledDist<'_>) {
         let mass: f64 = self.kept.iter().sum();
         for p in &mut self.kept {
             *p /= mass;

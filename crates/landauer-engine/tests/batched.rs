@@ -41,14 +41,14 @@ impl TokenSink for Rows {
             self.ids.resize(e.seq + 1, Vec::new());
         }
         if e.seq == 0 && e.index == 0 {
-            self.first_logits = e.logits.to_vec();
+            self.first_logits = e.logits.unwrap().to_vec();
         }
         assert_eq!(e.index, self.ids[e.seq].len(), "indices count up per row");
         self.ids[e.seq].push(e.token_id);
         self.step_tokens.push(e.step_tokens);
         if let Some(stats) = e.stats {
             // Computed in parallel with the other rows, the same as alone.
-            assert_eq!(stats, landauer_physics::softmax_stats(e.logits));
+            assert_eq!(stats, landauer_physics::softmax_stats(e.logits.unwrap()));
             self.with_stats.insert(e.seq);
         }
         Ok(())

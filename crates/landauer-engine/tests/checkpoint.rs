@@ -15,7 +15,7 @@ struct Logits(Vec<u32>, Vec<Vec<f32>>);
 impl landauer_engine::TokenSink for Logits {
     fn token(&mut self, e: &TokenEvent<'_>) -> Result<(), SinkError> {
         self.0.push(e.token_id);
-        self.1.push(e.logits.to_vec());
+        self.1.push(e.logits.unwrap().to_vec());
         Ok(())
     }
 }

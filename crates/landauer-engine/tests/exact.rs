@@ -180,7 +180,11 @@ impl TokenSink for Steps {
     fn token(&mut self, e: &TokenEvent<'_>) -> Result<(), SinkError> {
         self.0.push(e.token_id);
         self.1.push(entropy_bits(
-            &e.logits.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+            &e.logits
+                .unwrap()
+                .iter()
+                .map(|&v| v as f64)
+                .collect::<Vec<_>>(),
         ));
         Ok(())
     }

@@ -226,6 +226,9 @@ struct Timed<S> {
 }
 
 impl<S: TokenSink> TokenSink for Timed<S> {
+    fn needs(&self) -> landauer_engine::Needs {
+        self.inner.needs()
+    }
     fn begin(&mut self, s: &RunStart) -> Result<(), SinkError> {
         self.inner.begin(s)
     }
@@ -248,6 +251,9 @@ impl<S: TokenSink> TokenSink for Timed<S> {
 struct StartMark(Option<std::time::Instant>);
 
 impl TokenSink for StartMark {
+    fn needs(&self) -> landauer_engine::Needs {
+        landauer_engine::Needs::NOTHING
+    }
     fn begin(&mut self, s: &RunStart) -> Result<(), SinkError> {
         self.0 = Some(s.at);
         Ok(())

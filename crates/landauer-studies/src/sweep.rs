@@ -90,6 +90,13 @@ struct Steps {
 }
 
 impl TokenSink for Steps {
+    fn needs(&self) -> landauer_engine::Needs {
+        landauer_engine::Needs {
+            logits: false,
+            stats: true,
+            top_n: 0,
+        }
+    }
     fn begin(&mut self, s: &RunStart) -> Result<(), SinkError> {
         self.at = Some(s.at);
         Ok(())
@@ -98,10 +105,9 @@ impl TokenSink for Steps {
         if e.seq >= ENTROPY_ROWS {
             return Ok(());
         }
-        let h = e.stats.map_or_else(
-            || landauer_physics::entropy_bits_from_logits(e.logits),
-            |s| s.entropy_bits,
-        );
+        let Some(h) = e.softmax_stats().map(|s| s.entropy_bits) else {
+            return Ok(());
+        };
         self.bits += h;
         self.counted += 1;
         if e.phase == landauer_engine::Phase::Decode {

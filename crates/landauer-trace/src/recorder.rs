@@ -2,7 +2,7 @@
 
 use crate::records::{Alternative, PartEnergy, RunRecord, SummaryRecord, TokenRecord};
 use crate::RecordSink;
-use landauer_engine::{RunEnd, RunStart, SinkError, TokenEvent, TokenSink};
+use landauer_engine::{Needs, RunEnd, RunStart, SinkError, TokenEvent, TokenSink};
 use landauer_meter::attribution::{CounterSample, EnergyTimeline};
 use landauer_meter::sampler::{MeterFault, MeterSampler, TelemetrySample};
 use landauer_meter::MeterPart;
@@ -207,14 +207,27 @@ impl TokenSink for Recorder {
         self.each(|s| s.run(&run))
     }
 
+    fn needs(&self) -> Needs {
+        Needs {
+            logits: false,
+            stats: true,
+            top_n: self.run.top_n,
+        }
+    }
+
     fn token(&mut self, ev: &TokenEvent<'_>) -> Result<(), SinkError> {
         let stats = ev
-            .stats
-            .unwrap_or_else(|| physics::softmax_stats(ev.logits));
+            .softmax_stats()
+            .ok_or("the engine sent a token without its logits or their statistics")?;
         let (lse, entropy_bits) = (stats.log_sum_exp, stats.entropy_bits);
-        let prob = (ev.logits[ev.token_id as usize] as f64 - lse).exp();
+        let prob = (ev.chosen_logit as f64 - lse).exp();
         let texts = &mut self.texts;
-        let top = top_n(ev.logits, self.run.top_n)
+        let top = match (ev.top, ev.logits) {
+            (Some(top), _) => top.iter().take(self.run.top_n).copied().collect(),
+            (None, Some(logits)) => top_n(logits, self.run.top_n),
+            (None, None) => Vec::new(),
+        };
+        let top = top
             .into_iter()
             .map(|(id, x)| Alternative {
                 token_id: id,
