@@ -337,6 +337,83 @@ fn the_kv_cache_type_is_chosen_and_recorded() {
 }
 
 #[test]
+fn sampling_on_the_device_writes_the_hosts_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), &TinyConfig::default());
+    let prompts = dir.path().join("prompts.txt");
+    std::fs::write(&prompts, "The cat sat on\nOnce upon a time\na b c\n").unwrap();
+    let prompts = prompts.display().to_string();
+    let trace = dir.path().join("t.jsonl");
+    let traced = |args: &[&str], place: &str| -> Vec<Value> {
+        let o = run(landauer()
+            .arg("generate")
+            .args(args)
+            .arg("--model")
+            .arg(&model)
+            .arg("--trace")
+            .arg(&trace)
+            .args(["--meter", "none", "--top-n", "3", "--sample-on", place]));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        read_jsonl(&trace)
+    };
+    // Top-p at a temperature (the sampler's growing window), and greedy in a batch.
+    let runs: [&[&str]; 2] = [
+        &[
+            "The cat sat on",
+            "-n",
+            "8",
+            "--temperature",
+            "0.9",
+            "--top-p",
+            "0.9",
+            "--seed",
+            "5",
+        ],
+        &["--prompts", &prompts, "-n", "6", "--greedy"],
+    ];
+    for args in runs {
+        let (host, dev) = (traced(args, "host"), traced(args, "device"));
+        assert_eq!(
+            (&host[0]["sampled_on"], &dev[0]["sampled_on"]),
+            (&"host".into(), &"device".into())
+        );
+        let tokens = |t: &[Value]| -> Vec<Value> {
+            t.iter().filter(|r| r["type"] == "token").cloned().collect()
+        };
+        let (h, d) = (tokens(&host), tokens(&dev));
+        assert!(!h.is_empty());
+        assert_eq!(h.len(), d.len());
+        for (a, b) in h.iter().zip(&d) {
+            for k in ["seq", "token_id", "text"] {
+                assert_eq!(a[k], b[k], "{k}: {a} vs {b}");
+            }
+            // Sums in another order: figures agree to rounding.
+            let near =
+                |x: &Value, y: &Value| (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() < 1e-9;
+            for k in [
+                "entropy_bits",
+                "sampling_entropy_bits",
+                "surprisal_bits",
+                "prob",
+            ] {
+                assert!(near(&a[k], &b[k]), "{k}: {} vs {}", a[k], b[k]);
+            }
+            let (ta, tb) = (a["top"].as_array().unwrap(), b["top"].as_array().unwrap());
+            assert_eq!(ta.len(), 3);
+            assert_eq!(ta.len(), tb.len());
+            for (x, y) in ta.iter().zip(tb) {
+                assert_eq!((&x["token_id"], &x["text"]), (&y["token_id"], &y["text"]));
+                assert!(near(&x["prob"], &y["prob"]));
+            }
+        }
+    }
+    refuses(
+        &["generate", "hi", "--sample-on", "gpu"],
+        "--sample-on: \"gpu\" is not one of auto, host, device",
+    );
+}
+
+#[test]
 fn the_slow_path_is_said_once_and_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let args = ["--max-tokens", "3", "--greedy", "--meter", "none"];

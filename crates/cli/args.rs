@@ -66,6 +66,11 @@ pub struct ModelArgs {
     /// and surprisal are the model's own. Slow, and 32 bits a weight in memory.
     #[arg(long, conflicts_with = "quantize")]
     pub exact: bool,
+    /// Where each step's logits become the token, its entropy, surprisal and top-N: host
+    /// (every row's logits copied there each step), device (reduced where they are: only
+    /// per-row figures and a few candidates copied) or auto (device on GPUs, host on the CPU)
+    #[arg(long = "sample-on", value_name = "WHERE", default_value = "auto")]
+    pub sample_on: String,
 }
 
 /// Which GPUs the NVML meter counts, and how often meters are polled.
@@ -180,6 +185,10 @@ impl ModelArgs {
         if let Some(q) = &self.quantize {
             landauer_engine::quantize::parse(q).map_err(|e| anyhow::anyhow!("--quantize: {e}"))?;
         }
+        let sample_on = self
+            .sample_on
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--sample-on: {e}"))?;
         Ok(landauer_studies::ModelOptions {
             model: self.model.clone(),
             tokenizer: self.tokenizer.clone(),
@@ -190,6 +199,7 @@ impl ModelArgs {
             quantize: self.quantize.clone(),
             save_gguf: self.save_gguf.clone(),
             exact: self.exact,
+            sample_on,
         })
     }
 }

@@ -43,6 +43,29 @@ pub enum SamplingPlace {
     Device,
 }
 
+impl SamplingPlace {
+    /// `host` or `device` as a run sampled (`auto` resolved by the engine).
+    pub fn name(self) -> &'static str {
+        match self {
+            SamplingPlace::Auto => "auto",
+            SamplingPlace::Host => "host",
+            SamplingPlace::Device => "device",
+        }
+    }
+}
+
+impl std::str::FromStr for SamplingPlace {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(SamplingPlace::Auto),
+            "host" => Ok(SamplingPlace::Host),
+            "device" => Ok(SamplingPlace::Device),
+            other => Err(format!("{other:?} is not one of auto, host, device")),
+        }
+    }
+}
+
 /// One step's logits, kept on their device, and what has been reduced from them.
 pub struct DeviceLogits {
     rows: usize,

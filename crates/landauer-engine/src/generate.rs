@@ -444,6 +444,14 @@ impl Engine {
         }
     }
 
+    /// [`SamplingPlace::Host`] or [`SamplingPlace::Device`]: where steps are sampled.
+    pub fn sampled_on(&self) -> SamplingPlace {
+        match self.samples_on_device() {
+            true => SamplingPlace::Device,
+            false => SamplingPlace::Host,
+        }
+    }
+
     pub fn info(&self) -> &ModelInfo {
         &self.info
     }

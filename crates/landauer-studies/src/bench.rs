@@ -137,6 +137,8 @@ pub struct BenchReport {
     pub threads: usize,
     /// How the KV cache stored keys and values (`f16`, `f32`).
     pub kv_cache: String,
+    /// Where each step was sampled: `host` or `device`.
+    pub sampled_on: String,
     /// Weight matrices that ran on candle's CPU kernels (the slow path): name and type.
     pub slow_tensors: Vec<landauer_trace::SlowTensorRecord>,
     pub prompt_tokens: usize,
@@ -529,6 +531,7 @@ fn report(
         energy: energy_stats(&r.summaries, &r.untraced),
         threads,
         kv_cache: loaded.engine.kv_dtype().name().into(),
+        sampled_on: loaded.engine.sampled_on().name().into(),
         slow_tensors: loaded.slow_tensor_records(),
         prompt_tokens,
         generated_tokens: r.generated,

@@ -5,7 +5,7 @@ use crate::Observer;
 use landauer_engine::device::{device_info, open_device, DeviceInfo};
 use landauer_engine::fetch::{self, ModelSpec};
 use landauer_engine::synthetic::SyntheticSpec;
-use landauer_engine::{Engine, Forward, KvDtype, RunEnd};
+use landauer_engine::{Engine, Forward, KvDtype, RunEnd, SamplingPlace};
 use landauer_meter::attribution::WindowEnergy;
 use landauer_meter::sampler::MeterSampler;
 use landauer_meter::{open_meter, MeterChoice, MeterRequest, OpenedMeter};
@@ -37,6 +37,8 @@ pub struct ModelOptions {
     /// Exact mode: every matrix dequantized to F32, f32 activations and KV cache (see
     /// [`Engine::load_exact`]).
     pub exact: bool,
+    /// Where each step's logits become tokens and statistics (Auto: the device on GPUs).
+    pub sample_on: SamplingPlace,
 }
 
 impl Default for ModelOptions {
@@ -51,6 +53,7 @@ impl Default for ModelOptions {
             quantize: None,
             save_gguf: None,
             exact: false,
+            sample_on: SamplingPlace::Auto,
         }
     }
 }
@@ -104,6 +107,7 @@ impl Loaded {
                 Engine::synthetic(&spec, &device)?
             };
             set_kv_cache(&mut engine, opts.kv_cache, obs);
+            engine.set_sampling_place(opts.sample_on);
             note_slow_path(&engine, obs);
             obs.note(&format!(
                 "built in {:.1} s; its entropy is meaningless (random weights), its energy and speed are real",
@@ -164,6 +168,7 @@ impl Loaded {
             None => Engine::load_with(&resolved.path, opts.tokenizer.as_deref(), &device, forward)?,
         };
         set_kv_cache(&mut engine, opts.kv_cache, obs);
+        engine.set_sampling_place(opts.sample_on);
         note_slow_path(&engine, obs);
         Ok(Loaded {
             engine,
@@ -393,6 +398,7 @@ pub fn run_record(loaded: &Loaded, meter: &MeterSession, s: RunSettings) -> RunR
         device_pci_bus_id: loaded.device.pci_bus_id.clone(),
         threads: s.threads,
         kv_cache: Some(loaded.engine.kv_dtype().name().into()),
+        sampled_on: Some(loaded.engine.sampled_on().name().into()),
         slow_tensors: loaded.slow_tensor_records(),
         meter: meter_name,
         meter_description,

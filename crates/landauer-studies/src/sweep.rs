@@ -275,6 +275,7 @@ pub fn run(
             device_name: loaded.device.name.clone(),
             threads,
             kv_cache: loaded.engine.kv_dtype().name().into(),
+            sampled_on: loaded.engine.sampled_on().name().into(),
             slow_tensors: loaded.slow_tensor_records(),
             meter: meter_name,
             meter_reason: meter.reason.clone(),

@@ -79,6 +79,10 @@ pub struct RunRecord {
     /// it.
     #[serde(default)]
     pub kv_cache: Option<String>,
+    /// Where each step's logits became tokens and statistics: `host` (copied there) or
+    /// `device` (reduced where they were; a GPU's default); null in traces that predate it.
+    #[serde(default)]
+    pub sampled_on: Option<String>,
     /// Weight matrices that ran on candle's CPU kernels instead of landauer's (the slow path),
     /// by GGUF name and type: a figure never hides a fallback. Empty when every matrix had a
     /// landauer kernel (and on GPUs); absent in traces that predate it.

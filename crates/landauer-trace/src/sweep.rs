@@ -61,6 +61,9 @@ pub struct SweepHeader {
     pub threads: usize,
     /// How the KV cache stored keys and values (`f16`, `f32`).
     pub kv_cache: String,
+    /// Where each step was sampled: `host` or `device` (empty in files that predate it).
+    #[serde(default)]
+    pub sampled_on: String,
     /// Weight matrices that ran on candle's CPU kernels (the slow path): name and type.
     pub slow_tensors: Vec<SlowTensorRecord>,
     pub meter: String,
@@ -88,6 +91,7 @@ impl Default for SweepHeader {
             device_name: None,
             threads: 0,
             kv_cache: String::new(),
+            sampled_on: String::new(),
             slow_tensors: Vec::new(),
             meter: String::new(),
             meter_reason: String::new(),
