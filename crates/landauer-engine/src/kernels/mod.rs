@@ -1274,7 +1274,8 @@ impl CustomOp1 for CpuMatMul {
 
 /// A linear layer with quantized weights: landauer's kernels where they apply (every GGUF
 /// format llama-quantize's common presets write, and f16/bf16/f32, on the CPU), candle's
-/// `QMatMul` everywhere else (GPUs; on the CPU only types with no kernel here).
+/// `QMatMul` everywhere else (GPUs; on the CPU only types with no kernel here), and on GPUs
+/// half-precision weights kept in their type for cuBLAS ([`QLinear::Dense`]).
 #[derive(Clone)]
 pub enum QLinear {
     Landauer(CpuMatMul),
@@ -1284,6 +1285,23 @@ pub enum QLinear {
         /// path, which runs say they took ([`QLinear::fallback`]).
         cpu_fallback: Option<GgmlDType>,
     },
+    /// F16 or BF16 weights (n, k) as a tensor of their own type, multiplied by cuBLAS in
+    /// that type on a GPU: candle's `QMatMul` widens them to f32 (twice the memory, twice
+    /// the bytes a decode step reads).
+    Dense(Tensor),
+}
+
+/// Rows (batch × tokens) from which a GPU multiplies quantized weights by dequantizing them
+/// to f16 and calling cuBLAS (tensor cores), as llama.cpp does above its MMQ threshold,
+/// instead of candle's MMQ kernels: `LANDAUER_F16_GEMM_ROWS=N`; unset, never (which wins,
+/// and from which batch, is measured by scripts/gpu-campaign.sh, not assumed).
+pub fn f16_gemm_rows() -> Option<usize> {
+    static ROWS: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *ROWS.get_or_init(|| {
+        std::env::var("LANDAUER_F16_GEMM_ROWS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    })
 }
 
 impl QLinear {
@@ -1296,11 +1314,44 @@ impl QLinear {
                 return Ok(QLinear::Landauer(CpuMatMul(Arc::new(w))));
             }
         }
+        if !q.device().is_cpu() && matches!(q.dtype(), GgmlDType::F16 | GgmlDType::BF16) {
+            return Self::dense(&q);
+        }
         let cpu_fallback = q.device().is_cpu().then(|| q.dtype());
         Ok(QLinear::Candle {
             matmul: QMatMul::from_qtensor(q)?,
             cpu_fallback,
         })
+    }
+
+    /// [`QLinear::Dense`] of F16 or BF16 weights (any device; [`QLinear::new`] picks it on
+    /// GPUs): the values exactly, in their own type.
+    pub fn dense(q: &QTensor) -> candle_core::Result<Self> {
+        let w = match q.dtype() {
+            GgmlDType::F16 => q.dequantize_f16(&q.device())?,
+            GgmlDType::BF16 => q
+                .dequantize(&q.device())?
+                .to_dtype(candle_core::DType::BF16)?,
+            other => candle_core::bail!("dense weights are F16 or BF16, not {other:?}"),
+        };
+        Ok(QLinear::Dense(w))
+    }
+
+    /// x · dequantize_f16(w)ᵀ in f16 by cuBLAS (on a GPU; any device computes it), for
+    /// quantized weights run by candle: None for other layers.
+    pub fn forward_f16_gemm(&self, x: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let QLinear::Candle {
+            matmul: QMatMul::QTensor(q),
+            ..
+        } = self
+        else {
+            return Ok(None);
+        };
+        let w = q.dequantize_f16(x.device())?;
+        let y = x
+            .to_dtype(candle_core::DType::F16)?
+            .broadcast_matmul(&w.t()?)?;
+        Ok(Some(y.to_dtype(x.dtype())?))
     }
 
     /// True when landauer's kernels run this layer.
@@ -1312,7 +1363,7 @@ impl QLinear {
     pub fn fallback(&self) -> Option<GgmlDType> {
         match self {
             QLinear::Candle { cpu_fallback, .. } => *cpu_fallback,
-            QLinear::Landauer(_) => None,
+            QLinear::Landauer(_) | QLinear::Dense(_) => None,
         }
     }
 
@@ -1357,7 +1408,7 @@ impl QLinear {
             .iter()
             .filter_map(|l| match l {
                 QLinear::Landauer(op) => Some(op.weights()),
-                QLinear::Candle { .. } => None,
+                QLinear::Candle { .. } | QLinear::Dense(_) => None,
             })
             .collect();
         let k = x.dims().last().copied().unwrap_or(0);
@@ -1396,7 +1447,19 @@ impl QLinear {
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             QLinear::Landauer(op) => x.contiguous()?.apply_op1_no_bwd(op),
-            QLinear::Candle { matmul, .. } => matmul.forward(x),
+            QLinear::Candle { matmul, .. } => {
+                let rows = x.elem_count() / x.dims().last().copied().unwrap_or(1).max(1);
+                if !x.device().is_cpu() && f16_gemm_rows().is_some_and(|r| rows >= r) {
+                    if let Some(y) = self.forward_f16_gemm(x)? {
+                        return Ok(y);
+                    }
+                }
+                matmul.forward(x)
+            }
+            QLinear::Dense(w) => x
+                .to_dtype(w.dtype())?
+                .broadcast_matmul(&w.t()?)?
+                .to_dtype(x.dtype()),
         }
     }
 }

@@ -743,3 +743,64 @@ fn simd_q8k_quantization_gives_the_reference_bytes() {
         "the first maximum (-50) gives d = -50 / -127"
     );
 }
+
+/// The GPU-only layers, checked on the CPU backend: half-precision weights kept in their
+/// type ([`QLinear::Dense`]) and quantized weights dequantized to f16 for one GEMM
+/// ([`QLinear::forward_f16_gemm`]) give x·Wᵀ to half precision's rounding of x.
+#[test]
+fn dense_and_f16_gemm_layers_multiply_like_the_f32_weights() {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    let dev = Device::Cpu;
+    let (n, k) = (48, 256);
+    let w = (Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap() * 0.1).unwrap();
+    let x = Tensor::randn(0f32, 1.0, (2, 3, k), &dev).unwrap();
+    let check = |got: &Tensor, w_used: &Tensor, what: &str| {
+        let want = x.broadcast_matmul(&w_used.t().unwrap()).unwrap();
+        assert_eq!(got.dims(), &[2, 3, n], "{what}");
+        assert_eq!(got.dtype(), candle_core::DType::F32, "{what}");
+        // Σ|x·w| per output bounds the rounding of x to 8 (bf16) or 11 (f16) bits.
+        let mag = x
+            .abs()
+            .unwrap()
+            .broadcast_matmul(&w_used.abs().unwrap().t().unwrap())
+            .unwrap();
+        let (g, w, m) = (
+            got.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            want.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            mag.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        for ((g, w), m) in g.iter().zip(&w).zip(&m) {
+            assert!((g - w).abs() <= 8e-3 * m + 1e-6, "{what}: {g} vs {w}");
+        }
+        // And it is not the f32 product by accident: the rounding shows somewhere.
+        assert!(g.iter().zip(&w).any(|(a, b)| a != b), "{what}");
+    };
+    for dtype in [GgmlDType::F16, GgmlDType::BF16] {
+        let q = QTensor::quantize(&w, dtype).unwrap();
+        let layer = QLinear::dense(&q).unwrap();
+        assert!(matches!(&layer, QLinear::Dense(t) if t.dtype() != candle_core::DType::F32));
+        let y = layer.forward(&x).unwrap();
+        check(&y, &q.dequantize(&dev).unwrap(), &format!("{dtype:?}"));
+    }
+    for dtype in [GgmlDType::Q8_0, GgmlDType::Q4K] {
+        let q = QTensor::quantize(&w, dtype).unwrap();
+        let deq = q.dequantize(&dev).unwrap();
+        let layer = QLinear::Candle {
+            matmul: candle_core::quantized::QMatMul::from_qtensor(q).unwrap(),
+            cpu_fallback: None,
+        };
+        let y = layer
+            .forward_f16_gemm(&x)
+            .unwrap()
+            .expect("quantized weights");
+        check(&y, &deq, &format!("{dtype:?}"));
+    }
+    // Other layers have no f16 GEMM.
+    let q = QTensor::quantize(&w, GgmlDType::F16).unwrap();
+    assert!(QLinear::dense(&q)
+        .unwrap()
+        .forward_f16_gemm(&x)
+        .unwrap()
+        .is_none());
+    assert!(QLinear::dense(&QTensor::quantize(&w, GgmlDType::Q8_0).unwrap()).is_err());
+}
