@@ -21,6 +21,10 @@ pub struct BenchArgs {
     /// Tokens generated per run (end-of-sequence is ignored so that every run is this long).
     #[arg(long, short = 'n', default_value_t = 128)]
     pub max_tokens: usize,
+    /// Rows decoded together, each with the prompt (landauer's batched pass): tracing's
+    /// cost and the energy per token at that batch size.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
     /// Prompt for every run.
     #[arg(
         long,
@@ -52,6 +56,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         warmup: args.warmup,
         max_tokens: args.max_tokens,
         prompt: args.prompt.clone(),
+        batch: args.batch,
         trace_dir: args.trace_dir.clone(),
         idle_seconds: args.idle_seconds,
         meter: Default::default(),
@@ -63,7 +68,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     cfg.check()?;
     let threads = crate::set_threads(args.model.threads)?;
     let mut term = crate::progress::Terminal::default();
-    let mut loaded = Loaded::load(&args.model.options(false)?, &mut term)?;
+    let mut loaded = Loaded::load(&args.model.options(args.batch > 1)?, &mut term)?;
     let cfg = BenchConfig {
         meter: args.gpu.meter(
             crate::MeterArg::Auto,
@@ -89,8 +94,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 fn print_table(report: &BenchReport) {
     let threads = report.threads;
     let generated = report.generated_tokens;
+    let rows = match report.batch {
+        1 => String::new(),
+        b => format!(", batch {b} ({} tokens a row)", generated / b),
+    };
     println!(
-        "landauer bench: {} {}, {} threads, {}-token prompt, {} tokens, {} runs (medians)",
+        "landauer bench: {} {}, {} threads, {}-token prompt, {} tokens{rows}, {} runs (medians)",
         report.model, report.quantization, threads, report.prompt_tokens, generated, report.runs
     );
     println!(
@@ -119,10 +128,14 @@ fn print_table(report: &BenchReport) {
     );
     if let Some(r) = &report.roofline {
         println!(
-            "roofline: {:.1} GB/s read ({threads} threads); a decode token reads {:.1} MB (weights {:.1}, KV cache {:.1}) -> {:.0} tokens/s; untraced decode is at {:.0}% of it",
+            "roofline: {:.1} GB/s read ({threads} threads); a decode token reads {:.1} MB (weights {:.1}{}, KV cache {:.1}) -> {:.0} tokens/s; untraced decode is at {:.0}% of it",
             r.read_bandwidth_bytes_per_s / 1e9,
             r.bytes_per_token / 1e6,
             report.weight_bytes_per_token as f64 / 1e6,
+            match report.batch {
+                1 => String::new(),
+                b => format!(" a step, shared by {b} rows"),
+            },
             r.kv_bytes_per_token_mean / 1e6,
             r.roofline_tokens_per_s,
             r.fraction_tracing_off * 100.0

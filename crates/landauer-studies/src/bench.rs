@@ -19,9 +19,12 @@ pub struct BenchConfig {
     pub runs: usize,
     /// Unmeasured warm-up generations before the first measured one.
     pub warmup: usize,
-    /// Tokens generated per run (end-of-sequence is ignored).
+    /// Tokens generated per run and row (end-of-sequence is ignored).
     pub max_tokens: usize,
     pub prompt: String,
+    /// Rows decoded together, each with `prompt` (1: a single sequence). Above 1 the model
+    /// must be loaded into landauer's batched pass.
+    pub batch: usize,
     /// Keep the traced runs' JSONL and CSV traces here (None: a temporary directory).
     pub trace_dir: Option<PathBuf>,
     /// Seconds of idle power measured before each run (None: 2 on a GPU, else 0).
@@ -40,6 +43,7 @@ impl Default for BenchConfig {
             warmup: 1,
             max_tokens: 128,
             prompt: "Once upon a time, there was a little girl named Lily. She".into(),
+            batch: 1,
             trace_dir: None,
             idle_seconds: None,
             meter: MeterOptions::default(),
@@ -55,6 +59,9 @@ impl BenchConfig {
         if self.runs == 0 || self.max_tokens < 2 {
             anyhow::bail!("--runs must be at least 1 and --max-tokens at least 2");
         }
+        if self.batch == 0 {
+            anyhow::bail!("--batch must be at least 1");
+        }
         if let Some(idle) = self.idle_seconds.filter(|s| !(s.is_finite() && *s >= 0.0)) {
             anyhow::bail!("--idle-seconds must be 0 or more, got {idle}");
         }
@@ -64,6 +71,10 @@ impl BenchConfig {
         }
         Ok(())
     }
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Speeds of one configuration (tracing on or off), every run and the medians.
@@ -141,8 +152,13 @@ pub struct BenchReport {
     pub sampled_on: String,
     /// Weight matrices that ran on candle's CPU kernels (the slow path): name and type.
     pub slow_tensors: Vec<landauer_trace::SlowTensorRecord>,
+    /// Per row.
     pub prompt_tokens: usize,
+    /// Every row's, together.
     pub generated_tokens: usize,
+    /// Rows decoded together (absent in reports that predate it: 1).
+    #[serde(default = "one")]
+    pub batch: usize,
     pub runs: usize,
     /// Generation with no sink attached: nothing but the model and the sampler.
     pub tracing_off: Rates,
@@ -267,10 +283,11 @@ fn untraced_energy(
     meter: &MeterSession,
     at: std::time::Instant,
     end: &RunEnd,
+    rows: usize,
     idle_w: Option<f64>,
 ) -> Option<(f64, f64, Option<f64>)> {
     let w = meter.run_windows(at, end)?;
-    let n = end.generated_tokens.checked_sub(1).filter(|&n| n > 0)? as f64;
+    let n = end.generated_tokens.checked_sub(rows).filter(|&n| n > 0)? as f64;
     let dt = w.decode_s;
     if !w.counter_moved || dt <= 0.0 {
         return None;
@@ -367,7 +384,7 @@ pub fn run(
         stats_rows: usize::MAX,
     };
     for _ in 0..cfg.warmup {
-        loaded.engine.generate(&tokens, &opts, ())?;
+        generate(loaded, &tokens, cfg.batch, &opts, ())?;
     }
     let mut r = Rounds::default();
     for i in 0..cfg.runs {
@@ -379,7 +396,7 @@ pub fn run(
                 untraced_run(loaded, cfg, &tokens, &opts, &mut r)?
             };
             r.generated = end.generated_tokens;
-            let d = (end.generated_tokens - 1) as f64 / (end.total_s - end.prefill_s);
+            let d = decode_rate(&end, cfg.batch);
             let p = end.prompt_tokens as f64 / end.prefill_s;
             let (dv, pv) = if traced {
                 (&mut r.on_decode, &mut r.on_prefill)
@@ -398,11 +415,32 @@ pub fn run(
         }
     }
     let mut report = report(loaded, threads, cfg, tokens.len(), r);
-    if let Some(opts) = &cfg.exact_check {
+    if let Some(opts) = cfg.exact_check.as_ref().filter(|_| cfg.batch == 1) {
         let last = dir.join(format!("run{}.jsonl", cfg.runs - 1));
         report.entropy_error_vs_exact = exact_check(opts, &tokens, &last, obs)?;
     }
     Ok(report)
+}
+
+/// One generation of the bench's rows: a single sequence, or a batch of `rows` copies.
+fn generate(
+    loaded: &mut Loaded,
+    tokens: &[u32],
+    rows: usize,
+    opts: &GenerateOptions,
+    sink: impl TokenSink,
+) -> anyhow::Result<RunEnd> {
+    Ok(match rows {
+        1 => loaded.engine.generate(tokens, opts, sink)?,
+        _ => loaded
+            .engine
+            .generate_batch(&vec![tokens.to_vec(); rows], opts, sink)?,
+    })
+}
+
+/// Decode tokens per second of a run of `rows` rows (every token after each row's first).
+fn decode_rate(end: &RunEnd, rows: usize) -> f64 {
+    (end.generated_tokens - rows) as f64 / (end.total_s - end.prefill_s)
 }
 
 /// One traced run: a recorder writing JSONL and CSV traces, timed inside its sinks.
@@ -441,9 +479,9 @@ fn traced_run(
             chat: false,
             prompt: cfg.prompt.clone(),
             prompt_text: cfg.prompt.clone(),
-            prompt_tokens: tokens.len(),
-            prompt_token_ids: vec![tokens.to_vec()],
-            batch: 1,
+            prompt_tokens: tokens.len() * cfg.batch,
+            prompt_token_ids: vec![tokens.to_vec(); cfg.batch],
+            batch: cfg.batch,
             top_n: 5,
             footprint: Default::default(),
             started_unix_s: crate::session::unix_now(),
@@ -457,8 +495,8 @@ fn traced_run(
         decode_s: 0.0,
         decode_cpu_s: 0.0,
     };
-    let end = loaded.engine.generate(tokens, opts, &mut timed)?;
-    let n = (end.generated_tokens - 1) as f64;
+    let end = generate(loaded, tokens, cfg.batch, opts, &mut timed)?;
+    let n = (end.generated_tokens - cfg.batch) as f64;
     r.sink_ms.push(timed.decode_s * 1e3 / n);
     r.sink_cpu_ms.push(timed.decode_cpu_s * 1e3 / n);
     r.summaries.extend(
@@ -483,10 +521,10 @@ fn untraced_run(
     let meter = MeterSession::start(&cfg.meter, &loaded.device)?;
     let idle_power_w = meter.measure_idle(loaded.idle_seconds(cfg.idle_seconds));
     let mut mark = StartMark(None);
-    let end = loaded.engine.generate(tokens, opts, &mut mark)?;
+    let end = generate(loaded, tokens, cfg.batch, opts, &mut mark)?;
     if let Some(at) = mark.0 {
         r.untraced
-            .extend(untraced_energy(&meter, at, &end, idle_power_w));
+            .extend(untraced_energy(&meter, at, &end, cfg.batch, idle_power_w));
     }
     Ok(end)
 }
@@ -505,10 +543,12 @@ fn report(
     let tracing_ms_per_token = median(&r.sink_ms);
     let roofline = (!loaded.on_gpu()).then(|| {
         let bw = crate::bandwidth::read_bandwidth(threads);
-        // The cache holds prompt + i positions at decode step i: on average prompt + n/2.
+        // The cache holds prompt + i positions at decode step i: on average prompt + n/2,
+        // per row; a step's weights are read once for all its rows.
         let per_position = loaded.engine.batch_memory(1, 1, 0).0 as f64;
-        let kv = per_position * (prompt_tokens as f64 + r.generated as f64 / 2.0);
-        let bytes = info.weight_bytes_per_token as f64 + kv;
+        let per_row = r.generated as f64 / cfg.batch as f64;
+        let kv = per_position * (prompt_tokens as f64 + per_row / 2.0);
+        let bytes = info.weight_bytes_per_token as f64 / cfg.batch as f64 + kv;
         Roofline {
             read_bandwidth_bytes_per_s: bw,
             bytes_per_token: bytes,
@@ -535,6 +575,7 @@ fn report(
         slow_tensors: loaded.slow_tensor_records(),
         prompt_tokens,
         generated_tokens: r.generated,
+        batch: cfg.batch,
         runs: cfg.runs,
         tracing_overhead: off.decode_tokens_per_s_median / on.decode_tokens_per_s_median - 1.0,
         tracing_overhead_paired: paired_excess(&off.decode_tokens_per_s, &on.decode_tokens_per_s),

@@ -79,6 +79,39 @@ fn a_bench_runs_every_round_traced_and_untraced_and_keeps_its_traces() {
 }
 
 #[test]
+fn a_bench_of_a_batch_traces_every_row_and_counts_decode_tokens_per_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = tiny(dir.path(), true);
+    let traces = dir.path().join("traces");
+    let cfg = BenchConfig {
+        runs: 1,
+        warmup: 0,
+        max_tokens: 4,
+        batch: 3,
+        trace_dir: Some(traces.clone()),
+        meter: meter(MeterChoice::Estimate),
+        ..Default::default()
+    };
+    let r = bench::run(&mut model, 1, &cfg, &mut ()).unwrap();
+    assert_eq!((r.batch, r.generated_tokens), (3, 12));
+    let landauer_trace::Input::Trace(t) =
+        landauer_trace::read_input(&traces.join("run0.jsonl")).unwrap()
+    else {
+        panic!("a trace")
+    };
+    assert_eq!(t.run.batch, 3);
+    assert_eq!(t.run.prompt_token_ids.len(), 3);
+    assert_eq!(t.run.prompt_tokens, 3 * t.run.prompt_token_ids[0].len());
+    let mut rows: Vec<usize> = t.tokens.iter().map(|k| k.seq).collect();
+    rows.sort();
+    rows.dedup();
+    assert_eq!((t.tokens.len(), rows), (12, vec![0, 1, 2]));
+    assert_eq!(t.summary.as_ref().expect("a summary").tokens, 12);
+    let e = r.energy.as_ref().expect("the estimate meter measures");
+    assert!(e.decode_joules_per_token[0] > 0.0);
+}
+
+#[test]
 fn a_sweep_reports_after_every_batch_size_or_every_round() {
     let dir = tempfile::tempdir().unwrap();
     let mut model = tiny(dir.path(), true);
