@@ -198,6 +198,12 @@ fn top_n(logits: &[f32], n: usize) -> Vec<(u32, f32)> {
 impl TokenSink for Recorder {
     fn begin(&mut self, start: &RunStart) -> Result<(), SinkError> {
         self.run.prompt_tokens = start.prompt_tokens;
+        // The wall-clock time of the run's time zero, which every token's t_*_s counts from
+        // (so that another instrument's readings line up with the tokens).
+        let since = start.at.elapsed().as_secs_f64();
+        if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            self.run.started_unix_s = now.as_secs_f64() - since;
+        }
         if let Some(s) = &self.sampler {
             self.offset = start.at.saturating_duration_since(s.epoch()).as_secs_f64();
             self.parts_start = s.parts();

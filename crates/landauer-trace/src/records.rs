@@ -130,7 +130,8 @@ pub struct RunRecord {
     /// documented defaults when the trace predates them or no flag was given).
     #[serde(default)]
     pub footprint: landauer_physics::footprint::Footprint,
-    /// Seconds since the Unix epoch when the run started.
+    /// Seconds since the Unix epoch when the run started: the time zero of every token's
+    /// `t_start_s` and `t_end_s`, so that another instrument's readings line up with them.
     pub started_unix_s: f64,
 }
 
