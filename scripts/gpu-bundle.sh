@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Pack the CUDA build of landauer for a GPU machine that has no Rust and no network.
 #
-#   scripts/gpu-bundle.sh [OUT_DIR] [--with LIB,...]
+#   scripts/gpu-bundle.sh [OUT_DIR] [--with LIB,...] [--llamacpp] [--pynvml]
 #
 # OUT_DIR (default dist/gpu-bundle) receives:
 #   landauer.xz   the CUDA binary (target/cuda/release/landauer, built by scripts/build-cuda.sh)
@@ -11,15 +11,23 @@
 #                 on the machine (NVIDIA's cu13 Python wheels, the CUDA toolkit's lib64,
 #                 the loader's cache, or lib/ here), prints what it found, and runs landauer
 #                 with the arguments it was given:  OUT_DIR/launch.sh generate --device cuda ...
+#                 (`launch.sh --cuda-libs` prints the library path it found, for other tools)
+#   llamacpp/     with --llamacpp: llama.cpp's llama-bench and llama-batched-bench built with
+#                 CUDA (scripts/llamacpp-cuda.sh --pack), run by llamacpp/run.sh
+#   py/           with --pynvml: nvidia-ml-py (pynvml) from PyPI, for scripts/nvml-check.py
 # The bundle must stay under 60 MiB (the GPU machine takes 64 MiB of files per call).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 out=dist/gpu-bundle
 with=""
+llamacpp=0
+pynvml=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --with) with="$2"; shift 2 ;;
+    --llamacpp) llamacpp=1; shift ;;
+    --pynvml) pynvml=1; shift ;;
     -*) echo "gpu-bundle: unknown option $1" >&2; exit 2 ;;
     *) out="$1"; shift ;;
   esac
@@ -42,6 +50,18 @@ if [[ -n "$with" ]]; then
     [[ -n "$f" ]] || { echo "gpu-bundle: error: no lib$l.so.N in $CUDA_ROOT/lib" >&2; exit 1; }
     xz -T0 -6 -c "$f" >"$out/lib/$(basename "$f").xz"
   done
+fi
+
+if [[ $llamacpp == 1 ]]; then
+  scripts/llamacpp-cuda.sh >/dev/null
+  scripts/llamacpp-cuda.sh --pack "$out"
+fi
+if [[ $pynvml == 1 ]]; then
+  tmp=$(mktemp -d)
+  python3 -m pip download -q --no-deps --only-binary :all: nvidia-ml-py -d "$tmp"
+  mkdir -p "$out/py"
+  (cd "$out/py" && unzip -q "$tmp"/nvidia_ml_py-*.whl)
+  rm -rf "$tmp"
 fi
 
 cat >"$out/launch.sh" <<'LAUNCH'
@@ -94,12 +114,14 @@ for lib in libcuda.so.1 libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcur
   fi
 done
 [[ $missing == 0 ]] || { echo "launch: error: CUDA libraries missing; see above" >&2; exit 127; }
+[[ "${1:-}" == "--cuda-libs" ]] && { echo "$path"; exit 0; }
 export LD_LIBRARY_PATH="$path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 exec "$work/landauer" "$@"
 LAUNCH
 chmod +x "$out/launch.sh"
 size=$(du -sb "$out" | cut -f1)
 echo "gpu-bundle: $out is $((size / 1024 / 1024)) MiB ($(ls "$out" "$out/lib" | tr '\n' ' '))" >&2
+du -sh "$out"/* >&2
 if (( size > 60 * 1024 * 1024 )); then
   echo "gpu-bundle: error: over the 60 MiB budget" >&2
   exit 1

@@ -102,13 +102,19 @@ pack() {
   local out="$1/llamacpp" f total=0 size
   rm -rf "$out"
   mkdir -p "$out"
-  for f in $(needed_here); do
-    strip --strip-unneeded -o "$out/$f" "$(readlink -f "$bin/$f")"
+  # Plus GCC's OpenMP runtime (ggml-cpu uses it), which minimal images may lack.
+  local gomp
+  gomp=$(LD_LIBRARY_PATH="$bin" ldd "$bin/libggml-cpu.so" | awk '$1 == "libgomp.so.1" { print $3 }')
+  for f in $(needed_here) ${gomp:+libgomp.so.1}; do
+    local from="$bin/$f"
+    [[ $f == libgomp.so.1 ]] && from="$gomp"
+    from=$(readlink -f "$from")
+    strip --strip-unneeded -o "$out/$f" "$from"
     xz -T0 -6 -c "$out/$f" >"$out/$f.xz"
-    rm "$out/$f"
     size=$(stat -c %s "$out/$f.xz")
     total=$((total + size))
-    say "  $f.xz $((size / 1024)) KiB (unpacked $(( $(stat -c %s "$(readlink -f "$bin/$f")") / 1024 )) KiB before strip)"
+    say "  $f.xz: $((size / 1024)) KiB (stripped $(( $(stat -c %s "$out/$f") / 1024 )) KiB, built $(( $(stat -c %s "$from") / 1024 )) KiB)"
+    rm "$out/$f"
   done
   cat >"$out/run.sh" <<'RUN'
 #!/usr/bin/env bash
