@@ -146,20 +146,20 @@ impl DeviceLogits {
         Ok((d.exp()?, d))
     }
 
-    /// [`landauer_physics::softmax_stats`] of every row.
+    /// Sums of each row of a (rows · chunks, CHUNK) tensor, on the device.
+    fn row_sums(&self, t: &Tensor) -> Result<Vec<f64>> {
+        Ok(t.reshape((self.rows, self.chunks * CHUNK))?
+            .sum(1)?
+            .to_vec1()?)
+    }
+
+    /// [`landauer_physics::softmax_stats`] of every row (two f64 scalars a row copied).
     pub fn stats(&self) -> Result<Vec<SoftmaxStats>> {
         let (e, d) = self.shifted_exp(1.0)?;
-        let s: Vec<f64> = e.sum(1)?.to_vec1()?;
-        let t: Vec<f64> = (&e * &d)?.sum(1)?.to_vec1()?;
+        let s = self.row_sums(&e)?;
+        let t = self.row_sums(&(&e * &d)?)?;
         Ok((0..self.rows)
-            .map(|r| {
-                let range = r * self.chunks..(r + 1) * self.chunks;
-                stats_of(
-                    self.max[r],
-                    s[range.clone()].iter().sum(),
-                    t[range].iter().sum(),
-                )
-            })
+            .map(|r| stats_of(self.max[r], s[r], t[r]))
             .collect())
     }
 
@@ -238,7 +238,7 @@ impl DeviceLogits {
             false => {
                 let (e, d) = self.shifted_exp(1.0 / params.temperature)?;
                 let per_chunk: Vec<f64> = e.sum(1)?.to_vec1()?;
-                let t: Vec<f64> = (&e * &d)?.sum(1)?.to_vec1()?;
+                let t = self.row_sums(&(&e * &d)?)?;
                 Some((per_chunk, t))
             }
         };
@@ -356,7 +356,7 @@ impl DeviceLogits {
             }
         }
         let j = pick.or(last).unwrap_or(0);
-        let t: f64 = t[span].iter().sum();
+        let t = t[r];
         let out = RowOutcome {
             token: (c * CHUNK + j) as u32,
             chosen_logit: values[j],
@@ -378,7 +378,7 @@ pub struct StepPlan {
     top_n: usize,
     /// Candidates of each planned row (its window and top-N), most likely first.
     tops: Vec<Vec<(u32, f32)>>,
-    /// At the temperature: Σ e^{(x−m)/T} per chunk, and Σ e^{(x−m)/T}·(x−m)/T per chunk.
+    /// At the temperature: Σ e^{(x−m)/T} per chunk, and Σ e^{(x−m)/T}·(x−m)/T per row.
     sums: Option<(Vec<f64>, Vec<f64>)>,
 }
 
