@@ -69,6 +69,16 @@ def main():
                 median(r["energy"]["decode_joules_per_token"]) if r.get("energy") else None for r in runs
             ),
         }
+    bp = load(os.path.join(out, "landauer-b1-batched-pass.json"))
+    if bp:
+        lb["batched pass"] = {
+            "decode_tokens_per_s": bp["tracing_off"]["decode_tokens_per_s_median"],
+            "decode_traced_tokens_per_s": bp["tracing_on"]["decode_tokens_per_s_median"],
+            "prefill_tokens_per_s": bp["tracing_off"]["prefill_tokens_per_s_median"],
+            "prompt_tokens": bp["prompt_tokens"],
+            "rounds": 1,
+            "decode_joules_per_token": median(bp["energy"]["decode_joules_per_token"]) if bp.get("energy") else None,
+        }
     tg, pp = [], []
     for p in sorted(glob.glob(os.path.join(out, "llama-bench-r*.json"))):
         for row in load(p) or []:
@@ -88,7 +98,7 @@ def main():
     md += ["## Batch 1", "", "| engine | decode tok/s | traced | prefill tok/s | decode / llama.cpp |", "|---|---|---|---|---|"]
     for who, v in lb.items():
         md.append(
-            f"| landauer, sampling on the {who} | {fmt(v['decode_tokens_per_s'])} | "
+            f"| landauer, {'sampling on the ' + who if who != 'batched pass' else 'batched pass'} | {fmt(v['decode_tokens_per_s'])} | "
             f"{fmt(v['decode_traced_tokens_per_s'])} | {fmt(v['prefill_tokens_per_s'])} ({v['prompt_tokens']} tokens) | "
             f"{fmt(ratio(v['decode_tokens_per_s'], llama_b1['tg_tokens_per_s']), 2)} |"
         )

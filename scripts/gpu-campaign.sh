@@ -102,6 +102,9 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 
+# Batch 1 on landauer's batched pass (a GPU's default for one sequence is candle-transformers').
+run landauer-b1-batched-pass 120 env LANDAUER_FORWARD=batched landauer bench --model "$model" "${dev[@]}" \
+  -n "$n_bench" --runs 3 --warmup 1 --no-exact-check --out "$out/landauer-b1-batched-pass.json"
 # The batch sweep (J/token, tokens/Wh against batch size): one model load, interleaved rounds.
 run sweep 150 landauer sweep --model "$model" "${dev[@]}" --batch "$BATCHES" -n "$n_tokens" \
   --runs 2 --interleave --out "$out/sweep"

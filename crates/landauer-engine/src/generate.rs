@@ -399,9 +399,13 @@ impl Engine {
         let batched = match forward {
             Forward::Batched => true,
             Forward::Candle => false,
-            // LANDAUER_FORWARD=candle: candle-transformers' models, to compare in benchmarks.
+            // LANDAUER_FORWARD=candle or batched: one pass or the other, to compare in
+            // benchmarks (on a GPU, Auto takes candle-transformers' models).
             Forward::Auto if std::env::var("LANDAUER_FORWARD").is_ok_and(|v| v == "candle") => {
                 false
+            }
+            Forward::Auto if std::env::var("LANDAUER_FORWARD").is_ok_and(|v| v == "batched") => {
+                crate::family::Family::of(&gguf.architecture().unwrap_or_default()).is_some()
             }
             Forward::Auto => {
                 device.is_cpu()
