@@ -13,8 +13,8 @@
 #                                                   is spent on it (the figures mean nothing)
 #
 # Settings (environment): MODEL (llama-3.1-8b), QUANT (q4_k), BATCHES (1,8,64,128,256,512),
-# TRACE_BATCHES (1,64,256,512: bench tracing on/off), ROUNDS (2: interleaved batch-1 rounds),
-# DEADLINE_S (450). Writes into OUT_DIR: one file per step (JSON where the tool writes JSON,
+# TRACE_BATCHES (1,64,512: bench tracing on/off), ROUNDS (2: interleaved batch-1 rounds),
+# F16_BATCHES (64,256,512), DEADLINE_S (450). Steps run most important first. Writes into OUT_DIR: one file per step (JSON where the tool writes JSON,
 # else its text output), log.txt, and campaign.json + campaign.md from gpu-campaign-report.py.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -49,11 +49,14 @@ if [[ $dry == 1 ]]; then
   nvml_rows=4 nvml_tokens=32
 else
   MODEL="${MODEL:-llama-3.1-8b}" QUANT="${QUANT:-q4_k}" BATCHES="${BATCHES:-1,8,64,128,256,512}"
-  TRACE_BATCHES="${TRACE_BATCHES:-1,64,256,512}" ROUNDS="${ROUNDS:-2}" DEADLINE_S="${DEADLINE_S:-450}"
+  TRACE_BATCHES="${TRACE_BATCHES:-1,64,512}" ROUNDS="${ROUNDS:-2}" DEADLINE_S="${DEADLINE_S:-450}"
+  F16_BATCHES="${F16_BATCHES:-64,256,512}"
   printf '#!/bin/sh\nexec "%s/launch.sh" "$@"\n' "$bundle" >"$work/bin/landauer"
   printf '#!/bin/sh\nLANDAUER_CUDA_LIBS="$("%s/launch.sh" --cuda-libs)" exec "%s/llamacpp/run.sh" "$@"\n' "$bundle" "$bundle" >"$work/bin/llama"
   export PYTHONPATH="$bundle/py${PYTHONPATH:+:$PYTHONPATH}"
-  dev=(--device cuda) ngl=(-ngl 99) n_tokens=64 n_bench=128 fake=() meter=nvml
+  # 32 tokens a row: 16k tokens, several seconds, at batch 512 (estimated time of the whole
+  # campaign on an H100 at ~2,000 tokens/s there: 7-8 minutes, most of it model loads).
+  dev=(--device cuda) ngl=(-ngl 99) n_tokens=32 n_bench=128 fake=() meter=nvml
   nvml_rows=64 nvml_tokens=256
 fi
 chmod +x "$work/bin/landauer" "$work/bin/llama"
@@ -117,10 +120,6 @@ for b in "${tb[@]}"; do
   run "tracing-b$b" 90 landauer bench --model "$model" "${dev[@]}" --batch "$b" -n "$n_tokens" --runs 2 \
     --warmup 1 --no-exact-check --out "$out/tracing-b$b.json"
 done
-# Quantized weights dequantized to f16 for cuBLAS from 64 rows, against candle's MMQ kernels
-# (the sweep above): the batch sizes after the first.
-run sweep-f16-gemm 120 env LANDAUER_F16_GEMM_ROWS=64 landauer sweep --model "$model" "${dev[@]}" \
-  --batch "${BATCHES#*,}" -n "$n_tokens" --runs 1 --out "$out/sweep-f16-gemm"
 # An independent energy reading over one run's window: a batch big enough to draw power.
 prompts="$work/prompts.txt"
 for i in $(seq 1 "$nvml_rows"); do echo "Story $i: once upon a time, in a town by the sea,"; done >"$prompts"
@@ -128,11 +127,15 @@ run nvml-check 90 python3 "$here/nvml-check.py" "${fake[@]}" --trace "$work/nvml
   --out "$out/nvml-check.json" -- "$work/bin/landauer" generate --model "$model" "${dev[@]}" \
   --meter "$meter" -q --max-tokens "$nvml_tokens" --greedy --ignore-eos --prompts "$prompts" \
   --trace "$work/nvml.jsonl"
+# Quantized weights dequantized to f16 for cuBLAS from 64 rows, against candle's MMQ kernels
+# (the sweep above): the batch sizes after the first.
+run sweep-f16-gemm 120 env LANDAUER_F16_GEMM_ROWS=64 landauer sweep --model "$model" "${dev[@]}" \
+  --batch "${F16_BATCHES:-${BATCHES#*,}}" -n "$n_tokens" --runs 1 --out "$out/sweep-f16-gemm"
 # Kernel launches per decode token, with nsys where the machine has it: candle-transformers'
 # forward pass (a single prompt) and landauer's batched pass (a one-line --prompts).
 if command -v nsys >/dev/null && [[ $dry == 0 ]]; then
   head -n 1 "$prompts" >"$work/one-prompt.txt"
-  for fwd in candle batched; do
+  for fwd in batched candle; do
     input=("Once upon a time"); [[ $fwd == batched ]] && input=(--prompts "$work/one-prompt.txt")
     run "nsys-$fwd" 90 nsys profile -o "$work/nsys-$fwd" --force-overwrite true --trace cuda \
       "$bundle/launch.sh" generate --model "$model" --device cuda --meter none -q --max-tokens 64 \
