@@ -39,6 +39,10 @@ struct Shared {
     telemetry: Vec<TelemetrySample>,
     /// The meter's per-part totals at its last successful read.
     parts: Vec<MeterPart>,
+    /// Readings and faults let go by [`MeterSampler::forget_before`]: indices handed out
+    /// count them, so that a reader's position stays valid.
+    dropped: usize,
+    dropped_faults: usize,
 }
 
 /// Polls a meter on its own thread, stamping each reading with a monotonic clock
@@ -55,8 +59,12 @@ pub struct MeterSampler {
 /// What the sampler saw, handed back when it stops.
 #[derive(Debug, Clone)]
 pub struct SamplerReport {
+    /// The readings still held: index `first_sample` onwards.
     pub samples: Vec<CounterSample>,
     pub faults: Vec<MeterFault>,
+    /// Readings and faults let go before the first held one ([`MeterSampler::forget_before`]).
+    pub first_sample: usize,
+    pub first_fault: usize,
     /// CPU time the sampler thread used, seconds.
     pub cpu_s: f64,
     /// How long it ran, seconds.
@@ -152,14 +160,15 @@ impl MeterSampler {
         self.interval
     }
 
-    /// Appends the readings taken since the first `from` to `out`; returns how many there
-    /// are in all (pass it as `from` next time).
+    /// Appends the readings taken since the first `from` to `out` (those still held); returns
+    /// how many there have been in all (pass it as `from` next time).
     pub fn samples_since(&self, from: usize, out: &mut Vec<CounterSample>) -> usize {
         let s = self.shared.lock().expect("sampler lock");
-        if from < s.samples.len() {
-            out.extend_from_slice(&s.samples[from..]);
+        let local = from.saturating_sub(s.dropped);
+        if local < s.samples.len() {
+            out.extend_from_slice(&s.samples[local..]);
         }
-        s.samples.len()
+        s.dropped + s.samples.len()
     }
 
     /// Like [`Self::samples_since`], and the faults since the first `faults_from` too, read
@@ -171,13 +180,60 @@ impl MeterSampler {
         faults: &mut Vec<MeterFault>,
     ) -> (usize, usize) {
         let s = self.shared.lock().expect("sampler lock");
-        if from < s.samples.len() {
-            out.extend_from_slice(&s.samples[from..]);
+        let local = from.saturating_sub(s.dropped);
+        if local < s.samples.len() {
+            out.extend_from_slice(&s.samples[local..]);
         }
-        if faults_from < s.faults.len() {
-            faults.extend_from_slice(&s.faults[faults_from..]);
+        let local = faults_from.saturating_sub(s.dropped_faults);
+        if local < s.faults.len() {
+            faults.extend_from_slice(&s.faults[local..]);
         }
-        (s.samples.len(), s.faults.len())
+        (
+            s.dropped + s.samples.len(),
+            s.dropped_faults + s.faults.len(),
+        )
+    }
+
+    /// The index of the last reading at or before `t` (seconds on the sampler's clock), or of
+    /// the first held one when none is: a reader of a window that starts at `t` starts there,
+    /// with the reading in effect at its start.
+    pub fn index_at(&self, t: f64) -> usize {
+        let s = self.shared.lock().expect("sampler lock");
+        s.dropped + s.samples.partition_point(|x| x.t <= t).saturating_sub(1)
+    }
+
+    /// How many faults there have been.
+    pub fn fault_count(&self) -> usize {
+        let s = self.shared.lock().expect("sampler lock");
+        s.dropped_faults + s.faults.len()
+    }
+
+    /// The telemetry readings from `a` to `b` + 0.1 s, and the one in effect at `a` (readings
+    /// come every 100 ms: a shorter window may have none of its own).
+    pub fn telemetry_between(&self, a: f64, b: f64) -> Vec<TelemetrySample> {
+        let s = self.shared.lock().expect("sampler lock");
+        let before = s.telemetry.iter().rposition(|t| t.t < a);
+        s.telemetry
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| Some(*i) == before || (t.t >= a && t.t <= b + 0.1))
+            .map(|(_, t)| *t)
+            .collect()
+    }
+
+    /// Lets go of what was read before `t` (keeping the reading in effect at `t`), so that a
+    /// sampler that runs for days (a server's) holds only what its readers still need.
+    /// Indices already handed out stay valid.
+    pub fn forget_before(&self, t: f64) {
+        let mut s = self.shared.lock().expect("sampler lock");
+        let keep_from = s.samples.partition_point(|x| x.t <= t).saturating_sub(1);
+        s.samples.drain(..keep_from);
+        s.dropped += keep_from;
+        let faults = s.faults.partition_point(|f| f.t < t);
+        s.faults.drain(..faults);
+        s.dropped_faults += faults;
+        let tel = s.telemetry.partition_point(|x| x.t < t).saturating_sub(1);
+        s.telemetry.drain(..tel);
     }
 
     /// The latest telemetry reading, if the meter has any.
@@ -277,6 +333,8 @@ impl MeterSampler {
         SamplerReport {
             samples: std::mem::take(&mut s.samples),
             faults: std::mem::take(&mut s.faults),
+            first_sample: s.dropped,
+            first_fault: s.dropped_faults,
             cpu_s,
             wall_s,
             telemetry: std::mem::take(&mut s.telemetry),
@@ -464,5 +522,38 @@ mod tests {
             .windows(2)
             .all(|w| w[1].t >= w[0].t && w[1].joules > w[0].joules));
         assert!(r.cpu_s >= 0.0 && r.cpu_s < r.wall_s);
+    }
+
+    /// What a long-running sampler lets go of leaves every index handed out valid: a reader
+    /// resumes where it was, `index_at` points at the reading in effect, and the faults
+    /// before the cut are gone from what is held but still counted.
+    #[test]
+    fn forgetting_keeps_indices_and_the_reading_in_effect() {
+        let s = MeterSampler::start(Box::new(Flaky(0)), Duration::from_millis(2));
+        while s.samples_since(0, &mut Vec::new()) < 12 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let mut all = Vec::new();
+        let n = s.samples_since(0, &mut all);
+        let cut = all[8].t;
+        assert_eq!(s.fault_count(), 2, "reads 5 and 6 failed");
+        s.forget_before(cut + 1e-9);
+        // Held from the reading in effect at the cut (index 8) on.
+        let mut held = Vec::new();
+        let m = s.samples_since(0, &mut held);
+        assert!(m >= n);
+        assert_eq!(held[0], all[8]);
+        assert_eq!(s.index_at(cut + 1e-9), 8);
+        // A reader at index 10 gets readings 10.. as before.
+        let mut from10 = Vec::new();
+        s.samples_since(10, &mut from10);
+        assert_eq!(&from10[..n - 10], &all[10..n]);
+        // The faults (before the cut) are let go of, still counted.
+        let (mut fresh, mut faults) = (Vec::new(), Vec::new());
+        let (_, f) = s.poll_since((0, 0), &mut fresh, &mut faults);
+        assert_eq!((f, faults.len()), (2, 0));
+        let r = s.stop();
+        assert_eq!((r.first_sample, r.first_fault), (8, 2));
+        assert_eq!(r.samples[0], all[8]);
     }
 }

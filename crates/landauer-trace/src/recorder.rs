@@ -20,15 +20,18 @@ pub const MIN_STEADY_WINDOW_S: f64 = 2.0;
 /// windows tile the run, so the tokens' energies add up to the run's total.
 pub struct Recorder {
     run: RunRecord,
-    sampler: Option<MeterSampler>,
+    sampler: Option<SamplerRef>,
     metered: bool,
     sinks: Vec<Box<dyn RecordSink>>,
     joules_per_bit: f64,
     /// The run's start on the sampler's clock.
     offset: f64,
     timeline: EnergyTimeline,
+    /// Readings and faults taken from the sampler so far (its indices).
     seen: usize,
+    faults_seen: usize,
     last_poll: f64,
+    /// The meter's faults during this run.
     faults: Vec<MeterFault>,
     pending: VecDeque<TokenRecord>,
     acc: Totals,
@@ -40,6 +43,23 @@ pub struct Recorder {
     /// Each token id's text, decoded once (top-n alternatives repeat from step to step, and
     /// the tokenizer's decoder chain costs microseconds a call).
     texts: std::collections::HashMap<u32, String>,
+}
+
+/// The meter's sampler: the run's own, stopped at its end, or one that outlives it (a
+/// server's, shared by many runs one after another or at once).
+enum SamplerRef {
+    Owned(MeterSampler),
+    Shared(std::sync::Arc<MeterSampler>),
+}
+
+impl std::ops::Deref for SamplerRef {
+    type Target = MeterSampler;
+    fn deref(&self) -> &MeterSampler {
+        match self {
+            SamplerRef::Owned(s) => s,
+            SamplerRef::Shared(s) => s,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -59,6 +79,17 @@ impl Recorder {
     /// `run` is written as the trace's first record when generation begins. `sampler` is
     /// the running meter (None: energy not measured).
     pub fn new(run: RunRecord, sampler: Option<MeterSampler>) -> Self {
+        Self::with_sampler(run, sampler.map(SamplerRef::Owned))
+    }
+
+    /// Like [`Self::new`], with a sampler that outlives the run and that other recorders may
+    /// read at the same time: the run reads it from its start on, and leaves it running.
+    /// The summary then has no sampler CPU figure (the sampler is not the run's alone).
+    pub fn with_shared_sampler(run: RunRecord, sampler: std::sync::Arc<MeterSampler>) -> Self {
+        Self::with_sampler(run, Some(SamplerRef::Shared(sampler)))
+    }
+
+    fn with_sampler(run: RunRecord, sampler: Option<SamplerRef>) -> Self {
         Self {
             joules_per_bit: physics::landauer_joules_per_bit(run.kelvin),
             run,
@@ -68,6 +99,7 @@ impl Recorder {
             offset: 0.0,
             timeline: EnergyTimeline::default(),
             seen: 0,
+            faults_seen: 0,
             parts_start: Vec::new(),
             parts_end: Vec::new(),
             telemetry: Vec::new(),
@@ -116,9 +148,8 @@ impl Recorder {
         if let Some(sampler) = &self.sampler {
             let mut fresh = Vec::new();
             let (seen, faults) =
-                sampler.poll_since((self.seen, self.faults.len()), &mut fresh, &mut self.faults);
-            debug_assert_eq!(faults, self.faults.len());
-            self.seen = seen;
+                sampler.poll_since((self.seen, self.faults_seen), &mut fresh, &mut self.faults);
+            (self.seen, self.faults_seen) = (seen, faults);
             self.absorb(&fresh);
         }
     }
@@ -207,6 +238,12 @@ impl TokenSink for Recorder {
         if let Some(s) = &self.sampler {
             self.offset = start.at.saturating_duration_since(s.epoch()).as_secs_f64();
             self.parts_start = s.parts();
+            if let SamplerRef::Shared(s) = s {
+                // What came before this run is not its own: from the reading in effect at
+                // its start on.
+                self.seen = s.index_at(self.offset);
+                self.faults_seen = s.fault_count();
+            }
         }
         self.pull();
         let run = self.run.clone();
@@ -299,7 +336,22 @@ impl TokenSink for Recorder {
 
     fn end(&mut self, end: &RunEnd) -> Result<(), SinkError> {
         let mut sampler_cpu = None;
-        if let Some(sampler) = self.sampler.take() {
+        if let Some(SamplerRef::Shared(sampler)) = &self.sampler {
+            // Wait for the counter past the run's end, then read on; the sampler goes on.
+            let period = self
+                .timeline
+                .update_period()
+                .or(self.run.meter_resolution_s)
+                .unwrap_or(0.1);
+            sampler.wait_past(
+                self.offset + end.total_s,
+                std::time::Duration::from_secs_f64((3.0 * period).clamp(0.02, 1.0)),
+            );
+            self.parts_end = sampler.parts();
+            self.telemetry = sampler.telemetry_between(self.offset, self.offset + end.total_s);
+            self.pull();
+        }
+        if let Some(SamplerRef::Owned(sampler)) = self.sampler.take() {
             // Energy after the counter's last update would be held flat: wait (a few update
             // periods at most) for an update past the run's end, so the last tokens are measured.
             let period = self
@@ -311,13 +363,13 @@ impl TokenSink for Recorder {
                 self.offset + end.total_s,
                 std::time::Duration::from_secs_f64((3.0 * period).clamp(0.02, 1.0)),
             );
-            let seen = self.seen;
             let report = sampler.stop();
-            let fresh: Vec<CounterSample> = report.samples.get(seen..).unwrap_or(&[]).to_vec();
+            let from = self.seen.saturating_sub(report.first_sample);
+            let fresh: Vec<CounterSample> = report.samples.get(from..).unwrap_or(&[]).to_vec();
             self.absorb(&fresh);
-            let known = self.faults.len();
+            let from = self.faults_seen.saturating_sub(report.first_fault);
             self.faults
-                .extend_from_slice(report.faults.get(known..).unwrap_or(&[]));
+                .extend_from_slice(report.faults.get(from..).unwrap_or(&[]));
             sampler_cpu = Some((report.cpu_s, report.wall_s));
             self.parts_end = report.parts;
             let (a, b) = (self.offset, self.offset + end.total_s);

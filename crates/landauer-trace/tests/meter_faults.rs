@@ -358,3 +358,62 @@ fn a_batch_steps_energy_is_shared_among_its_tokens() {
     let decode = (90 - 3) as f64 / s.decode_s;
     assert!((s.decode_tokens_per_s.unwrap() - decode).abs() < 1e-9 * decode);
 }
+
+/// A server's sampler runs for its lifetime and every request's recorder reads it: each run
+/// gets the energy of its own window only (not what came before it, not the idle time between
+/// runs), the sampler keeps running after a run ends, and what it has let go of does not
+/// disturb a later run.
+#[test]
+fn runs_share_one_long_running_sampler() {
+    let (_dir, mut engine) = tiny_engine(4096, false);
+    let prompt = engine.encode("The cat sat").unwrap();
+    let sampler = Arc::new(MeterSampler::start(
+        Box::new(Steady(Instant::now())),
+        Duration::from_millis(5),
+    ));
+    const W: f64 = 50.0;
+    let opts = GenerateOptions {
+        max_tokens: 300,
+        sampling: SamplingParams::greedy(),
+        ignore_eos: true,
+        stop: None,
+        stats_rows: usize::MAX,
+    };
+    let mut totals = Vec::new();
+    for round in 0..3 {
+        // Idle time before each run, which no run may be billed for.
+        std::thread::sleep(Duration::from_millis(150));
+        if round == 2 {
+            sampler.forget_before(sampler.epoch().elapsed().as_secs_f64() - 0.05);
+        }
+        let sink = Collect::default();
+        let mut rec =
+            Recorder::with_shared_sampler(run_record(), sampler.clone()).with_sink(sink.clone());
+        let end = engine.generate(&prompt, &opts, &mut rec).unwrap();
+        let s = rec.summary().unwrap();
+        let total = s.energy_j.unwrap();
+        // 50 W over the run's own window, within a poll interval at either end.
+        let expected = W * end.total_s;
+        assert!(
+            (total - expected).abs() <= W * 0.011 + 0.01 * expected,
+            "run {round}: {total} J vs {expected} J"
+        );
+        let sum: f64 = sink
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| match r {
+                Record::Token(t) => t.energy_j.unwrap(),
+                _ => 0.0,
+            })
+            .sum();
+        assert!((sum - total).abs() <= 1e-9 * total, "{sum} vs {total}");
+        assert_eq!(s.sampler_cpu_s, None, "the sampler is not the run's alone");
+        totals.push(total);
+    }
+    // Still sampling after the runs.
+    let n = sampler.samples_since(0, &mut Vec::new());
+    std::thread::sleep(Duration::from_millis(30));
+    assert!(sampler.samples_since(0, &mut Vec::new()) > n);
+}
