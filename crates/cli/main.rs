@@ -12,6 +12,7 @@ mod generate;
 mod meters;
 mod progress;
 mod report;
+mod serve;
 mod study;
 mod sweep;
 mod synthetic_gguf;
@@ -51,6 +52,8 @@ enum Command {
     Gap(gap::GapArgs),
     /// Write one self-contained HTML report (inline SVG figures) for a trace or a sweep.
     Report(report::ReportArgs),
+    /// Serve the model over HTTP, OpenAI's API, every response billed in joules and bits.
+    Serve(serve::ServeArgs),
     /// Write a synthetic model (real shapes, random weights) as a GGUF file that llama.cpp
     /// and landauer both load, with llama-quantize's type mix and optionally a real tokenizer.
     SyntheticGguf(synthetic_gguf::SyntheticGgufArgs),
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Command::Gap(args) => gap::run(args),
         Command::Report(args) => report::run(args),
         Command::SyntheticGguf(args) => synthetic_gguf::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(code) => code,

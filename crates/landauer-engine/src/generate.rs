@@ -508,6 +508,17 @@ impl Engine {
     /// as Hugging Face's transformers does, defaults included (SmolLM2's adds a default
     /// system message when none is given).
     pub fn chat_prompt(&self, system: Option<&str>, user: &str, jinja: bool) -> Result<String> {
+        let mut conversation = Vec::new();
+        if let Some(s) = system {
+            conversation.push(("system", s));
+        }
+        conversation.push(("user", user));
+        self.chat_conversation(&conversation, jinja)
+    }
+
+    /// A whole conversation, (role, content) in order, as [`Self::chat_prompt`] renders one
+    /// exchange: ending with the prompt for the assistant's next turn.
+    pub fn chat_conversation(&self, conversation: &[(&str, &str)], jinja: bool) -> Result<String> {
         let name = |id: Option<u32>| {
             id.and_then(|i| self.tokenizer.id_to_token(i))
                 .unwrap_or_default()
@@ -516,10 +527,9 @@ impl Engine {
             Some(t) if jinja || !t.contains("<|im_start|>") => t,
             _ => tokenizer::CHATML_TEMPLATE,
         };
-        tokenizer::apply_chat_template(
+        tokenizer::render_chat(
             template,
-            system,
-            user,
+            conversation,
             &name(self.bos_token),
             &name(self.eos_tokens.first().copied()),
         )

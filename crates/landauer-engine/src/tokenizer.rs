@@ -58,6 +58,22 @@ pub fn apply_chat_template(
     bos_token: &str,
     eos_token: &str,
 ) -> Result<String> {
+    let mut messages = Vec::new();
+    if let Some(s) = system {
+        messages.push(("system", s));
+    }
+    messages.push(("user", user));
+    render_chat(template, &messages, bos_token, eos_token)
+}
+
+/// A whole conversation, (role, content) in order, through a chat template, ending with the
+/// prompt for the assistant's next turn.
+pub fn render_chat(
+    template: &str,
+    conversation: &[(&str, &str)],
+    bos_token: &str,
+    eos_token: &str,
+) -> Result<String> {
     use minijinja::{context, Environment, Error, ErrorKind};
     let mut env = Environment::new();
     env.add_function("raise_exception", |msg: String| -> Result<String, Error> {
@@ -65,11 +81,10 @@ pub fn apply_chat_template(
     });
     env.add_template("chat", template)
         .map_err(|e| EngineError::ChatTemplate(e.to_string()))?;
-    let mut messages = Vec::new();
-    if let Some(s) = system {
-        messages.push(context! { role => "system", content => s });
-    }
-    messages.push(context! { role => "user", content => user });
+    let messages: Vec<_> = conversation
+        .iter()
+        .map(|(role, content)| context! { role => role, content => content })
+        .collect();
     env.get_template("chat")
         .and_then(|t| {
             t.render(context! {

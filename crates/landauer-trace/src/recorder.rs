@@ -336,22 +336,7 @@ impl TokenSink for Recorder {
 
     fn end(&mut self, end: &RunEnd) -> Result<(), SinkError> {
         let mut sampler_cpu = None;
-        if let Some(SamplerRef::Shared(sampler)) = &self.sampler {
-            // Wait for the counter past the run's end, then read on; the sampler goes on.
-            let period = self
-                .timeline
-                .update_period()
-                .or(self.run.meter_resolution_s)
-                .unwrap_or(0.1);
-            sampler.wait_past(
-                self.offset + end.total_s,
-                std::time::Duration::from_secs_f64((3.0 * period).clamp(0.02, 1.0)),
-            );
-            self.parts_end = sampler.parts();
-            self.telemetry = sampler.telemetry_between(self.offset, self.offset + end.total_s);
-            self.pull();
-        }
-        if let Some(SamplerRef::Owned(sampler)) = self.sampler.take() {
+        if let Some(sampler) = &self.sampler {
             // Energy after the counter's last update would be held flat: wait (a few update
             // periods at most) for an update past the run's end, so the last tokens are measured.
             let period = self
@@ -363,6 +348,14 @@ impl TokenSink for Recorder {
                 self.offset + end.total_s,
                 std::time::Duration::from_secs_f64((3.0 * period).clamp(0.02, 1.0)),
             );
+        }
+        if let Some(SamplerRef::Shared(sampler)) = &self.sampler {
+            // Read on; the sampler goes on for the runs after this one.
+            self.parts_end = sampler.parts();
+            self.telemetry = sampler.telemetry_between(self.offset, self.offset + end.total_s);
+            self.pull();
+        }
+        if let Some(SamplerRef::Owned(sampler)) = self.sampler.take() {
             let report = sampler.stop();
             let from = self.seen.saturating_sub(report.first_sample);
             let fresh: Vec<CounterSample> = report.samples.get(from..).unwrap_or(&[]).to_vec();

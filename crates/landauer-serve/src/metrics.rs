@@ -1,0 +1,145 @@
+//! `/metrics` in Prometheus' text format, so that a fleet of servers is watched by an existing
+//! Prometheus: counters of energy, tokens and bits, requests by outcome, the queue, batch
+//! sizes and power.
+
+use prometheus::{
+    Counter, Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+/// The server's metrics, registered in its own registry.
+pub struct Metrics {
+    registry: Registry,
+    pub energy_joules: Counter,
+    pub prefill_energy_joules: Counter,
+    pub tokens: IntCounterVec,
+    pub entropy_bits: Counter,
+    pub requests: IntCounterVec,
+    pub queue_depth: IntGauge,
+    pub batch_size: Histogram,
+    pub power_watts: Gauge,
+    pub responses: IntCounter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str| {
+            let c = Counter::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("registered once");
+            c
+        };
+        let energy_joules = counter(
+            "landauer_energy_joules_total",
+            "Energy the meter attributed to generated tokens, joules (prefill included)",
+        );
+        let prefill_energy_joules = counter(
+            "landauer_prefill_energy_joules_total",
+            "Energy of prompt passes (each response's first token), joules",
+        );
+        let entropy_bits = counter(
+            "landauer_entropy_bits_total",
+            "Shannon entropy of the generated tokens' distributions, bits",
+        );
+        let power_watts = Gauge::new(
+            "landauer_power_watts",
+            "Mean power over the last response, watts",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(power_watts.clone()))
+            .expect("registered once");
+        let tokens = IntCounterVec::new(
+            Opts::new("landauer_tokens_total", "Tokens, by phase"),
+            &["phase"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(tokens.clone()))
+            .expect("registered once");
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "landauer_requests_total",
+                "HTTP requests, by endpoint and status",
+            ),
+            &["endpoint", "status"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(requests.clone()))
+            .expect("registered once");
+        let queue_depth = IntGauge::new("landauer_queue_depth", "Requests waiting for the engine")
+            .expect("valid");
+        registry
+            .register(Box::new(queue_depth.clone()))
+            .expect("registered once");
+        let batch_size = Histogram::with_opts(
+            HistogramOpts::new("landauer_batch_size", "Rows decoded together per step").buckets(
+                vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
+            ),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(batch_size.clone()))
+            .expect("registered once");
+        let responses = IntCounter::new("landauer_responses_total", "Completed responses")
+            .expect("valid metric");
+        registry
+            .register(Box::new(responses.clone()))
+            .expect("registered once");
+        Metrics {
+            registry,
+            energy_joules,
+            prefill_energy_joules,
+            tokens,
+            entropy_bits,
+            requests,
+            queue_depth,
+            batch_size,
+            power_watts,
+            responses,
+        }
+    }
+
+    /// Adds a finished response's figures.
+    pub fn record(&self, s: &landauer_trace::SummaryRecord) {
+        self.responses.inc();
+        let prefill = s.tokens.min(1) as u64;
+        self.tokens.with_label_values(&["prefill"]).inc_by(prefill);
+        self.tokens
+            .with_label_values(&["decode"])
+            .inc_by(s.tokens as u64 - prefill);
+        // Counters only rise (a reading error could make a window's energy negative).
+        self.entropy_bits.inc_by(s.total_entropy_bits.max(0.0));
+        if let Some(j) = s.energy_j {
+            self.energy_joules.inc_by(j.max(0.0));
+        }
+        if let Some(j) = s.prefill_energy_j {
+            self.prefill_energy_joules.inc_by(j.max(0.0));
+        }
+        if let Some(w) = s.mean_power_w {
+            self.power_watts.set(w);
+        }
+        // One request at a time: every step decodes one row.
+        for _ in 0..s.tokens {
+            self.batch_size.observe(1.0);
+        }
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding of valid metrics");
+        String::from_utf8(buf).expect("the text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,310 @@
+//! The server on a tiny random-weight model, over loopback HTTP: OpenAI's shapes, streamed
+//! and whole, the same text as the engine alone, stop strings, per-token bits and joules that
+//! add up to the usage and to /metrics, and a corpus of bad requests that each get a 4xx
+//! (OpenAI-shaped) while the server goes on serving.
+
+use landauer_engine::{Engine, GenerateOptions, SamplingParams, SinkError, TokenEvent, TokenSink};
+use landauer_meter::MeterChoice;
+use landauer_serve::{ServeConfig, Server};
+use landauer_studies::{Loaded, MeterOptions, ModelOptions};
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// Starts a server on a free loopback port; returns its base URL.
+fn start(model: &Path, queue: usize) -> String {
+    let loaded = Loaded::load(
+        &ModelOptions {
+            model: Some(model.display().to_string()),
+            ..Default::default()
+        },
+        &mut (),
+    )
+    .unwrap();
+    let server = Server::start(
+        loaded,
+        ServeConfig {
+            model_id: Some("tiny".into()),
+            queue,
+            max_body_bytes: 64 * 1024,
+            meter: MeterOptions {
+                choice: MeterChoice::Estimate,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap()).unwrap();
+            server.serve(l, std::future::pending()).await.unwrap();
+        });
+    });
+    format!("http://{}", rx.recv().unwrap())
+}
+
+/// POSTs JSON; returns the status and the body as JSON (or as a string).
+fn post(url: &str, body: &str) -> (u16, Value) {
+    let r = ureq::post(url)
+        .set("content-type", "application/json")
+        .send_string(body);
+    let resp = match r {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{url}: {e}"),
+    };
+    let status = resp.status();
+    let text = resp.into_string().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// The `data:` payloads of a server-sent event stream.
+fn sse(url: &str, body: &Value) -> Vec<String> {
+    let text = ureq::post(url)
+        .send_json(body.clone())
+        .unwrap()
+        .into_string()
+        .unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data: ").map(String::from))
+        .collect()
+}
+
+/// The engine alone, greedy: the text of `max_tokens` tokens (or up to end-of-sequence).
+fn alone(model: &Path, prompt: &str, max_tokens: usize) -> String {
+    let mut engine = Engine::load(model, None, &landauer_engine::Device::Cpu).unwrap();
+    let tokens = engine.encode(prompt).unwrap();
+    struct Text(String);
+    impl TokenSink for Text {
+        fn token(&mut self, e: &TokenEvent<'_>) -> Result<(), SinkError> {
+            if !e.is_eos {
+                self.0.push_str(e.text);
+            }
+            Ok(())
+        }
+        fn end(&mut self, e: &landauer_engine::RunEnd) -> Result<(), SinkError> {
+            self.0.push_str(&e.tail_text);
+            Ok(())
+        }
+    }
+    let mut t = Text(String::new());
+    let opts = GenerateOptions {
+        max_tokens,
+        sampling: SamplingParams::greedy(),
+        ignore_eos: false,
+        stop: None,
+        stats_rows: usize::MAX,
+    };
+    engine.generate(&tokens, &opts, &mut t).unwrap();
+    t.0
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in\n{text}"))
+}
+
+#[test]
+fn serves_openai_shapes_billed_in_joules_and_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny.gguf");
+    landauer_engine::tiny::write_tiny_llama(&model, &Default::default()).unwrap();
+    let base = start(&model, 4);
+    let mut billed = 0.0;
+
+    assert_eq!(
+        ureq::get(&format!("{base}/health"))
+            .call()
+            .unwrap()
+            .into_json::<Value>()
+            .unwrap(),
+        json!({"status": "ok"})
+    );
+    let models: Value = ureq::get(&format!("{base}/v1/models"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(models["data"][0]["id"], "tiny");
+
+    // A whole completion: the engine's own greedy text, its tokens' joules adding up to usage.
+    let (status, r) = post(
+        &format!("{base}/v1/completions"),
+        &json!({"model": "tiny", "prompt": "The cat sat on", "max_tokens": 12, "temperature": 0, "logprobs": 2}).to_string(),
+    );
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["object"], "text_completion");
+    let text = r["choices"][0]["text"].as_str().unwrap();
+    assert_eq!(text, alone(&model, "The cat sat on", 12));
+    let usage = &r["usage"];
+    assert!(usage["completion_tokens"].as_u64().unwrap() >= 1);
+    let energy = usage["energy_j"].as_f64().unwrap();
+    let tokens = r["landauer"]["tokens"].as_array().unwrap();
+    let sum: f64 = tokens.iter().map(|t| t["energy_j"].as_f64().unwrap()).sum();
+    assert!(
+        energy > 0.0 && (sum - energy).abs() <= 1e-9 * energy,
+        "{sum} vs {energy}"
+    );
+    assert!(usage["mean_entropy_bits"].as_f64().unwrap() > 0.0);
+    assert!(tokens
+        .iter()
+        .all(|t| t["surprisal_bits"].as_f64().unwrap() >= 0.0));
+    let lp = &r["choices"][0]["logprobs"];
+    assert_eq!(
+        lp["tokens"].as_array().unwrap().len(),
+        lp["token_logprobs"].as_array().unwrap().len()
+    );
+    billed += energy;
+
+    // A streamed chat: one chunk per token with its bits and joules, then the finish with
+    // usage, then [DONE]; the same text as the whole answer.
+    let chat = json!({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}],
+                      "max_tokens": 10, "temperature": 0});
+    let (status, whole) = post(&format!("{base}/v1/chat/completions"), &chat.to_string());
+    assert_eq!(status, 200, "{whole}");
+    assert_eq!(whole["object"], "chat.completion");
+    billed += whole["usage"]["energy_j"].as_f64().unwrap();
+    let mut streamed = chat.clone();
+    streamed["stream"] = json!(true);
+    let events = sse(&format!("{base}/v1/chat/completions"), &streamed);
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert!(chunks
+        .iter()
+        .all(|c| c["object"] == "chat.completion.chunk"));
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(
+        content,
+        whole["choices"][0]["message"]["content"].as_str().unwrap()
+    );
+    let last = chunks.last().unwrap();
+    assert!(last["choices"][0]["finish_reason"].is_string());
+    let e = last["usage"]["energy_j"].as_f64().unwrap();
+    let per_token: f64 = chunks
+        .iter()
+        .filter_map(|c| c["landauer"]["energy_j"].as_f64())
+        .sum();
+    assert!((per_token - e).abs() <= 1e-9 * e, "{per_token} vs {e}");
+    assert!(chunks
+        .iter()
+        .filter(|c| c.get("landauer").is_some())
+        .all(|c| c["landauer"]["entropy_bits"].as_f64().unwrap() >= 0.0));
+    billed += e;
+
+    // A stop string cuts the text before it.
+    let cut_at = text
+        .char_indices()
+        .nth(text.chars().count() / 2)
+        .map_or(0, |(i, _)| i);
+    let stop: String = text[cut_at..].chars().take(3).collect();
+    if !stop.trim().is_empty() {
+        let (status, r) = post(
+            &format!("{base}/v1/completions"),
+            &json!({"prompt": "The cat sat on", "max_tokens": 12, "temperature": 0, "stop": stop})
+                .to_string(),
+        );
+        assert_eq!(status, 200);
+        let t = r["choices"][0]["text"].as_str().unwrap();
+        assert_eq!(t, &text[..text.find(&stop).unwrap()]);
+        assert_eq!(r["choices"][0]["finish_reason"], "stop");
+        billed += r["usage"]["energy_j"].as_f64().unwrap();
+    }
+
+    // Bad requests: each a 4xx in OpenAI's shape, and the server goes on.
+    let long = "word ".repeat(400);
+    let big = format!("{{\"prompt\": \"{}\"}}", "x".repeat(100_000));
+    let corpus: Vec<(&str, String, u16)> = vec![
+        ("/v1/completions", "{not json".into(), 400),
+        ("/v1/completions", "{}".into(), 400),
+        ("/v1/completions", json!({"prompt": 5}).to_string(), 400),
+        (
+            "/v1/completions",
+            json!({"prompt": "hi", "model": "gpt-4"}).to_string(),
+            404,
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "hi", "temperature": -1}).to_string(),
+            400,
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "hi", "max_tokens": 100000}).to_string(),
+            400,
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "hi", "max_tokens": 0}).to_string(),
+            400,
+        ),
+        ("/v1/completions", json!({"prompt": long}).to_string(), 400),
+        (
+            "/v1/completions",
+            json!({"prompt": ["a", "b"]}).to_string(),
+            400,
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "hi", "logprobs": 50}).to_string(),
+            400,
+        ),
+        ("/v1/completions", big, 413),
+        (
+            "/v1/chat/completions",
+            json!({"messages": []}).to_string(),
+            400,
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "wizard", "content": "x"}]}).to_string(),
+            400,
+        ),
+        ("/v1/nothing", "{}".into(), 404),
+    ];
+    for (path, body, want) in &corpus {
+        let (status, r) = post(&format!("{base}{path}"), body);
+        assert_eq!(status, *want, "{path} {}: {r}", &body[..body.len().min(60)]);
+        assert!(r["error"]["message"].is_string(), "{r}");
+        assert!(r["error"]["type"].is_string(), "{r}");
+    }
+    let (status, r) = post(
+        &format!("{base}/v1/completions"),
+        &json!({"prompt": "Still here?", "max_tokens": 3, "temperature": 0}).to_string(),
+    );
+    assert_eq!(status, 200, "{r}");
+    billed += r["usage"]["energy_j"].as_f64().unwrap();
+
+    // /metrics: the energy billed to responses, and the refusals, counted.
+    let m = ureq::get(&format!("{base}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let total = metric(&m, "landauer_energy_joules_total");
+    assert!(
+        (total - billed).abs() <= 1e-3 * billed,
+        "{total} vs {billed}"
+    );
+    assert!(
+        m.contains(r#"landauer_requests_total{endpoint="/v1/completions",status="400"}"#),
+        "{m}"
+    );
+    assert!(metric(&m, "landauer_entropy_bits_total") > 0.0);
+    assert_eq!(metric(&m, "landauer_queue_depth"), 0.0);
+}
