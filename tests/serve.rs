@@ -1,0 +1,127 @@
+//! `landauer serve` driven by the openai Python package (PyPI, in a venv this test makes):
+//! scripts/openai-clients.py checks whole and streamed completions and chats, parallel
+//! clients against the same requests alone, and every response's joules against /metrics;
+//! then SIGTERM stops the server cleanly.
+
+mod common;
+
+use common::*;
+use landauer_engine::tiny::TinyConfig;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The openai package's version the test installs.
+const OPENAI: &str = "openai==3.60.0";
+
+/// Kills the server if the test fails before stopping it.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+/// A venv with the openai package, made once and kept in the cache; None when it cannot be
+/// made here (no PyPI).
+fn openai_venv() -> Option<PathBuf> {
+    let dir = std::env::var_os("LANDAUER_OPENAI_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/landauer/openai-venv")
+        });
+    let python = dir.join("bin/python");
+    let ready = |p: &Path| {
+        Command::new(p)
+            .args(["-c", "import openai"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if ready(&python) {
+        return Some(python);
+    }
+    let made = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&dir)
+        .status()
+        .is_ok_and(|s| s.success())
+        && Command::new(dir.join("bin/pip"))
+            .args(["install", "-q", OPENAI])
+            .status()
+            .is_ok_and(|s| s.success());
+    (made && ready(&python)).then_some(python)
+}
+
+#[test]
+fn the_openai_client_gets_billed_responses() {
+    let Some(python) = openai_venv() else {
+        assert!(
+            std::env::var_os("LANDAUER_REQUIRE_OPENAI").is_none(),
+            "the openai package could not be installed"
+        );
+        eprintln!("SKIPPED: no venv with {OPENAI} (PyPI unreachable?)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), &TinyConfig::default());
+    let traces = dir.path().join("traces");
+    let mut child = landauer()
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--meter",
+            "estimate",
+            "--model-id",
+            "tiny",
+            "--model",
+        ])
+        .arg(&model)
+        .arg("--trace-dir")
+        .arg(&traces)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let server = Running(child);
+    let mut line = String::new();
+    let base = loop {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "the server exited");
+        if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
+            break url.to_string();
+        }
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/openai-clients.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .args([&base, "tiny"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["responses"], 16);
+    // One trace per response.
+    assert_eq!(std::fs::read_dir(&traces).unwrap().count(), 16);
+
+    // SIGTERM: the server stops and says so.
+    let mut server = server;
+    let pid = server.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = server.0.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert!(status.success(), "{status}: {rest}");
+    assert!(rest.contains("landauer: stopped"), "{rest}");
+}
