@@ -308,3 +308,142 @@ fn serves_openai_shapes_billed_in_joules_and_bits() {
     assert!(metric(&m, "landauer_entropy_bits_total") > 0.0);
     assert_eq!(metric(&m, "landauer_queue_depth"), 0.0);
 }
+
+/// Starts a server on `model` with `queue` places and per-request traces in `traces`.
+fn start_traced(model: &Path, queue: usize, traces: &Path) -> String {
+    let loaded = Loaded::load(
+        &ModelOptions {
+            model: Some(model.display().to_string()),
+            ..Default::default()
+        },
+        &mut (),
+    )
+    .unwrap();
+    let server = Server::start(
+        loaded,
+        ServeConfig {
+            model_id: Some("tiny".into()),
+            queue,
+            trace_dir: Some(traces.to_path_buf()),
+            meter: MeterOptions {
+                choice: MeterChoice::Estimate,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap()).unwrap();
+            server.serve(l, std::future::pending()).await.unwrap();
+        });
+    });
+    format!("http://{}", rx.recv().unwrap())
+}
+
+/// The summary record of a finished request's trace (waiting for it to be written).
+fn summary_of(trace: &Path) -> Value {
+    for _ in 0..600 {
+        if let Ok(text) = std::fs::read_to_string(trace) {
+            if let Some(s) = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|r| r["type"] == "summary")
+            {
+                return s;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("no summary in {}", trace.display())
+}
+
+#[test]
+fn a_full_queue_answers_429_and_a_client_that_leaves_frees_the_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny.gguf");
+    let cfg = landauer_engine::tiny::TinyConfig {
+        context: 4096,
+        ..Default::default()
+    };
+    landauer_engine::tiny::write_tiny_llama(&model, &cfg).unwrap();
+    let traces = dir.path().join("traces");
+    let base = start_traced(&model, 1, &traces);
+    // Long enough (4,000 tokens) that the queued request is still waiting when the third comes.
+    let long =
+        json!({"prompt": "Once upon a time", "max_tokens": 4000, "temperature": 0}).to_string();
+
+    // One request runs, one waits in the single place, the next is turned away.
+    let url = format!("{base}/v1/completions");
+    let running: Vec<_> = (0..2)
+        .map(|i| {
+            let (url, body) = (url.clone(), long.clone());
+            let t = std::thread::spawn(move || post(&url, &body).0);
+            if i == 0 {
+                // The first is the engine's before the second queues.
+                let t0 = std::time::Instant::now();
+                while !traces.join("request-000000.jsonl").exists() {
+                    assert!(
+                        t0.elapsed().as_secs() < 20,
+                        "the first request never started"
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
+            t
+        })
+        .collect();
+    let depth = || {
+        let m = ureq::get(&format!("{base}/metrics"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        metric(&m, "landauer_queue_depth")
+    };
+    let t0 = std::time::Instant::now();
+    while depth() < 1.0 {
+        assert!(
+            t0.elapsed().as_secs() < 20,
+            "the second request never queued"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let busy = ureq::post(&url)
+        .set("content-type", "application/json")
+        .send_string(&long);
+    match busy {
+        Err(ureq::Error::Status(429, r)) => {
+            assert_eq!(r.header("retry-after"), Some("1"));
+            let v: Value = r.into_json().unwrap();
+            assert_eq!(v["error"]["code"], "queue_full");
+        }
+        other => panic!("expected 429, got {other:?}"),
+    }
+    for t in running {
+        assert_eq!(t.join().unwrap(), 200);
+    }
+
+    // A streaming client that leaves after two chunks: its generation stops early.
+    let mut stream = json!({"prompt": "Once upon a time", "max_tokens": 3000, "temperature": 0});
+    stream["stream"] = json!(true);
+    let resp = ureq::post(&url).send_json(stream).unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(resp.into_reader()));
+    let mut data = 0;
+    while data < 2 {
+        if lines.next().unwrap().unwrap().starts_with("data: ") {
+            data += 1;
+        }
+    }
+    drop(lines);
+    let s = summary_of(&traces.join("request-000002.jsonl"));
+    assert_eq!(s["stop_reason"], "interrupted", "{s}");
+    assert!(s["tokens"].as_u64().unwrap() < 3000, "{s}");
+    // And the engine is free for the next one.
+    let (status, _) = post(&url, &json!({"prompt": "Hi", "max_tokens": 2}).to_string());
+    assert_eq!(status, 200);
+}
