@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""A bounded load test of `landauer serve` (loopback only): the serving curve.
+
+    python3 scripts/serve-load.py BASE_URL OUT_DIR [--rates 0.5,1,2,4] [--requests 16]
+                                  [--max-tokens 32] [--seed 7]
+
+For each arrival rate, --requests streamed chat requests arrive as a Poisson process (seeded)
+and run to the end; each records its time to first token (the first content chunk), its
+latency, its tokens and the joules its usage reports. Per rate: requests/s and tokens/s
+served, p50/p99 latency and time to first token, 429s, the mean batch size over the rate's
+window (from /metrics' landauer_batch_size) and J/token (the rate's share of
+landauer_energy_joules_total over its tokens). Writes OUT_DIR/serve-load.json and
+serve-load.md. Standard library only.
+"""
+import argparse
+import json
+import os
+import random
+import statistics
+import threading
+import time
+import urllib.error
+import urllib.request
+
+PROMPTS = [
+    "Tell me a short story about a lighthouse keeper.",
+    "What is the capital of France?",
+    "Explain entropy in one paragraph.",
+    "Write a haiku about the sea.",
+    "List three uses of copper.",
+    "Why is the sky blue?",
+]
+
+
+def metrics(base):
+    text = urllib.request.urlopen(base + "/metrics").read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def one(base, i, max_tokens, result):
+    body = json.dumps({
+        "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
+        "max_tokens": max_tokens, "temperature": 0, "stream": True,
+    }).encode()
+    req = urllib.request.Request(base + "/v1/chat/completions", body, {"content-type": "application/json"})
+    t0 = time.monotonic()
+    ttft, tokens, energy = None, 0, None
+    try:
+        with urllib.request.urlopen(req) as r:
+            for raw in r:
+                line = raw.decode().strip()
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[6:])
+                if "landauer" in chunk:
+                    tokens += 1
+                    if ttft is None:
+                        ttft = time.monotonic() - t0
+                if "usage" in chunk:
+                    energy = chunk["usage"]["energy_j"]
+        result.update(ok=True, latency=time.monotonic() - t0, ttft=ttft, tokens=tokens, energy=energy)
+    except urllib.error.HTTPError as e:
+        result.update(ok=False, status=e.code)
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else None
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("base")
+    p.add_argument("out")
+    p.add_argument("--rates", default="0.5,1,2,4")
+    p.add_argument("--requests", type=int, default=16)
+    p.add_argument("--max-tokens", type=int, default=32)
+    p.add_argument("--seed", type=int, default=7)
+    a = p.parse_args()
+    rng = random.Random(a.seed)
+    rows = []
+    for rate in [float(r) for r in a.rates.split(",")]:
+        before = metrics(a.base)
+        t0 = time.monotonic()
+        threads, results = [], []
+        at = 0.0
+        for i in range(a.requests):
+            at += rng.expovariate(rate)
+            time.sleep(max(0.0, t0 + at - time.monotonic()))
+            r = {}
+            results.append(r)
+            t = threading.Thread(target=one, args=(a.base, i, a.max_tokens, r))
+            t.start()
+            threads.append(t)
+        for t in threads:
+            t.join()
+        wall = time.monotonic() - t0
+        after = metrics(a.base)
+        ok = [r for r in results if r.get("ok")]
+        tokens = sum(r["tokens"] for r in ok)
+        d = lambda k: after.get(k, 0.0) - before.get(k, 0.0)
+        steps = d("landauer_batch_size_count")
+        rows.append({
+            "arrival_rate_per_s": rate,
+            "requests": a.requests,
+            "served": len(ok),
+            "refused_429": sum(1 for r in results if r.get("status") == 429),
+            "wall_s": wall,
+            "requests_per_s": len(ok) / wall,
+            "tokens_per_s": tokens / wall,
+            "latency_p50_s": pct([r["latency"] for r in ok], 0.5),
+            "latency_p99_s": pct([r["latency"] for r in ok], 0.99),
+            "ttft_p50_s": pct([r["ttft"] for r in ok if r["ttft"] is not None], 0.5),
+            "ttft_p99_s": pct([r["ttft"] for r in ok if r["ttft"] is not None], 0.99),
+            "mean_batch_size": d("landauer_batch_size_sum") / steps if steps else None,
+            "joules_per_token": d("landauer_energy_joules_total") / tokens if tokens else None,
+            "billed_joules": sum(r["energy"] or 0.0 for r in ok),
+            "metered_joules": d("landauer_energy_joules_total"),
+        })
+        print(json.dumps(rows[-1]))
+    os.makedirs(a.out, exist_ok=True)
+    meta = {"base": a.base, "max_tokens": a.max_tokens, "seed": a.seed, "requests_per_rate": a.requests,
+            "method": "Poisson arrivals per rate, streamed greedy chat requests, loopback; figures per rate over its own window"}
+    with open(os.path.join(a.out, "serve-load.json"), "w") as f:
+        json.dump({"meta": meta, "rows": rows}, f, indent=2)
+    head = "| arrivals/s | served | 429 | req/s | tok/s | latency p50 / p99 s | TTFT p50 / p99 s | mean batch | J/token |\n|---|---|---|---|---|---|---|---|---|\n"
+    fmt = lambda x, n=2: "–" if x is None else f"{x:.{n}f}"
+    body = "".join(
+        f"| {r['arrival_rate_per_s']} | {r['served']} | {r['refused_429']} | {fmt(r['requests_per_s'])} | "
+        f"{fmt(r['tokens_per_s'], 1)} | {fmt(r['latency_p50_s'])} / {fmt(r['latency_p99_s'])} | "
+        f"{fmt(r['ttft_p50_s'], 3)} / {fmt(r['ttft_p99_s'], 3)} | {fmt(r['mean_batch_size'])} | {fmt(r['joules_per_token'], 4)} |\n"
+        for r in rows
+    )
+    with open(os.path.join(a.out, "serve-load.md"), "w") as f:
+        f.write(head + body)
+    print(head + body)
+
+
+if __name__ == "__main__":
+    main()
