@@ -125,3 +125,67 @@ fn the_openai_client_gets_billed_responses() {
     assert!(status.success(), "{status}: {rest}");
     assert!(rest.contains("landauer: stopped"), "{rest}");
 }
+
+#[test]
+fn sigterm_finishes_the_responses_under_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TinyConfig {
+        context: 4096,
+        ..Default::default()
+    };
+    let model = tiny_model(dir.path(), &cfg);
+    let traces = dir.path().join("traces");
+    let mut child = landauer()
+        .args(["serve", "--port", "0", "--meter", "estimate", "--model"])
+        .arg(&model)
+        .arg("--trace-dir")
+        .arg(&traces)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut server = Running(child);
+    let mut line = String::new();
+    let base = loop {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "the server exited");
+        if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
+            break url.to_string();
+        }
+    };
+    // A long streamed response; SIGTERM once it has begun.
+    let body = serde_json::json!({"prompt": "Once upon a time", "max_tokens": 4000,
+                                  "temperature": 0, "stream": true});
+    let resp = ureq::post(&format!("{base}/v1/completions"))
+        .send_json(body)
+        .unwrap();
+    let mut lines = BufReader::new(resp.into_reader()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("data: "), "{first}");
+    let pid = server.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // The response runs to its end.
+    let rest: Vec<String> = lines
+        .map(|l| l.unwrap())
+        .filter(|l| l.starts_with("data: "))
+        .collect();
+    assert_eq!(rest.last().map(String::as_str), Some("data: [DONE]"));
+    let finish: serde_json::Value =
+        serde_json::from_str(rest[rest.len() - 2].strip_prefix("data: ").unwrap()).unwrap();
+    let tokens = finish["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!(tokens > 100, "{finish}");
+    let status = server.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+    // Its trace is whole, and SIGTERM did not cut the generation (it ran to its token limit
+    // or the model's end of sequence).
+    let trace = read_jsonl(&traces.join("request-000000.jsonl"));
+    let summary = trace.last().unwrap();
+    assert_eq!(summary["type"], "summary");
+    assert_ne!(summary["stop_reason"], "interrupted", "{summary}");
+    let n = trace.iter().filter(|r| r["type"] == "token").count() as u64;
+    assert_eq!(n, tokens);
+}
