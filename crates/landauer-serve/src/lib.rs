@@ -448,14 +448,17 @@ impl Turn {
             self.text.push_str(&t.text);
         }
         self.tokens.push(t.clone());
+        // A stop string can only end in the new text: search from where the longest one
+        // could begin (on a character boundary).
+        let longest = self.stop.iter().map(String::len).max().unwrap_or(0);
+        let mut from = self.sent.saturating_sub(longest);
+        while !self.text.is_char_boundary(from) {
+            from -= 1;
+        }
         if let Some(at) = self
             .stop
             .iter()
-            .filter_map(|s| {
-                self.text[self.sent.saturating_sub(s.len())..]
-                    .find(s.as_str())
-                    .map(|i| i + self.sent.saturating_sub(s.len()))
-            })
+            .filter_map(|s| self.text[from..].find(s.as_str()).map(|i| from + i))
             .min()
         {
             self.cut = Some(at);
@@ -686,4 +689,52 @@ fn stream(
         }
     });
     Sse::new(tokio_stream::wrappers::ReceiverStream::new(out)).keep_alive(KeepAlive::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(text: &str) -> TokenRecord {
+        serde_json::from_value(json!({
+            "seq": 0, "index": 0, "position": 0, "token_id": 1, "text": text, "eos": false,
+            "phase": "decode", "entropy_bits": 1.0, "sampling_entropy_bits": 0.0,
+            "surprisal_bits": 1.0, "prob": 0.5, "top": [], "t_start_s": 0.0, "t_end_s": 0.0,
+            "step_tokens": 1, "energy_j": null, "energy_estimated": false,
+            "energy_resolved": false, "meter_gap": false, "landauer_j": 0.0,
+            "landauer_gap": null
+        }))
+        .unwrap()
+    }
+
+    /// Stop strings that straddle tokens and multi-byte characters: the text before the
+    /// first one, sent in pieces that never include a stop string's start.
+    #[test]
+    fn stop_strings_cut_across_tokens_and_characters() {
+        let mut t = Turn::new(
+            Kind::Completion,
+            "m",
+            0,
+            vec!["é!".into(), "END".into()],
+            None,
+        );
+        let mut sent = String::new();
+        let mut stopped = false;
+        for piece in ["Caf", "é", " ou", " thé", "é", "!", " and more"] {
+            let (p, s) = t.push(&token(piece));
+            sent.push_str(&p);
+            stopped |= s;
+        }
+        sent.push_str(&t.rest());
+        assert!(stopped);
+        assert_eq!(sent, "Café ou thé");
+        // No stop string: everything, held-back text included.
+        let mut t = Turn::new(Kind::Chat, "m", 1, vec!["zzz".into()], None);
+        let mut sent = String::new();
+        for piece in ["üüü", "ber", " z", "z"] {
+            sent.push_str(&t.push(&token(piece)).0);
+        }
+        sent.push_str(&t.rest());
+        assert_eq!(sent, "üüüber zz");
+    }
 }
