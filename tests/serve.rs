@@ -54,33 +54,11 @@ fn openai_venv() -> Option<PathBuf> {
     (made && ready(&python)).then_some(python)
 }
 
-#[test]
-fn the_openai_client_gets_billed_responses() {
-    let Some(python) = openai_venv() else {
-        assert!(
-            std::env::var_os("LANDAUER_REQUIRE_OPENAI").is_none(),
-            "the openai package could not be installed"
-        );
-        eprintln!("SKIPPED: no venv with {OPENAI} (PyPI unreachable?)");
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(dir.path(), &TinyConfig::default());
-    let traces = dir.path().join("traces");
+/// Starts `landauer serve` on a free port with `args`; returns it, its stderr and its URL.
+fn spawn_server(args: &[&str]) -> (Running, BufReader<std::process::ChildStderr>, String) {
     let mut child = landauer()
-        .args([
-            "serve",
-            "--port",
-            "0",
-            "--meter",
-            "estimate",
-            "--model-id",
-            "tiny",
-            "--model",
-        ])
-        .arg(&model)
-        .arg("--trace-dir")
-        .arg(&traces)
+        .args(["serve", "--port", "0", "--meter", "estimate"])
+        .args(args)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -94,6 +72,40 @@ fn the_openai_client_gets_billed_responses() {
             break url.to_string();
         }
     };
+    (server, err, base)
+}
+
+/// SIGTERM to the server.
+fn terminate(server: &Running) {
+    let pid = server.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+}
+
+#[test]
+fn the_openai_client_gets_billed_responses() {
+    let Some(python) = openai_venv() else {
+        assert!(
+            std::env::var_os("LANDAUER_REQUIRE_OPENAI").is_none(),
+            "the openai package could not be installed"
+        );
+        eprintln!("SKIPPED: no venv with {OPENAI} (PyPI unreachable?)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), &TinyConfig::default());
+    let traces = dir.path().join("traces");
+    let (server, mut err, base) = spawn_server(&[
+        "--model-id",
+        "tiny",
+        "--model",
+        model.to_str().unwrap(),
+        "--trace-dir",
+        traces.to_str().unwrap(),
+    ]);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/openai-clients.py");
     let out = Command::new(&python)
         .arg(&script)
@@ -113,12 +125,7 @@ fn the_openai_client_gets_billed_responses() {
 
     // SIGTERM: the server stops and says so.
     let mut server = server;
-    let pid = server.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    terminate(&server);
     let status = server.0.wait().unwrap();
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
@@ -135,24 +142,12 @@ fn sigterm_finishes_the_responses_under_way() {
     };
     let model = tiny_model(dir.path(), &cfg);
     let traces = dir.path().join("traces");
-    let mut child = landauer()
-        .args(["serve", "--port", "0", "--meter", "estimate", "--model"])
-        .arg(&model)
-        .arg("--trace-dir")
-        .arg(&traces)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut server = Running(child);
-    let mut line = String::new();
-    let base = loop {
-        line.clear();
-        assert!(err.read_line(&mut line).unwrap() > 0, "the server exited");
-        if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
-            break url.to_string();
-        }
-    };
+    let (mut server, _err, base) = spawn_server(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--trace-dir",
+        traces.to_str().unwrap(),
+    ]);
     // A long streamed response; SIGTERM once it has begun.
     let body = serde_json::json!({"prompt": "Once upon a time", "max_tokens": 4000,
                                   "temperature": 0, "stream": true});
@@ -162,12 +157,7 @@ fn sigterm_finishes_the_responses_under_way() {
     let mut lines = BufReader::new(resp.into_reader()).lines();
     let first = lines.next().unwrap().unwrap();
     assert!(first.starts_with("data: "), "{first}");
-    let pid = server.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    terminate(&server);
     // The response runs to its end.
     let rest: Vec<String> = lines
         .map(|l| l.unwrap())

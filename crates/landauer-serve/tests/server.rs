@@ -12,6 +12,15 @@ use std::path::Path;
 
 /// Starts a server on a free loopback port; returns its base URL.
 fn start(model: &Path, queue: usize) -> String {
+    start_with(model, queue, None)
+}
+
+/// Starts a server on `model` with `queue` places and per-request traces in `traces`.
+fn start_traced(model: &Path, queue: usize, traces: &Path) -> String {
+    start_with(model, queue, Some(traces))
+}
+
+fn start_with(model: &Path, queue: usize, traces: Option<&Path>) -> String {
     let loaded = Loaded::load(
         &ModelOptions {
             model: Some(model.display().to_string()),
@@ -26,6 +35,7 @@ fn start(model: &Path, queue: usize) -> String {
             model_id: Some("tiny".into()),
             queue,
             max_body_bytes: 64 * 1024,
+            trace_dir: traces.map(Path::to_path_buf),
             meter: MeterOptions {
                 choice: MeterChoice::Estimate,
                 ..Default::default()
@@ -307,42 +317,6 @@ fn serves_openai_shapes_billed_in_joules_and_bits() {
     );
     assert!(metric(&m, "landauer_entropy_bits_total") > 0.0);
     assert_eq!(metric(&m, "landauer_queue_depth"), 0.0);
-}
-
-/// Starts a server on `model` with `queue` places and per-request traces in `traces`.
-fn start_traced(model: &Path, queue: usize, traces: &Path) -> String {
-    let loaded = Loaded::load(
-        &ModelOptions {
-            model: Some(model.display().to_string()),
-            ..Default::default()
-        },
-        &mut (),
-    )
-    .unwrap();
-    let server = Server::start(
-        loaded,
-        ServeConfig {
-            model_id: Some("tiny".into()),
-            queue,
-            trace_dir: Some(traces.to_path_buf()),
-            meter: MeterOptions {
-                choice: MeterChoice::Estimate,
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(l.local_addr().unwrap()).unwrap();
-            server.serve(l, std::future::pending()).await.unwrap();
-        });
-    });
-    format!("http://{}", rx.recv().unwrap())
 }
 
 /// The summary record of a finished request's trace (waiting for it to be written).
