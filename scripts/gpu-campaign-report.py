@@ -52,14 +52,9 @@ def main():
     res, missing, md = {}, [], []
 
     # Batch 1.
-    lb = {}
-    for who in ("device", "host"):
-        runs = [load(p) for p in sorted(glob.glob(os.path.join(out, f"landauer-b1-{who}-r*.json")))]
-        runs = [r for r in runs if r]
-        if not runs:
-            missing.append(f"landauer batch 1 ({who})")
-            continue
-        lb[who] = {
+    def bench_rows(runs):
+        """Medians over rounds of landauer bench reports."""
+        return {
             "decode_tokens_per_s": median(r["tracing_off"]["decode_tokens_per_s_median"] for r in runs),
             "decode_traced_tokens_per_s": median(r["tracing_on"]["decode_tokens_per_s_median"] for r in runs),
             "prefill_tokens_per_s": median(r["tracing_off"]["prefill_tokens_per_s_median"] for r in runs),
@@ -69,16 +64,15 @@ def main():
                 median(r["energy"]["decode_joules_per_token"]) if r.get("energy") else None for r in runs
             ),
         }
-    bp = load(os.path.join(out, "landauer-b1-batched-pass.json"))
-    if bp:
-        lb["batched pass"] = {
-            "decode_tokens_per_s": bp["tracing_off"]["decode_tokens_per_s_median"],
-            "decode_traced_tokens_per_s": bp["tracing_on"]["decode_tokens_per_s_median"],
-            "prefill_tokens_per_s": bp["tracing_off"]["prefill_tokens_per_s_median"],
-            "prompt_tokens": bp["prompt_tokens"],
-            "rounds": 1,
-            "decode_joules_per_token": median(bp["energy"]["decode_joules_per_token"]) if bp.get("energy") else None,
-        }
+
+    lb = {}
+    for who, pattern in (("device", "landauer-b1-device-r*.json"), ("host", "landauer-b1-host-r*.json"),
+                         ("batched pass", "landauer-b1-batched-pass.json")):
+        runs = [r for r in (load(p) for p in sorted(glob.glob(os.path.join(out, pattern)))) if r]
+        if runs:
+            lb[who] = bench_rows(runs)
+        else:
+            missing.append(f"landauer batch 1 ({who})")
     tg, pp = [], []
     for p in sorted(glob.glob(os.path.join(out, "llama-bench-r*.json"))):
         for row in load(p) or []:

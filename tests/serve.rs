@@ -148,6 +148,13 @@ fn sigterm_finishes_the_responses_under_way() {
         "--trace-dir",
         traces.to_str().unwrap(),
     ]);
+    // Without --model-id, clients ask for the file's name without its extension.
+    let models: serde_json::Value = ureq::get(&format!("{base}/v1/models"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(models["data"][0]["id"], "tiny-llama-4096");
     // A long streamed response; SIGTERM once it has begun.
     let body = serde_json::json!({"prompt": "Once upon a time", "max_tokens": 4000,
                                   "temperature": 0, "stream": true});

@@ -17,7 +17,8 @@ pub struct ServeArgs {
     pub host: String,
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// The model's name in requests and /v1/models (default: the model's own name).
+    /// The model's name in requests and /v1/models (default: the model file's name without
+    /// its extension).
     #[arg(long = "model-id", value_name = "NAME")]
     pub model_id: Option<String>,
     /// Requests that may wait for the engine; one more is answered 429 with Retry-After.
@@ -60,7 +61,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let addr = format!("{}:{}", args.host, args.port);
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+            .map_err(|e| {
+                anyhow::anyhow!("cannot listen on {addr}: {e}; pick another with --port or --host")
+            })?;
         eprintln!(
             "landauer: serving {} on http://{} (/v1/completions, /v1/chat/completions, /v1/models, /health, /metrics)",
             server.model_id(),

@@ -43,7 +43,8 @@ use worker::{Event, Job, Prompt, Worker};
 /// How the server runs.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// The name clients ask for (`model` in requests; None: the model's own name).
+    /// The name clients ask for (`model` in requests; None: the model file's name without its
+    /// extension).
     pub model_id: Option<String>,
     /// Requests that may wait for the engine; one more gets 429.
     pub queue: usize,
@@ -96,13 +97,14 @@ impl Server {
         }
         let meter = MeterSession::start(&cfg.meter, &loaded.device)?;
         let info = loaded.engine.info();
+        // The file's name without its extension (what a user types), else the model's own.
         let model_id = cfg.model_id.clone().unwrap_or_else(|| {
-            info.name.clone().unwrap_or_else(|| {
-                std::path::Path::new(&loaded.model_path)
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "landauer".into())
-            })
+            std::path::Path::new(&loaded.model_path)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .filter(|s| !s.is_empty())
+                .or_else(|| info.name.clone())
+                .unwrap_or_else(|| "landauer".into())
         });
         let settings = RunSettings {
             model: model_id.clone(),
@@ -110,7 +112,7 @@ impl Server {
             threads: cfg.threads,
             idle_seconds: 0.0,
             idle_power_w: None,
-            kelvin: landauer_physics_kelvin(),
+            kelvin: landauer_physics::DEFAULT_KELVIN,
             sampling: landauer_trace::SamplingRecord {
                 temperature: 0.0,
                 top_k: None,
@@ -138,7 +140,7 @@ impl Server {
             run_template,
             trace_dir: cfg.trace_dir.clone(),
             metrics: metrics.clone(),
-            requests: Arc::new(AtomicU64::new(0)),
+            requests: 0,
         };
         std::thread::Builder::new()
             .name("landauer-engine".into())
@@ -193,11 +195,6 @@ impl Server {
             .with_graceful_shutdown(shutdown)
             .await
     }
-}
-
-/// The Landauer yardstick's default temperature.
-fn landauer_physics_kelvin() -> f64 {
-    300.0
 }
 
 async fn models(State(app): State<Arc<App>>) -> Json<Value> {
@@ -301,8 +298,8 @@ async fn respond(
             return e.into_response();
         }
     };
-    let job = match check(&app, prompt, logprobs, &sampling) {
-        Ok(j) => j,
+    let (params, stop) = match check(&app, logprobs, &sampling) {
+        Ok(c) => c,
         Err(e) => {
             count(e.status.as_u16());
             return e.into_response();
@@ -310,11 +307,13 @@ async fn respond(
     };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let cancel = Arc::new(AtomicBool::new(false));
-    let (job, stop) = job;
     let job = Job {
+        prompt,
+        sampling: params,
+        max_tokens: sampling.max_completion_tokens.or(sampling.max_tokens),
+        top_n: logprobs.unwrap_or(0),
         events: tx,
         cancel: cancel.clone(),
-        ..job
     };
     app.metrics.queue_depth.inc();
     if let Err(e) = app.jobs.try_send(job) {
@@ -346,14 +345,12 @@ async fn respond(
     }
 }
 
-/// The request's settings, checked, as a job (its channel still to be set) and its stop
-/// strings.
+/// The request's settings, checked: how to sample, and its stop strings.
 fn check(
     app: &App,
-    prompt: Prompt,
     logprobs: Option<usize>,
     s: &Sampling,
-) -> Result<(Job, Vec<String>), ApiError> {
+) -> Result<(SamplingParams, Vec<String>), ApiError> {
     if let Some(m) = s.model.as_deref().filter(|m| *m != app.model_id) {
         return Err(ApiError::unknown_model(m, &app.model_id));
     }
@@ -381,21 +378,11 @@ fn check(
                 .map_or(0, |d| d.as_nanos() as u64)
         }),
     };
+    // The message names the setting (temperature, top-k or top-p).
     sampling
         .validate()
-        .map_err(|e| ApiError::invalid(e.to_string(), Some("temperature")))?;
-    let (events, _) = tokio::sync::mpsc::unbounded_channel();
-    Ok((
-        Job {
-            prompt,
-            sampling,
-            max_tokens: s.max_completion_tokens.or(s.max_tokens),
-            top_n: logprobs.unwrap_or(0),
-            events,
-            cancel: Arc::new(AtomicBool::new(false)),
-        },
-        stop,
-    ))
+        .map_err(|e| ApiError::invalid(e.to_string(), None))?;
+    Ok((sampling, stop))
 }
 
 /// One response in the making: its text so far, where stop strings cut it, what has been

@@ -24,12 +24,19 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
+        // Every metric is registered once, here: a failure is a programming error.
+        fn add<M: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: M) -> M {
+            r.register(Box::new(m.clone())).expect("registered once");
+            m
+        }
         let counter = |name: &str, help: &str| {
-            let c = Counter::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("registered once");
-            c
+            add(&registry, Counter::new(name, help).expect("valid metric"))
+        };
+        let labelled = |name: &str, help: &str, labels: &[&str]| {
+            add(
+                &registry,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
         };
         let energy_joules = counter(
             "landauer_energy_joules_total",
@@ -43,52 +50,40 @@ impl Metrics {
             "landauer_entropy_bits_total",
             "Shannon entropy of the generated tokens' distributions, bits",
         );
-        let power_watts = Gauge::new(
-            "landauer_power_watts",
-            "Mean power over the last response, watts",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(power_watts.clone()))
-            .expect("registered once");
-        let tokens = IntCounterVec::new(
-            Opts::new("landauer_tokens_total", "Tokens, by phase"),
-            &["phase"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(tokens.clone()))
-            .expect("registered once");
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "landauer_requests_total",
-                "HTTP requests, by endpoint and status",
-            ),
+        let power_watts = add(
+            &registry,
+            Gauge::new(
+                "landauer_power_watts",
+                "Mean power over the last response, watts",
+            )
+            .expect("valid metric"),
+        );
+        let tokens = labelled("landauer_tokens_total", "Tokens, by phase", &["phase"]);
+        let requests = labelled(
+            "landauer_requests_total",
+            "HTTP requests, by endpoint and status",
             &["endpoint", "status"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(requests.clone()))
-            .expect("registered once");
-        let queue_depth = IntGauge::new("landauer_queue_depth", "Requests waiting for the engine")
-            .expect("valid");
-        registry
-            .register(Box::new(queue_depth.clone()))
-            .expect("registered once");
-        let batch_size = Histogram::with_opts(
-            HistogramOpts::new("landauer_batch_size", "Rows decoded together per step").buckets(
-                vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
-            ),
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(batch_size.clone()))
-            .expect("registered once");
-        let responses = IntCounter::new("landauer_responses_total", "Completed responses")
-            .expect("valid metric");
-        registry
-            .register(Box::new(responses.clone()))
-            .expect("registered once");
+        );
+        let queue_depth = add(
+            &registry,
+            IntGauge::new("landauer_queue_depth", "Requests waiting for the engine")
+                .expect("valid metric"),
+        );
+        let batch_size = add(
+            &registry,
+            Histogram::with_opts(
+                HistogramOpts::new("landauer_batch_size", "Rows decoded together per step")
+                    .buckets(vec![
+                        1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0,
+                    ]),
+            )
+            .expect("valid metric"),
+        );
+        let responses = add(
+            &registry,
+            IntCounter::new("landauer_responses_total", "Completed responses")
+                .expect("valid metric"),
+        );
         Metrics {
             registry,
             energy_joules,

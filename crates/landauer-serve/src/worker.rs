@@ -8,7 +8,7 @@ use landauer_meter::sampler::MeterSampler;
 use landauer_studies::Loaded;
 use landauer_trace::{JsonlTrace, RecordSink, Recorder, RunRecord, SummaryRecord, TokenRecord};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -53,7 +53,8 @@ pub struct Worker {
     pub run_template: RunRecord,
     pub trace_dir: Option<PathBuf>,
     pub metrics: Arc<Metrics>,
-    pub requests: Arc<AtomicU64>,
+    /// Requests taken so far (names their traces).
+    pub requests: u64,
 }
 
 /// Passes the recorder's token and summary records to the request's handler.
@@ -134,7 +135,8 @@ impl Worker {
             Some(n) => n,
             None => room,
         };
-        let n = self.requests.fetch_add(1, Ordering::Relaxed);
+        let n = self.requests;
+        self.requests += 1;
         let mut run = self.run_template.clone();
         run.prompt = text.clone();
         run.prompt_text = text;

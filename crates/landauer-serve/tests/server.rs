@@ -165,6 +165,15 @@ fn serves_openai_shapes_billed_in_joules_and_bits() {
         "{sum} vs {energy}"
     );
     assert!(usage["mean_entropy_bits"].as_f64().unwrap() > 0.0);
+    // The prefill is part of the total, and tokens/Wh is the tokens over the joules.
+    let prefill = usage["prefill_energy_j"].as_f64().unwrap();
+    assert!(prefill > 0.0 && prefill <= energy, "{usage}");
+    let n = usage["completion_tokens"].as_f64().unwrap();
+    let per_wh = usage["tokens_per_wh"].as_f64().unwrap();
+    assert!(
+        (per_wh - n * 3600.0 / energy).abs() <= 1e-6 * per_wh,
+        "{usage}"
+    );
     assert!(tokens
         .iter()
         .all(|t| t["surprisal_bits"].as_f64().unwrap() >= 0.0));
@@ -317,6 +326,12 @@ fn serves_openai_shapes_billed_in_joules_and_bits() {
     );
     assert!(metric(&m, "landauer_entropy_bits_total") > 0.0);
     assert_eq!(metric(&m, "landauer_queue_depth"), 0.0);
+    assert!(metric(&m, "landauer_power_watts") > 0.0);
+    // One request at a time: every step decoded one row.
+    assert_eq!(
+        metric(&m, "landauer_batch_size_sum"),
+        metric(&m, "landauer_batch_size_count")
+    );
 }
 
 /// The summary record of a finished request's trace (waiting for it to be written).

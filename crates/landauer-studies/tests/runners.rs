@@ -109,6 +109,11 @@ fn a_bench_of_a_batch_traces_every_row_and_counts_decode_tokens_per_row() {
     assert_eq!(t.summary.as_ref().expect("a summary").tokens, 12);
     let e = r.energy.as_ref().expect("the estimate meter measures");
     assert!(e.decode_joules_per_token[0] > 0.0);
+    // A step's weights are read once for its 3 rows.
+    let roof = r.roofline.as_ref().unwrap();
+    let weights = r.weight_bytes_per_token as f64 / 3.0;
+    assert!((roof.bytes_per_token - weights - roof.kv_bytes_per_token_mean).abs() < 1.0);
+    assert!(roof.kv_bytes_per_token_mean > 0.0);
 }
 
 #[test]
