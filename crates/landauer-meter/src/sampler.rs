@@ -194,12 +194,20 @@ impl MeterSampler {
         )
     }
 
-    /// The index of the last reading at or before `t` (seconds on the sampler's clock), or of
-    /// the first held one when none is: a reader of a window that starts at `t` starts there,
-    /// with the reading in effect at its start.
+    /// The index of the update point in effect at `t` (seconds on the sampler's clock): take
+    /// the last reading at or before `t` (the first held one when none is), then walk back
+    /// to the first reading of its run of equal `joules` values (where that value first
+    /// appeared), but not past the first held reading.
+    ///
+    /// A reader of a window that starts at `t` starts there: an
+    /// [`EnergyTimeline`](crate::attribution::EnergyTimeline) built from the readings from
+    /// this index on has the same update points from there on as one built from every
+    /// reading, so it interpolates the same energy for any time from `t` on, and readers
+    /// whose windows tile a span add up to the span's energy. (Starting at a later reading
+    /// that only repeats the value would interpolate from that reading instead.)
     pub fn index_at(&self, t: f64) -> usize {
         let s = self.shared.lock().expect("sampler lock");
-        s.dropped + s.samples.partition_point(|x| x.t <= t).saturating_sub(1)
+        s.dropped + update_point_at(&s.samples, t)
     }
 
     /// How many faults there have been.
@@ -221,12 +229,15 @@ impl MeterSampler {
             .collect()
     }
 
-    /// Lets go of what was read before `t` (keeping the reading in effect at `t`), so that a
-    /// sampler that runs for days (a server's) holds only what its readers still need.
-    /// Indices already handed out stay valid.
+    /// Lets go of what was read before `t`, so that a sampler that runs for days (a
+    /// server's) holds only what its readers still need: keeps the readings from the update
+    /// point in effect at `t` on (the one [`Self::index_at`] gives for `t`, so that no index
+    /// it hands out for `t` or later is already let go of), the faults at or after `t`, and
+    /// the telemetry reading in effect at `t` and those after it. Indices already handed out
+    /// stay valid.
     pub fn forget_before(&self, t: f64) {
         let mut s = self.shared.lock().expect("sampler lock");
-        let keep_from = s.samples.partition_point(|x| x.t <= t).saturating_sub(1);
+        let keep_from = update_point_at(&s.samples, t);
         s.samples.drain(..keep_from);
         s.dropped += keep_from;
         let faults = s.faults.partition_point(|f| f.t < t);
@@ -341,6 +352,20 @@ impl MeterSampler {
             parts: std::mem::take(&mut s.parts),
         }
     }
+}
+
+/// The position in `samples` (polls in time order) of the update point in effect at `t`: the
+/// last poll at or before `t` (the first poll when none is), walked back to the first poll of
+/// its run of equal `joules` values, never before `samples[0]`. 0 when `samples` is empty.
+fn update_point_at(samples: &[CounterSample], t: f64) -> usize {
+    let last = samples.partition_point(|x| x.t <= t).saturating_sub(1);
+    let Some(value) = samples.get(last).map(|x| x.joules) else {
+        return 0;
+    };
+    samples[..last]
+        .iter()
+        .rposition(|x| x.joules != value)
+        .map_or(0, |i| i + 1)
 }
 
 impl Drop for MeterSampler {
@@ -554,6 +579,167 @@ mod tests {
         assert_eq!((f, faults.len()), (2, 0));
         let r = s.stop();
         assert_eq!((r.first_sample, r.first_fault), (8, 2));
+        assert_eq!(r.samples[0], all[8]);
+    }
+
+    fn polls(values: &[f64]) -> Vec<CounterSample> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, &joules)| CounterSample {
+                t: 0.01 * i as f64,
+                joules,
+            })
+            .collect()
+    }
+
+    /// The update point in effect at a time inside a run of repeated values is the first
+    /// poll of that run, not the last poll before the time.
+    #[test]
+    fn update_point_is_the_first_poll_of_a_run_of_repeats() {
+        // Runs start at 0, 3, 4 and 8; polls at 0.01 s steps.
+        let v = polls(&[1.0, 1.0, 1.0, 2.0, 5.0, 5.0, 5.0, 5.0, 7.0, 7.0]);
+        let at = |t: f64| update_point_at(&v, t);
+        assert_eq!(at(0.025), 0);
+        assert_eq!(at(0.035), 3, "an update point is its own run's start");
+        for t in [0.04, 0.045, 0.055, 0.065, 0.075] {
+            assert_eq!(at(t), 4, "at {t}");
+        }
+        assert_eq!(at(0.085), 8);
+        assert_eq!(at(5.0), 8, "after the last poll: the last run's start");
+        assert_eq!(at(-1.0), 0, "before the first poll: the first poll");
+        // Not past the first poll held, even when the run began before it.
+        assert_eq!(update_point_at(&v[5..], 0.075), 0);
+        assert_eq!(update_point_at(&v[5..], 0.085), 3);
+        assert_eq!(update_point_at(&[], 1.0), 0);
+    }
+
+    /// Polls every 7 ms (with a phase) of a counter that updates every 50 ms with a power
+    /// that changes at each update: runs of 7 or 8 equal values.
+    fn stepped_polls() -> Vec<CounterSample> {
+        let mut out = Vec::new();
+        let (mut joules, mut step) = (0.0, 0);
+        for i in 0..400 {
+            let t = 0.0013 + 0.007 * i as f64;
+            while 0.05 * (step + 1) as f64 <= t {
+                step += 1;
+                joules += 3.0 + (step % 5) as f64 * 1.7;
+            }
+            out.push(CounterSample { t, joules });
+        }
+        out
+    }
+
+    /// Timelines read from `index_at`'s start agree with the timeline of every poll, so
+    /// readers whose windows tile a span add up to the span's energy.
+    #[test]
+    fn timelines_from_the_update_point_agree_with_the_whole_history() {
+        use crate::attribution::EnergyTimeline;
+        use rand::{Rng, SeedableRng};
+
+        let all = stepped_polls();
+        let whole = EnergyTimeline::from_samples(&all);
+        let from = |t: f64| EnergyTimeline::from_samples(&all[update_point_at(&all, t)..]);
+        // Times whose last poll repeats the value before it (not an update point).
+        let (a, m, b) = (0.52, 1.13, 2.33);
+        for t in [a, m, b] {
+            let last = all.partition_point(|x| x.t <= t) - 1;
+            assert_eq!(
+                all[last].joules,
+                all[last - 1].joules,
+                "{t} is inside a run"
+            );
+            let i = update_point_at(&all, t);
+            assert!(i < last && all[i].joules == all[last].joules);
+            assert!(all[i - 1].joules != all[i].joules);
+        }
+        let close = |x: f64, y: f64| (x - y).abs() <= 1e-12 * y.abs();
+
+        // Windows of 1 to 60 ms inside [a, b], read from a's start.
+        let reader = from(a);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut t = a;
+        while t < b {
+            let end = (t + rng.random_range(0.001..0.060)).min(b);
+            let (x, y) = (reader.window(t, end).joules, whole.window(t, end).joules);
+            assert!(close(x, y), "[{t}, {end}]: {x} vs {y}");
+            t = end;
+        }
+
+        // Two readers, [a, m] and [m, b], each from its own start.
+        let span = whole.window(a, b).joules;
+        let sum = from(a).window(a, m).joules + from(m).window(m, b).joules;
+        assert!(close(sum, span), "{sum} vs {span}");
+
+        // Starting at the last poll before the window instead does not add up.
+        let late =
+            |t: f64| EnergyTimeline::from_samples(&all[all.partition_point(|x| x.t <= t) - 1..]);
+        let off = late(a).window(a, m).joules + late(m).window(m, b).joules;
+        assert!((off - span).abs() > 1e-6 * span, "{off} vs {span}");
+    }
+
+    /// A counter that reads `n / 4` joules at its n-th read (from 0): runs of four equal
+    /// readings, starting at the indices that are multiples of 4.
+    struct Quarters(u32);
+    impl EnergyMeter for Quarters {
+        fn name(&self) -> &'static str {
+            "quarters"
+        }
+        fn describe(&self) -> String {
+            "test".into()
+        }
+        fn estimated(&self) -> bool {
+            false
+        }
+        fn read(&mut self) -> Result<EnergyReading, MeterError> {
+            let n = self.0;
+            self.0 += 1;
+            Ok(EnergyReading {
+                joules: (n / 4) as f64,
+                at: Instant::now(),
+            })
+        }
+    }
+
+    /// After `forget_before(t)`, `index_at` for `t` or later points at a held reading, the
+    /// update point in effect, and a reader from there gets that update point first.
+    #[test]
+    fn forgetting_keeps_the_update_point_in_effect() {
+        let s = MeterSampler::start(Box::new(Quarters(0)), Duration::from_millis(1));
+        while s.samples_since(0, &mut Vec::new()) < 24 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let mut all = Vec::new();
+        s.samples_since(0, &mut all);
+        assert!(all.windows(2).all(|w| w[1].t > w[0].t));
+        // Between reading i and the next.
+        let mid = |i: usize| (all[i].t + all[i + 1].t) / 2.0;
+        assert_eq!(
+            s.index_at(mid(10)),
+            8,
+            "reading 10 repeats reading 8's value"
+        );
+
+        s.forget_before(mid(10));
+        let mut held = Vec::new();
+        s.samples_since(0, &mut held);
+        assert_eq!(
+            held[0], all[8],
+            "held from the update point in effect at the cut"
+        );
+        for i in 10..22 {
+            let at = s.index_at(mid(i));
+            assert_eq!(at, i / 4 * 4, "at reading {i}");
+            let mut from = Vec::new();
+            s.samples_since(at, &mut from);
+            assert_eq!(from[0], all[at], "reading {at} is held");
+            assert!(all[at - 1].joules != from[0].joules, "an update point");
+        }
+        // Forgetting again inside the same run keeps that run's start.
+        s.forget_before(mid(11));
+        assert_eq!(s.index_at(mid(11)), 8);
+        let r = s.stop();
+        assert_eq!(r.first_sample, 8);
         assert_eq!(r.samples[0], all[8]);
     }
 }
