@@ -52,6 +52,8 @@ fn main() {
             capacity: span,
             slot: span - 1,
             family: Family::Llama,
+            slots: None,
+            first_row: 0,
         };
         // The same random contents in an f32 and an f16 cache.
         let (mut f32s, mut f16s): (Vec<LayerCache>, Vec<LayerCache>) = (0..layers)

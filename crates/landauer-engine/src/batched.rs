@@ -65,7 +65,18 @@ pub struct BatchedModel {
     cache: Option<Cache>,
     /// How the CPU cache stores keys and values (GPUs keep f32 tensors).
     kv_dtype: KvDtype,
+    /// Attention through candle's tensor ops on the CPU too ([`Self::set_tensor_attention`]).
+    tensor_attention: bool,
     device: Device,
+}
+
+/// Where a step's tokens go in the cache.
+#[derive(Clone, Copy)]
+enum Slots<'a> {
+    /// Every row at the same slot (left-padded batches).
+    Same(usize),
+    /// Row r at slot `lens[r]` (continuous batches).
+    Rows(&'a [usize]),
 }
 
 /// Positions RoPE tables are built for (as candle's llama, 4096).
@@ -228,6 +239,7 @@ impl BatchedModel {
             max_positions: MAX_POSITIONS,
             cache: None,
             kv_dtype: KvDtype::default(),
+            tensor_attention: false,
             device: device.clone(),
         })
     }
@@ -270,7 +282,7 @@ impl BatchedModel {
     /// How the KV cache stores keys and values: on the CPU f16 unless set otherwise, on a GPU
     /// f32.
     pub fn kv_dtype(&self) -> KvDtype {
-        match self.device.is_cpu() {
+        match self.host_attention() {
             true => self.kv_dtype,
             false => KvDtype::F32,
         }
@@ -307,7 +319,7 @@ impl BatchedModel {
         let mut v = Vec::with_capacity(c.layers);
         let mut host = Vec::new();
         for _ in 0..c.layers {
-            if self.device.is_cpu() {
+            if self.host_attention() {
                 // Zeroed pages are mapped lazily: only the slots a run reaches cost memory.
                 let n = batch * c.kv_heads * capacity * c.head_dim;
                 host.push(LayerCache::new(self.kv_dtype, n));
@@ -326,9 +338,9 @@ impl BatchedModel {
         Ok(())
     }
 
-    /// One pass over `tokens` (B, T), written into cache slots `slot..slot + T`.
-    /// `positions` (B·T, u32) are each token's RoPE position; `mask` (B, 1, T, slot + T) is
-    /// added to the attention scores (0 to attend, −∞ to hide; None: every slot visible).
+    /// One pass over `tokens` (B, T), written into cache slots `slot..slot + T` of rows
+    /// 0..B. `positions` (B·T, u32) are each token's RoPE position; `mask` (B, 1, T, slot + T)
+    /// is added to the attention scores (0 to attend, −∞ to hide; None: every slot visible).
     /// Returns the logits of the last position of every row, (B, vocab).
     pub fn forward(
         &mut self,
@@ -337,31 +349,162 @@ impl BatchedModel {
         slot: usize,
         mask: Option<&Tensor>,
     ) -> Result<Tensor> {
+        self.pass(tokens, positions, 0, Slots::Same(slot), mask)
+    }
+
+    /// One pass of a continuous batch: row r of `tokens` (B, T) is cache row `row0 + r`,
+    /// holding `lens[r]` tokens so far; its T tokens go to slots (and positions)
+    /// `lens[r]..lens[r] + T` and attend causally to the row's own slots. Rows have no
+    /// padding: each was prefilled alone (B = 1, its own row). Returns the logits of the last
+    /// position of every row, (B, vocab).
+    pub fn forward_rows(&mut self, tokens: &Tensor, row0: usize, lens: &[usize]) -> Result<Tensor> {
+        let (b, t) = tokens.dims2()?;
+        if lens.len() != b {
+            return Err(EngineError::Compute(candle_core::Error::Msg(format!(
+                "{} lengths for a batch of {b} rows",
+                lens.len()
+            ))));
+        }
+        let positions: Vec<u32> = lens
+            .iter()
+            .flat_map(|&len| (len..len + t).map(|p| p as u32))
+            .collect();
+        let positions = Tensor::new(positions, &self.device)?;
+        let span = lens.iter().copied().max().unwrap_or(0) + t;
+        let uniform = lens.iter().all(|&l| l == lens[0]);
+        // On the CPU a row reads only its own slots: a mask only for a step's own future.
+        // The tensor path reads the longest row's span for every row: the mask also hides
+        // what lies beyond each row's length.
+        let host = self.host_attention();
+        let mask = match (t > 1, host, uniform) {
+            (false, true, _) | (false, false, true) => None,
+            _ => {
+                let mut m = vec![0f32; b * t * span];
+                for (r, &len) in lens.iter().enumerate() {
+                    for i in 0..t {
+                        m[(r * t + i) * span + len + i + 1..(r * t + i + 1) * span]
+                            .iter_mut()
+                            .for_each(|x| *x = f32::NEG_INFINITY);
+                    }
+                }
+                Some(Tensor::from_vec(m, (b, 1, t, span), &self.device)?)
+            }
+        };
+        let slots = match uniform {
+            true => Slots::Same(lens.first().copied().unwrap_or(0)),
+            false => Slots::Rows(lens),
+        };
+        self.pass(tokens, &positions, row0, slots, mask.as_ref())
+    }
+
+    /// Copies row `from`'s first `len` slots of keys and values to row `to`, in every layer:
+    /// a continuous batch moves its last row into the place of one that finished, so that
+    /// its rows stay 0..n.
+    pub fn copy_row(&mut self, from: usize, to: usize, len: usize) -> Result<()> {
+        let c = &self.config;
+        let cache = self.cache.as_mut().ok_or_else(|| {
+            EngineError::Compute(candle_core::Error::Msg("start() the batch first".into()))
+        })?;
+        if from.max(to) >= cache.batch || len > cache.capacity {
+            return Err(EngineError::Compute(candle_core::Error::Msg(format!(
+                "row {from} to row {to} ({len} slots) is outside the cache ({} rows, {} slots)",
+                cache.batch, cache.capacity
+            ))));
+        }
+        if from == to || len == 0 {
+            return Ok(());
+        }
+        for layer in &mut cache.host {
+            layer.copy_row((c.kv_heads, cache.capacity, c.head_dim), from, to, len);
+        }
+        for t in cache.k.iter().chain(&cache.v) {
+            let view = t.narrow(0, from, 1)?.narrow(2, 0, len)?;
+            // A copy of its own (slice_set refuses a source that shares the cache's storage).
+            let src = match view.is_contiguous() {
+                true => view.affine(1.0, 0.0)?,
+                false => view.contiguous()?,
+            };
+            t.narrow(0, to, 1)?.slice_set(&src, 2, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Runs attention with candle's tensor ops (the GPU's path) on the CPU too, so that tests
+    /// check that path where no GPU is; from the next [`Self::start`] on.
+    pub fn set_tensor_attention(&mut self, on: bool) {
+        self.tensor_attention = on;
+    }
+
+    /// Whether attention runs on plain host buffers ([`crate::cpu_attention`]).
+    fn host_attention(&self) -> bool {
+        self.device.is_cpu() && !self.tensor_attention
+    }
+
+    fn pass(
+        &mut self,
+        tokens: &Tensor,
+        positions: &Tensor,
+        row0: usize,
+        slots: Slots,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let (b, t) = tokens.dims2()?;
         let cache = self.cache.as_ref().ok_or_else(|| {
             EngineError::Compute(candle_core::Error::Msg("start() the batch first".into()))
         })?;
-        if b != cache.batch || slot + t > cache.capacity {
+        let (first, span) = match slots {
+            Slots::Same(s) => (s, s + t),
+            Slots::Rows(l) => (
+                l.iter().copied().min().unwrap_or(0),
+                l.iter().copied().max().unwrap_or(0) + t,
+            ),
+        };
+        if row0 + b > cache.batch || span > cache.capacity {
             return Err(EngineError::Compute(candle_core::Error::Msg(format!(
-                "batch of {b} rows at slots {slot}..{} does not fit the cache ({} rows, {} slots)",
-                slot + t,
+                "rows {row0}..{} at slots {first}..{span} do not fit the cache ({} rows, {} slots)",
+                row0 + b,
                 cache.batch,
                 cache.capacity
             ))));
         }
+        let (slot, row_slots) = match slots {
+            Slots::Same(s) => (s, None),
+            Slots::Rows(l) => (0, Some(l)),
+        };
         let capacity = cache.capacity;
         let c = self.config.clone();
         let half = c.head_dim / 2;
         let cos = self.cos.index_select(positions, 0)?.reshape((b, t, half))?;
         let sin = self.sin.index_select(positions, 0)?.reshape((b, t, half))?;
         // On the CPU, attention reads plain slices: RoPE tables and mask once per step.
-        let host = match self.device.is_cpu() {
+        let host = match self.host_attention() {
             true => Some((
                 cpu_f32(&cos)?,
                 cpu_f32(&sin)?,
                 mask.map(cpu_f32).transpose()?,
             )),
             false => None,
+        };
+        // The tensor path's destinations of a step whose rows are at different slots: for
+        // each (row, KV head, token), its vector's index in the flattened cache.
+        let scatter = match (row_slots, &host) {
+            (Some(lens), None) => {
+                let mut index = Vec::with_capacity(b * c.kv_heads * t * c.head_dim);
+                for (r, &len) in lens.iter().enumerate() {
+                    for h in 0..c.kv_heads {
+                        for i in 0..t {
+                            let at = (((row0 + r) * c.kv_heads + h) * capacity + len + i) as u32;
+                            index.extend(std::iter::repeat_n(at, c.head_dim));
+                        }
+                    }
+                }
+                Some(Tensor::from_vec(
+                    index,
+                    (b * c.kv_heads * t, c.head_dim),
+                    &self.device,
+                )?)
+            }
+            _ => None,
         };
         let eps = c.rms_eps as f32;
         // Each residual sum is normed as it is made: by the next norm in line (the layer's
@@ -412,6 +555,8 @@ impl BatchedModel {
                     capacity,
                     slot,
                     family: c.family,
+                    slots: row_slots,
+                    first_row: row0,
                 };
                 let cache = self.cache.as_mut().expect("checked above");
                 let y = crate::cpu_attention::attend(
@@ -452,21 +597,41 @@ impl BatchedModel {
                 let k = rope(&k)?;
                 let v = split(v, c.kv_heads)?;
                 let cache = self.cache.as_ref().expect("checked above");
-                cache.k[l].slice_set(&k, 2, slot)?;
-                cache.v[l].slice_set(&v, 2, slot)?;
-                let keys = cache.k[l].narrow(2, 0, slot + t)?;
-                let values = cache.v[l].narrow(2, 0, slot + t)?;
+                let (ck, cv) = (
+                    cache.k[l].narrow(0, row0, b)?,
+                    cache.v[l].narrow(0, row0, b)?,
+                );
+                match &scatter {
+                    None => {
+                        ck.slice_set(&k, 2, slot)?;
+                        cv.slice_set(&v, 2, slot)?;
+                    }
+                    // Each row at its own slot: one scatter of (row, KV head, token) vectors
+                    // into the cache seen as (rows · KV heads · slots, head size).
+                    Some(index) => {
+                        let flat = (cache.batch * c.kv_heads * capacity, c.head_dim);
+                        let n = (b * c.kv_heads * t, c.head_dim);
+                        cache.k[l]
+                            .reshape(flat)?
+                            .scatter_set(index, &k.reshape(n)?, 0)?;
+                        cache.v[l]
+                            .reshape(flat)?
+                            .scatter_set(index, &v.reshape(n)?, 0)?;
+                    }
+                }
+                let keys = ck.narrow(2, 0, span)?;
+                let values = cv.narrow(2, 0, span)?;
                 // Each KV head with its group of query heads: (B, kv, g·T, D) x (B, kv, D, S).
                 let g = c.heads / c.kv_heads;
                 let q = q.reshape((b, c.kv_heads, g * t, c.head_dim))?;
                 let att = (q.matmul(&keys.t()?)? / (c.head_dim as f64).sqrt())?;
-                let att = att.reshape((b, c.heads, t, slot + t))?;
+                let att = att.reshape((b, c.heads, t, span))?;
                 let att = match mask {
                     Some(m) => att.broadcast_add(m)?,
                     None => att,
                 };
                 let att = candle_nn::ops::softmax_last_dim(&att)?;
-                let att = att.reshape((b, c.kv_heads, g * t, slot + t))?;
+                let att = att.reshape((b, c.kv_heads, g * t, span))?;
                 att.matmul(&values)?
                     .reshape((b, c.heads, t, c.head_dim))?
                     .transpose(1, 2)?

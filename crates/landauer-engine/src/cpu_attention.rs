@@ -119,6 +119,30 @@ impl LayerCache {
         }
     }
 
+    /// Copies slots `0..len` of row `from` to row `to`, keys and values, for every KV head
+    /// (rows of `kv_heads` × `capacity` × `head_dim` values): a continuous batch moves its
+    /// last row into a finished row's place, so that its rows stay 0..n.
+    pub fn copy_row(
+        &mut self,
+        (kv_heads, capacity, head_dim): (usize, usize, usize),
+        from: usize,
+        to: usize,
+        len: usize,
+    ) {
+        assert!(len <= capacity);
+        let row = kv_heads * capacity * head_dim;
+        for store in [&mut self.k, &mut self.v] {
+            for h in 0..kv_heads {
+                let at = |r: usize| r * row + h * capacity * head_dim;
+                let src = at(from)..at(from) + len * head_dim;
+                match store {
+                    Store::F32(x) => x.copy_within(src, at(to)),
+                    Store::F16(x) => x.copy_within(src, at(to)),
+                }
+            }
+        }
+    }
+
     pub fn dtype(&self) -> KvDtype {
         match self.k {
             Store::F32(_) => KvDtype::F32,
@@ -129,7 +153,7 @@ impl LayerCache {
 
 /// Shapes of one step.
 #[derive(Debug, Clone, Copy)]
-pub struct Step {
+pub struct Step<'a> {
     pub batch: usize,
     /// Query tokens per row this step.
     pub t: usize,
@@ -137,9 +161,36 @@ pub struct Step {
     pub kv_heads: usize,
     pub head_dim: usize,
     pub capacity: usize,
-    /// First cache slot this step writes.
+    /// First cache slot this step writes (every row's, unless `slots` says otherwise).
     pub slot: usize,
     pub family: Family,
+    /// Each row's first slot, when rows differ (continuous batching: every row at its own
+    /// length); None: every row at `slot`. Row r attends to slots 0..slots[r] + t.
+    pub slots: Option<&'a [usize]>,
+    /// The cache row of the step's row 0 (a continuous batch prefills a newcomer in its own
+    /// row); the step's rows are cache rows `first_row..first_row + batch`.
+    pub first_row: usize,
+}
+
+impl Step<'_> {
+    /// Row `r`'s first slot this step.
+    #[inline(always)]
+    pub fn slot_of(&self, r: usize) -> usize {
+        self.slots.map_or(self.slot, |s| s[r])
+    }
+
+    /// Slots row `r` attends to: its history and this step's tokens.
+    #[inline(always)]
+    pub fn span_of(&self, r: usize) -> usize {
+        self.slot_of(r) + self.t
+    }
+
+    /// The longest row's span: the stride of the mask's rows.
+    pub fn max_span(&self) -> usize {
+        self.slots
+            .map_or(self.slot, |s| s.iter().copied().max().unwrap_or(0))
+            + self.t
+    }
 }
 
 /// Rotates `x` (one head, `head_dim` values) by position tables `cos`, `sin` (head_dim/2).
@@ -186,7 +237,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// What every (row, head) work item reads, and where it writes.
 struct HeadIo<'a> {
-    s: &'a Step,
+    s: &'a Step<'a>,
     q: &'a [f32],
     cos: &'a [f32],
     sin: &'a [f32],
@@ -208,7 +259,8 @@ unsafe impl Sync for CachePtrs {}
 impl CachePtrs {
     /// Where row `r`'s KV head `kvh` starts in both caches (values of `dtype`).
     fn region(&self, s: &Step, r: usize, kvh: usize) -> (*const u8, *const u8) {
-        let base = (r * s.kv_heads + kvh) * s.capacity * s.head_dim * self.dtype.bytes();
+        let base =
+            ((s.first_row + r) * s.kv_heads + kvh) * s.capacity * s.head_dim * self.dtype.bytes();
         (
             self.k.wrapping_add(base).cast_const(),
             self.v.wrapping_add(base).cast_const(),
@@ -238,7 +290,7 @@ impl CachePtrs {
         for i in 0..t {
             let tab = (r * t + i) * half;
             let src = (r * t + i) * hk + h * d;
-            let at = (s.slot + i) * d;
+            let at = (s.slot_of(r) + i) * d;
             match self.dtype {
                 KvDtype::F32 => {
                     let kd = std::slice::from_raw_parts_mut(kr.cast_mut().cast::<f32>().add(at), d);
@@ -397,8 +449,8 @@ unsafe fn group_avx2<const N: usize, const G: usize, const H: bool>(
     let s = io.s;
     let (t, d) = (s.t, s.head_dim);
     debug_assert!(d == 8 * N && (io.cache.dtype == KvDtype::F16) == H);
-    debug_assert!(qh.len() >= G * d && scores.len() >= G * (s.slot + t));
-    let span = s.slot + t;
+    let (span, stride) = (s.span_of(r), s.max_span());
+    debug_assert!(qh.len() >= G * d && scores.len() >= G * span);
     let kvh = h0 / (s.heads / s.kv_heads);
     let scale = 1.0 / (d as f32).sqrt();
     let (kp, vp) = io.cache.region(s, r, kvh);
@@ -413,7 +465,7 @@ unsafe fn group_avx2<const N: usize, const G: usize, const H: bool>(
         let qp = qh.as_ptr();
         let mrow = io
             .mask
-            .map(|m| &m[(r * t + i) * span..(r * t + i + 1) * span]);
+            .map(|m| &m[(r * t + i) * stride..(r * t + i) * stride + span]);
         // Scores, slot by slot; each head's 8 lanes of a slot wait in `lanes` until its quad
         // is complete.
         let mut mx4 = [_mm_set1_ps(f32::NEG_INFINITY); G];
@@ -544,7 +596,8 @@ unsafe fn groups_avx2(
 fn one_head(io: &HeadIo, r: usize, h: usize, qh: &mut [f32], scores: &mut [f32]) {
     let s = io.s;
     let (t, d) = (s.t, s.head_dim);
-    let span = s.slot + s.t;
+    let (span, stride) = (s.span_of(r), s.max_span());
+    let scores = &mut scores[..span];
     let kvh = h / (s.heads / s.kv_heads);
     let scale = 1.0 / (d as f32).sqrt();
     // SAFETY: the region of (r, kvh) holds `span` written slots, and no thread writes it
@@ -574,7 +627,7 @@ fn one_head(io: &HeadIo, r: usize, h: usize, qh: &mut [f32], scores: &mut [f32])
         let src = io.query(r, i, h, qh);
         let mrow = io
             .mask
-            .map(|m| &m[(r * t + i) * span..(r * t + i + 1) * span]);
+            .map(|m| &m[(r * t + i) * stride..(r * t + i) * stride + span]);
         // SAFETY: (r, i, h) is this item's own output head; no other item writes it, and it
         // lies inside `out` (b·t·heads·d values, zeroed here before it is read).
         let y = unsafe {
@@ -674,8 +727,13 @@ pub fn heads_per_item(s: &Step, threads: usize) -> usize {
 ///
 /// `q` (batch, t, heads·d), `k` and `v` (batch, t, kv_heads·d) are the projections;
 /// `cos`/`sin` (batch, t, d/2) the RoPE tables of each token's position; `mask`
-/// (batch, t, slot + t) is added to the scores (None: all visible). Keys (rotated) and values
-/// are written into cache slots `slot..slot + t`. Returns (batch, t, heads·d).
+/// (batch, t, [`Step::max_span`]) is added to the scores, row r reading the first
+/// [`Step::span_of`]`(r)` of its columns (None: all visible). Keys (rotated) and values are
+/// written into cache slots `slot..slot + t` of each row (its own slot with
+/// [`Step::slots`]). Returns (batch, t, heads·d).
+///
+/// The cache may hold more rows than the step (a continuous batch's free rows): the step's
+/// row r is the cache's row `first_row + r`.
 ///
 /// Work items take `per_item` query heads of one group (a divisor of the group size, at most
 /// [`MAX_GROUP`]; None: [`heads_per_item`] for the pool's threads). The result is the same
@@ -701,14 +759,20 @@ pub fn attend(
     );
     let (hq, hk) = (s.heads * d, s.kv_heads * d);
     let half = d / 2;
-    let span = s.slot + t;
+    let span = s.max_span();
     assert!(q.len() == b * t * hq && k.len() == b * t * hk && v.len() == b * t * hk);
     assert!(cos.len() == b * t * half && sin.len() == b * t * half && span <= s.capacity);
+    assert!(s.slots.is_none_or(|x| x.len() == b), "one slot per row");
     assert!(
         d % 2 == 0 && d <= MAX_HEAD_DIM,
         "head size {d} is not even or above {MAX_HEAD_DIM}"
     );
-    assert!(cache.k.len() == b * s.kv_heads * s.capacity * d && cache.v.len() == cache.k.len());
+    let row_len = s.kv_heads * s.capacity * d;
+    assert!(
+        cache.k.len() >= (s.first_row + b) * row_len
+            && cache.k.len().is_multiple_of(row_len)
+            && cache.v.len() == cache.k.len()
+    );
     if let Some(m) = mask {
         assert_eq!(m.len(), b * t * span);
     }
@@ -890,6 +954,8 @@ mod tests {
                     capacity,
                     slot,
                     family,
+                    slots: None,
+                    first_row: 0,
                 };
                 let span = slot + t;
                 let rnd = |shape: &[usize]| Tensor::randn(0f32, 1.0, shape, &dev).unwrap();
@@ -1006,6 +1072,152 @@ mod tests {
         }
     }
 
+    /// Rows at different lengths in one step (a continuous batch), in a cache with spare rows,
+    /// give each row what it gives alone (the same bits), for decode and prefill steps; and
+    /// a row moved with `copy_row` attends as it did in its old place.
+    #[test]
+    fn rows_at_their_own_slots_equal_each_row_alone() {
+        let rnd = |n: usize, seed: u64| -> Vec<f32> {
+            let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+                })
+                .collect()
+        };
+        for dtype in [KvDtype::F16, KvDtype::F32] {
+            for (d, heads, kv_heads) in [(16, 6, 2), (64, 9, 3), (24, 4, 2)] {
+                let (capacity, cache_rows) = (24, 5);
+                let dims = (kv_heads, capacity, d);
+                let row_len = kv_heads * capacity * d;
+                let lens = [3usize, 11, 0, 7];
+                for t in [1usize, 2] {
+                    let b = lens.len();
+                    let step = Step {
+                        batch: b,
+                        t,
+                        heads,
+                        kv_heads,
+                        head_dim: d,
+                        capacity,
+                        slot: 0,
+                        family: Family::Qwen2,
+                        slots: Some(&lens),
+                        first_row: 0,
+                    };
+                    let half = d / 2;
+                    let q = rnd(b * t * heads * d, 1);
+                    let k = rnd(b * t * kv_heads * d, 2);
+                    let v = rnd(b * t * kv_heads * d, 3);
+                    let cos = rnd(b * t * half, 4);
+                    let sin = rnd(b * t * half, 5);
+                    // History: every row's cache filled with values (only slots below its
+                    // length are meant to be read).
+                    let hist = LayerCache::from_values(
+                        dtype,
+                        &rnd(cache_rows * row_len, 6),
+                        &rnd(cache_rows * row_len, 7),
+                    );
+                    // Causal within the step, padded to the longest span.
+                    let stride = step.max_span();
+                    let mut mask = vec![0f32; b * t * stride];
+                    for (r, &len) in lens.iter().enumerate() {
+                        for i in 0..t {
+                            for j in len + i + 1..stride {
+                                mask[(r * t + i) * stride + j] = f32::NEG_INFINITY;
+                            }
+                        }
+                    }
+                    let mut together = hist.clone();
+                    let got = attend(
+                        &step,
+                        &mut together,
+                        &q,
+                        &k,
+                        &v,
+                        &cos,
+                        &sin,
+                        Some(&mask),
+                        None,
+                    );
+                    let (hq, hk) = (heads * d, kv_heads * d);
+                    for (r, &len) in lens.iter().enumerate() {
+                        // Row r alone, in row 0 of a one-row cache with its history.
+                        let pick = |x: &Vec<f32>, w: usize| x[r * t * w..(r + 1) * t * w].to_vec();
+                        let one = |c: &LayerCache| match (&c.k, &c.v) {
+                            (Store::F32(k), Store::F32(v)) => LayerCache {
+                                k: Store::F32(k[r * row_len..(r + 1) * row_len].to_vec()),
+                                v: Store::F32(v[r * row_len..(r + 1) * row_len].to_vec()),
+                            },
+                            (Store::F16(k), Store::F16(v)) => LayerCache {
+                                k: Store::F16(k[r * row_len..(r + 1) * row_len].to_vec()),
+                                v: Store::F16(v[r * row_len..(r + 1) * row_len].to_vec()),
+                            },
+                            _ => unreachable!(),
+                        };
+                        let mut alone_cache = one(&hist);
+                        let alone_step = Step {
+                            batch: 1,
+                            slot: len,
+                            slots: None,
+                            ..step
+                        };
+                        let span = len + t;
+                        let mut m1 = vec![0f32; t * span];
+                        for i in 0..t {
+                            for j in len + i + 1..span {
+                                m1[i * span + j] = f32::NEG_INFINITY;
+                            }
+                        }
+                        let alone = attend(
+                            &alone_step,
+                            &mut alone_cache,
+                            &pick(&q, hq),
+                            &pick(&k, hk),
+                            &pick(&v, hk),
+                            &pick(&cos, half),
+                            &pick(&sin, half),
+                            Some(&m1),
+                            None,
+                        );
+                        let mine = &got[r * t * hq..(r + 1) * t * hq];
+                        assert!(
+                            mine.iter()
+                                .zip(&alone)
+                                .all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{dtype:?} d={d} t={t}: row {r} (length {len}) differs from alone"
+                        );
+                        // The writes landed in the row's own slots.
+                        let written = one(&together);
+                        let bits = |c: &LayerCache| match &c.k {
+                            Store::F32(x) => x.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                            Store::F16(x) => x.iter().map(|&v| v as u32).collect(),
+                        };
+                        assert_eq!(bits(&written), bits(&alone_cache), "{dtype:?} row {r}");
+                    }
+                    // Row 1 moved into row 4 (its slots written this step included) attends
+                    // from there as before.
+                    let mut moved = together.clone();
+                    moved.copy_row(dims, 1, 4, lens[1] + t);
+                    let bits = |c: &LayerCache, r: usize| match &c.k {
+                        Store::F32(x) => x[r * row_len..r * row_len + (lens[1] + t) * d]
+                            .iter()
+                            .map(|v| v.to_bits())
+                            .collect::<Vec<_>>(),
+                        Store::F16(x) => x[r * row_len..r * row_len + (lens[1] + t) * d]
+                            .iter()
+                            .map(|&v| v as u32)
+                            .collect(),
+                    };
+                    assert_eq!(bits(&moved, 4), bits(&together, 1));
+                }
+            }
+        }
+    }
+
     #[test]
     fn an_f16_cache_saturates_values_beyond_its_range() {
         // One slot: its value comes out as it was stored.
@@ -1018,6 +1230,8 @@ mod tests {
             capacity: 4,
             slot: 0,
             family: Family::Llama,
+            slots: None,
+            first_row: 0,
         };
         let (q, k) = (vec![0.5f32; 2 * 16], vec![0.25f32; 16]);
         let v: Vec<f32> = (0..16)
@@ -1045,6 +1259,8 @@ mod tests {
             capacity: 8,
             slot: 0,
             family: Family::Llama,
+            slots: None,
+            first_row: 0,
         };
         // SmolLM2-135M (9 heads, 3 KV heads): whole groups from 1 row on 2 or 3 threads.
         assert_eq!(heads_per_item(&step(1, 9, 3), 2), 3);

@@ -208,14 +208,14 @@ pub enum Forward {
 
 /// A loaded model with its tokenizer, ready to generate.
 pub struct Engine {
-    model: Model,
-    tokenizer: Tokenizer,
+    pub(crate) model: Model,
+    pub(crate) tokenizer: Tokenizer,
     info: ModelInfo,
-    device: Device,
-    eos_tokens: Vec<u32>,
+    pub(crate) device: Device,
+    pub(crate) eos_tokens: Vec<u32>,
     bos_token: Option<u32>,
     chat_template: Option<String>,
-    context: usize,
+    pub(crate) context: usize,
     sampling_place: SamplingPlace,
 }
 
@@ -719,6 +719,15 @@ impl Engine {
         Ok(())
     }
 
+    /// Runs the batched pass's attention with candle's tensor ops (the path GPUs take) on
+    /// the CPU too, so that tests check that path where there is no GPU; from the next batch
+    /// on. Slower than the CPU's own attention; no effect on other forward passes.
+    pub fn set_tensor_attention(&mut self, on: bool) {
+        if let Model::Batched(m) = &mut self.model {
+            m.set_tensor_attention(on);
+        }
+    }
+
     /// Whether this engine runs landauer's batched forward pass ([`Self::load_batched`]).
     pub fn is_batched(&self) -> bool {
         matches!(self.model, Model::Batched(_))
@@ -973,7 +982,7 @@ impl Engine {
 
 /// `softmax_stats` of each active row below `limit` (None for the others), rows in parallel
 /// on the thread pool; each row's statistics are computed by one thread, as alone.
-fn row_stats(
+pub(crate) fn row_stats(
     host: &[f32],
     vocab: usize,
     active: &[usize],
@@ -1004,14 +1013,14 @@ fn row_stats(
 
 /// A tensor's f32 values on the host: borrowed from a CPU tensor's storage (no copy of a
 /// batch's logits every step), copied from a GPU's.
-enum HostValues<G> {
+pub(crate) enum HostValues<G> {
     /// The storage's guard and the tensor's range in it (a CPU f32 storage).
     Borrowed(G, std::ops::Range<usize>),
     Owned(Vec<f32>),
 }
 
 impl<G: std::ops::Deref<Target = candle_core::Storage>> HostValues<G> {
-    fn as_slice(&self) -> &[f32] {
+    pub(crate) fn as_slice(&self) -> &[f32] {
         match self {
             HostValues::Borrowed(guard, range) => match &**guard {
                 candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)) => &v[range.clone()],
@@ -1022,7 +1031,7 @@ impl<G: std::ops::Deref<Target = candle_core::Storage>> HostValues<G> {
     }
 }
 
-fn host_values(
+pub(crate) fn host_values(
     t: &Tensor,
 ) -> Result<HostValues<impl std::ops::Deref<Target = candle_core::Storage> + '_>> {
     let (storage, layout) = t.storage_and_layout();

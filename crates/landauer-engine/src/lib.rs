@@ -38,6 +38,7 @@
 
 pub mod batched;
 pub mod checkpoint;
+pub mod continuous;
 pub mod cpu_attention;
 pub mod device;
 pub mod device_sampling;
