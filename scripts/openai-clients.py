@@ -7,9 +7,11 @@ Checks, with greedy requests (temperature 0):
 - completions and chat completions, whole and streamed: the streamed text is the whole text,
   each streamed token carries entropy, surprisal and joules in its `landauer` object, and
   they add up to the usage's `energy_j`;
-- six requests sent at once (parallel clients) give the texts those requests give alone;
-- every response's `usage.energy_j`, added up, is the server's
-  `landauer_energy_joules_total` on /metrics (within 0.1%).
+- six requests sent at once (parallel clients) give the texts those requests give alone,
+  while they share the server's continuous batch (/metrics shows steps of several rows);
+- every response's `usage.energy_j`, added up, is the energy the server's meter measured while
+  its engine worked, `landauer_busy_energy_joules_total` on /metrics (within 0.1%), and the
+  server's billed total `landauer_energy_joules_total`.
 Prints a JSON summary; exits non-zero at the first failed check.
 """
 import concurrent.futures
@@ -70,23 +72,36 @@ def main():
     assert "".join(pieces) == answer, (pieces, answer)
     billed.append(usage.model_extra["energy_j"])
 
-    # Parallel clients: the texts the same requests give alone.
-    prompts = [f"Story {i}: once upon a time" for i in range(6)]
-    alone = [completion(p, 6).choices[0].text for p in prompts]
-    with concurrent.futures.ThreadPoolExecutor(len(prompts)) as pool:
-        together = [r.choices[0].text for r in pool.map(lambda p: completion(p, 6), prompts)]
-    assert together == alone, (together, alone)
+    def metric(text, name):
+        line = next(l for l in text.splitlines() if l.startswith(name + " "))
+        return float(line.split()[-1])
 
-    # Every response's joules add up to the server's total.
+    # Parallel clients: the texts the same requests give alone, decoded together.
+    prompts = [f"Story {i}: once upon a time" for i in range(6)]
+    n = 48
+    alone = [completion(p, n).choices[0].text for p in prompts]
+    before = urllib.request.urlopen(base + "/metrics").read().decode()
+    with concurrent.futures.ThreadPoolExecutor(len(prompts)) as pool:
+        together = [r.choices[0].text for r in pool.map(lambda p: completion(p, n), prompts)]
+    assert together == alone, (together, alone)
+    after = urllib.request.urlopen(base + "/metrics").read().decode()
+    steps = metric(after, "landauer_batch_size_count") - metric(before, "landauer_batch_size_count")
+    rows = metric(after, "landauer_batch_size_sum") - metric(before, "landauer_batch_size_sum")
+    assert steps > 0 and rows / steps > 1.0, ("the parallel requests never shared a step", rows, steps)
+
+    # Every response's joules add up to what the meter measured while the engine worked.
     metrics = urllib.request.urlopen(base + "/metrics").read().decode()
-    line = next(l for l in metrics.splitlines() if l.startswith("landauer_energy_joules_total "))
-    server = float(line.split()[-1])
-    assert abs(server - sum(billed)) <= 1e-3 * server, (server, sum(billed))
+    server = metric(metrics, "landauer_energy_joules_total")
+    busy = metric(metrics, "landauer_busy_energy_joules_total")
+    assert abs(server - sum(billed)) <= 1e-6 * server, (server, sum(billed))
+    assert abs(busy - sum(billed)) <= 1e-3 * busy, (busy, sum(billed))
     print(json.dumps({
         "openai": __import__("openai").__version__,
         "responses": len(billed),
         "billed_j": sum(billed),
         "server_j": server,
+        "busy_j": busy,
+        "parallel_mean_batch": rows / steps,
         "completion": text,
         "chat": answer,
     }))

@@ -120,6 +120,12 @@ fn the_openai_client_gets_billed_responses() {
     );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["responses"], 16);
+    // The parallel requests shared decode steps, and were billed what the meter measured.
+    assert!(
+        summary["parallel_mean_batch"].as_f64().unwrap() > 1.0,
+        "{summary}"
+    );
+    assert!(summary["busy_j"].as_f64().unwrap() > 0.0, "{summary}");
     // One trace per response.
     assert_eq!(std::fs::read_dir(&traces).unwrap().count(), 16);
 

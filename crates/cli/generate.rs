@@ -294,7 +294,7 @@ fn recorder(
         started_unix_s: unix_now(),
     };
     let run = run_record(loaded, &meter, settings);
-    let text_out: Box<dyn std::io::Write> = if prompts.batch {
+    let text_out: Box<dyn std::io::Write + Send> = if prompts.batch {
         // Rows' tokens interleave step by step: each row's text is printed at the end.
         Box::new(std::io::sink())
     } else if args.json {

@@ -21,7 +21,16 @@ pub struct ServeArgs {
     /// its extension).
     #[arg(long = "model-id", value_name = "NAME")]
     pub model_id: Option<String>,
-    /// Requests that may wait for the engine; one more is answered 429 with Retry-After.
+    /// Most requests decoded together: rows of the continuous batch, each with a KV cache
+    /// for its whole context (allocated at start; refused there if memory is short).
+    #[arg(long = "max-batch", default_value_t = 8, value_name = "ROWS")]
+    pub max_batch: usize,
+    /// Tokens per request, prompt and completion (default: the model's context); lower it to
+    /// fit more rows in the same memory.
+    #[arg(long = "max-context", value_name = "TOKENS")]
+    pub max_context: Option<usize>,
+    /// Requests that may wait for a row of the batch; one more is answered 429 with
+    /// Retry-After.
     #[arg(long, default_value_t = 16)]
     pub queue: usize,
     /// Largest request body in bytes (larger: 413).
@@ -43,13 +52,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let cfg = landauer_serve::ServeConfig {
         model_id: args.model_id.clone(),
         queue: args.queue,
+        max_batch: args.max_batch,
+        max_context: args.max_context,
         max_body_bytes: args.max_body_bytes,
         trace_dir: args.trace_dir.clone(),
         meter: args.gpu.meter(args.meter, args.cpu_watts)?,
         threads,
     };
+    // Requests share a batch: landauer's batched forward pass, on GPUs too.
     let loaded = landauer_studies::Loaded::load(
-        &args.model.options(false)?,
+        &args.model.options(true)?,
         &mut crate::progress::Terminal::default(),
     )?;
     let server = landauer_serve::Server::start(loaded, cfg)?;

@@ -139,6 +139,9 @@ pub struct ContinuousBatch<'e, S: TokenSink> {
     next_id: u64,
     /// Rows decoded together in the last step's decode pass (0 when it had none).
     last_decode_rows: usize,
+    /// From the start of the last step's first pass to the end of its last (None: it ran
+    /// none).
+    last_span: Option<(Instant, Instant)>,
 }
 
 impl<'e, S: TokenSink> ContinuousBatch<'e, S> {
@@ -146,10 +149,26 @@ impl<'e, S: TokenSink> ContinuousBatch<'e, S> {
     /// allocated now (refused up front where the device has too little memory free). The
     /// engine must run landauer's batched forward pass ([`Engine::load_batched`]).
     pub fn new(engine: &'e mut Engine, max_batch: usize) -> Result<Self> {
+        Self::with_context(engine, max_batch, None)
+    }
+
+    /// Like [`Self::new`], with rows of `context` slots (prompt and generated tokens) where
+    /// that is less than the model's context: a smaller cache, for more rows in the same
+    /// memory.
+    pub fn with_context(
+        engine: &'e mut Engine,
+        max_batch: usize,
+        context: Option<usize>,
+    ) -> Result<Self> {
         if max_batch == 0 {
             return Err(EngineError::Device("a batch needs at least one row".into()));
         }
-        let capacity = engine.context;
+        if context.is_some_and(|c| c < 2) {
+            return Err(EngineError::Device(
+                "a row needs a context of at least 2 tokens".into(),
+            ));
+        }
+        let capacity = context.map_or(engine.context, |c| c.min(engine.context));
         // The cache for every row's whole context; the larger working set of a prompt pass
         // as long as the context and of a decode step of every row.
         let (kv, work) = match &engine.model {
@@ -188,12 +207,18 @@ impl<'e, S: TokenSink> ContinuousBatch<'e, S> {
             busy_since: None,
             next_id: 0,
             last_decode_rows: 0,
+            last_span: None,
         })
     }
 
     /// The engine (its tokenizer, chat template, context), while the batch runs.
     pub fn engine(&self) -> &Engine {
         self.engine
+    }
+
+    /// Slots per row: the most tokens (prompt and generated) a sequence can have.
+    pub fn context(&self) -> usize {
+        self.capacity
     }
 
     /// Most rows at once.
@@ -223,6 +248,22 @@ impl<'e, S: TokenSink> ContinuousBatch<'e, S> {
     /// Rows decoded together in the last step's decode pass (0 when it had none).
     pub fn last_decode_rows(&self) -> usize {
         self.last_decode_rows
+    }
+
+    /// The time the last step's passes took, from the start of the first one's window to the
+    /// end of the last one's (None: it ran none). The spans of successive steps tile the time
+    /// the batch is busy, and the windows its sinks are given tile each span: a meter's
+    /// energy over the spans is what the sinks are given in all.
+    pub fn last_span(&self) -> Option<(Instant, Instant)> {
+        self.last_span
+    }
+
+    /// Takes every sequence out of the batch, running or waiting, without ending its sink
+    /// (after an error of the model, to tell each what happened).
+    pub fn abandon(&mut self) -> Vec<(u64, S)> {
+        self.busy_since = None;
+        let rows = self.rows.drain(..).chain(self.waiting.drain(..));
+        rows.map(|r| (r.id, r.sink)).collect()
     }
 
     /// Adds a sequence; it is prefilled at the next step. Returns its id, or the error and
@@ -285,7 +326,9 @@ impl<'e, S: TokenSink> ContinuousBatch<'e, S> {
     /// should fail every row (their sinks are dropped with the batch).
     pub fn step(&mut self) -> Result<Vec<Finished<S>>> {
         let mut finished = Vec::new();
-        let mut window = self.busy_since.unwrap_or_else(Instant::now);
+        self.last_span = None;
+        let first = self.busy_since.unwrap_or_else(Instant::now);
+        let mut window = first;
         // Stopped rows leave before any work is done for them.
         for i in (0..self.rows.len()).rev() {
             if self.rows[i].stopped() {
@@ -338,6 +381,9 @@ impl<'e, S: TokenSink> ContinuousBatch<'e, S> {
             }
             window = self.sample(0..n, &logits, window, Phase::Decode)?;
             self.release(&mut finished)?;
+        }
+        if window > first {
+            self.last_span = Some((first, window));
         }
         self.busy_since = (!self.is_empty()).then_some(window);
         Ok(finished)

@@ -1,26 +1,30 @@
 //! landauer's HTTP server: OpenAI's completions and chat completions, every response billed
 //! in joules and bits, and Prometheus metrics for fleets.
 //!
-//! The engine runs on a thread of its own and takes requests one at a time from a bounded
-//! queue (a full queue answers 429 with Retry-After); each request's tokens go through the
-//! same recorder as `landauer generate`'s trace, over one meter sampler that runs for the
-//! server's lifetime, so each response is billed the energy of its own window. Streamed
+//! The engine runs on a thread of its own with a continuous batch
+//! ([`landauer_engine::continuous`]): requests join the running batch between steps, up to
+//! `max_batch` at once, from a bounded queue (a full queue answers 429 with Retry-After), and
+//! leave it as soon as they finish. Each request's tokens go through the same recorder as
+//! `landauer generate`'s trace, over one meter sampler that runs for the server's lifetime:
+//! each response is billed its tokens' windows, a step's energy shared by the tokens it
+//! produced, and the bills add up to the meter's energy over the engine's busy time
+//! ([`ledger`], `landauer_busy_energy_joules_total`). Streamed
 //! chunks carry each token's `entropy_bits`, `surprisal_bits` and `energy_j` in a `landauer`
 //! object beside OpenAI's fields (unmodified clients parse them), and `usage` gains
 //! `energy_j`, `prefill_energy_j`, `mean_entropy_bits`, `tokens_per_wh` and `landauer_gap`.
 //!
 //! ```no_run
 //! # async fn example(loaded: landauer_studies::Loaded) -> anyhow::Result<()> {
+//! // `loaded` on landauer's batched forward pass (`ModelOptions { batched: true, .. }`).
 //! let server = landauer_serve::Server::start(loaded, landauer_serve::ServeConfig::default())?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! server.serve(listener, std::future::pending()).await?;
 //! # Ok(())
 //! # }
 //! ```
-//!
-//! Not yet: continuous batching (requests run one after another, not in a shared batch).
 
 pub mod api;
+pub mod ledger;
 pub mod metrics;
 mod worker;
 
@@ -33,11 +37,12 @@ use axum::{Json, Router};
 use landauer_engine::{SamplingParams, StopReason};
 use landauer_studies::{Loaded, MeterOptions, MeterSession, RunSettings};
 use landauer_trace::{SummaryRecord, TokenRecord};
+use ledger::Ledger;
 use metrics::Metrics;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use worker::{Event, Job, Prompt, Worker};
 
 /// How the server runs.
@@ -46,8 +51,13 @@ pub struct ServeConfig {
     /// The name clients ask for (`model` in requests; None: the model file's name without its
     /// extension).
     pub model_id: Option<String>,
-    /// Requests that may wait for the engine; one more gets 429.
+    /// Requests that may wait for a row of the batch; one more gets 429.
     pub queue: usize,
+    /// Most requests decoded together (rows of the continuous batch).
+    pub max_batch: usize,
+    /// Tokens per request, prompt and completion (None: the model's context); a smaller KV
+    /// cache per row, for more rows in the same memory.
+    pub max_context: Option<usize>,
     /// Largest request body, bytes (larger: 413).
     pub max_body_bytes: usize,
     /// One JSONL trace per request here.
@@ -62,6 +72,8 @@ impl Default for ServeConfig {
         ServeConfig {
             model_id: None,
             queue: 16,
+            max_batch: 8,
+            max_context: None,
             max_body_bytes: 1 << 20,
             trace_dir: None,
             meter: MeterOptions::default(),
@@ -76,6 +88,7 @@ struct App {
     jobs: std::sync::mpsc::SyncSender<Job>,
     queue: usize,
     metrics: Arc<Metrics>,
+    ledger: Option<Arc<Mutex<Ledger>>>,
     ids: AtomicU64,
 }
 
@@ -86,10 +99,15 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts the meter's sampler and the engine's thread.
+    /// Starts the meter's sampler and the engine's thread, with the batch's KV cache
+    /// allocated (refused here when the device's memory cannot hold `max_batch` rows).
+    /// `loaded` must run landauer's batched forward pass.
     pub fn start(loaded: Loaded, cfg: ServeConfig) -> anyhow::Result<Server> {
         if cfg.queue == 0 {
             anyhow::bail!("--queue must be at least 1");
+        }
+        if cfg.max_batch == 0 {
+            anyhow::bail!("--max-batch must be at least 1");
         }
         if let Some(d) = &cfg.trace_dir {
             std::fs::create_dir_all(d)
@@ -134,23 +152,44 @@ impl Server {
         let run_template = landauer_studies::session::run_record(&loaded, &meter, settings);
         let metrics = Arc::new(Metrics::new());
         let (tx, rx) = std::sync::mpsc::sync_channel(cfg.queue);
+        let sampler = meter.sampler.map(Arc::new);
+        let ledger = sampler.as_ref().map(|s| {
+            Arc::new(Mutex::new(Ledger::new(
+                s.clone(),
+                metrics.busy_energy_joules.clone(),
+                metrics.power_watts.clone(),
+            )))
+        });
         let worker = Worker {
             loaded,
-            sampler: meter.sampler.map(Arc::new),
+            sampler,
             run_template,
             trace_dir: cfg.trace_dir.clone(),
             metrics: metrics.clone(),
+            ledger: ledger.clone(),
+            max_batch: cfg.max_batch,
+            max_context: cfg.max_context,
             requests: 0,
         };
+        let (ready_tx, ready) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("landauer-engine".into())
-            .spawn(move || worker.run(rx))?;
+            .spawn(move || worker.run(rx, ready_tx))?;
+        match ready.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => anyhow::bail!(
+                "cannot serve {} requests at once: {e}; lower --max-batch or --max-context",
+                cfg.max_batch
+            ),
+            Err(_) => anyhow::bail!("the engine's thread stopped while starting"),
+        }
         Ok(Server {
             app: Arc::new(App {
                 model_id,
                 jobs: tx,
                 queue: cfg.queue,
                 metrics,
+                ledger,
                 ids: AtomicU64::new(0),
             }),
             max_body_bytes: cfg.max_body_bytes,
@@ -204,6 +243,10 @@ async fn models(State(app): State<Arc<App>>) -> Json<Value> {
 }
 
 async fn render_metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    if let Some(l) = &app.ledger {
+        // The busy spans the meter has passed since the last step.
+        l.lock().expect("ledger lock").settle();
+    }
     (
         [("content-type", "text/plain; version=0.0.4")],
         app.metrics.render(),
@@ -431,10 +474,19 @@ impl Turn {
         if self.cut.is_some() {
             return (String::new(), false);
         }
-        if !t.eos {
-            self.text.push_str(&t.text);
-        }
         self.tokens.push(t.clone());
+        match t.eos {
+            true => self.push_text(""),
+            false => self.push_text(&t.text),
+        }
+    }
+
+    /// Adds text (a token's, or what the tokenizer held back at the end); as [`Self::push`].
+    fn push_text(&mut self, text: &str) -> (String, bool) {
+        if self.cut.is_some() {
+            return (String::new(), false);
+        }
+        self.text.push_str(text);
         // A stop string can only end in the new text: search from where the longest one
         // could begin (on a character boundary).
         let longest = self.stop.iter().map(String::len).max().unwrap_or(0);
@@ -615,7 +667,14 @@ async fn whole(
                     cancel.store(true, Ordering::Relaxed);
                 }
             }
-            Event::Done { summary, reason } => return Ok(turn.whole(&summary, reason)),
+            Event::Done {
+                summary,
+                reason,
+                tail,
+            } => {
+                turn.push_text(&tail);
+                return Ok(turn.whole(&summary, reason));
+            }
             Event::Error(e) => return Err(e),
         }
     }
@@ -648,8 +707,13 @@ fn stream(
                     }
                     send(turn.chunk(&piece, Some(&t), None, None))
                 }
-                Event::Done { summary, reason } => {
-                    let rest = turn.rest();
+                Event::Done {
+                    summary,
+                    reason,
+                    tail,
+                } => {
+                    let (piece, _) = turn.push_text(&tail);
+                    let rest = piece + &turn.rest();
                     if !rest.is_empty() {
                         let _ = tx.send(Ok(send(turn.chunk(&rest, None, None, None)))).await;
                     }

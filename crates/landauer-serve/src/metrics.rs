@@ -16,7 +16,11 @@ pub struct Metrics {
     pub entropy_bits: Counter,
     pub requests: IntCounterVec,
     pub queue_depth: IntGauge,
+    /// Requests in the running batch (decoding, or waiting for their prompt pass).
+    pub running: IntGauge,
     pub batch_size: Histogram,
+    /// The meter's energy over the engine's busy time ([`crate::ledger`]).
+    pub busy_energy_joules: Counter,
     pub power_watts: Gauge,
     pub responses: IntCounter,
 }
@@ -54,7 +58,7 @@ impl Metrics {
             &registry,
             Gauge::new(
                 "landauer_power_watts",
-                "Mean power over the last response, watts",
+                "Mean power while the engine worked, over up to its latest second of busy time, watts",
             )
             .expect("valid metric"),
         );
@@ -69,13 +73,25 @@ impl Metrics {
             IntGauge::new("landauer_queue_depth", "Requests waiting for the engine")
                 .expect("valid metric"),
         );
+        let running = add(
+            &registry,
+            IntGauge::new("landauer_running_requests", "Requests in the running batch")
+                .expect("valid metric"),
+        );
+        let busy_energy_joules = counter(
+            "landauer_busy_energy_joules_total",
+            "Energy the meter measured while the engine worked (every step), joules: what the responses' energy_j add up to",
+        );
         let batch_size = add(
             &registry,
             Histogram::with_opts(
-                HistogramOpts::new("landauer_batch_size", "Rows decoded together per step")
-                    .buckets(vec![
-                        1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0,
-                    ]),
+                HistogramOpts::new(
+                    "landauer_batch_size",
+                    "Requests decoded together, one observation per decode step",
+                )
+                .buckets(vec![
+                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0,
+                ]),
             )
             .expect("valid metric"),
         );
@@ -92,7 +108,9 @@ impl Metrics {
             entropy_bits,
             requests,
             queue_depth,
+            running,
             batch_size,
+            busy_energy_joules,
             power_watts,
             responses,
         }
@@ -113,13 +131,6 @@ impl Metrics {
         }
         if let Some(j) = s.prefill_energy_j {
             self.prefill_energy_joules.inc_by(j.max(0.0));
-        }
-        if let Some(w) = s.mean_power_w {
-            self.power_watts.set(w);
-        }
-        // One request at a time: every step decodes one row.
-        for _ in 0..s.tokens {
-            self.batch_size.observe(1.0);
         }
     }
 

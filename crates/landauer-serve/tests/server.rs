@@ -12,18 +12,16 @@ use std::path::Path;
 
 /// Starts a server on a free loopback port; returns its base URL.
 fn start(model: &Path, queue: usize) -> String {
-    start_with(model, queue, None)
+    start_with(model, queue, 4, None)
 }
 
-/// Starts a server on `model` with `queue` places and per-request traces in `traces`.
-fn start_traced(model: &Path, queue: usize, traces: &Path) -> String {
-    start_with(model, queue, Some(traces))
-}
-
-fn start_with(model: &Path, queue: usize, traces: Option<&Path>) -> String {
+/// Starts a server on `model` with `queue` places, `max_batch` rows and per-request traces
+/// in `traces`.
+fn start_with(model: &Path, queue: usize, max_batch: usize, traces: Option<&Path>) -> String {
     let loaded = Loaded::load(
         &ModelOptions {
             model: Some(model.display().to_string()),
+            batched: true,
             ..Default::default()
         },
         &mut (),
@@ -34,6 +32,7 @@ fn start_with(model: &Path, queue: usize, traces: Option<&Path>) -> String {
         ServeConfig {
             model_id: Some("tiny".into()),
             queue,
+            max_batch,
             max_body_bytes: 64 * 1024,
             trace_dir: traces.map(Path::to_path_buf),
             meter: MeterOptions {
@@ -327,11 +326,16 @@ fn serves_openai_shapes_billed_in_joules_and_bits() {
     assert!(metric(&m, "landauer_entropy_bits_total") > 0.0);
     assert_eq!(metric(&m, "landauer_queue_depth"), 0.0);
     assert!(metric(&m, "landauer_power_watts") > 0.0);
-    // One request at a time: every step decoded one row.
+    // Requests one after another: every decode step had one row.
+    assert!(metric(&m, "landauer_batch_size_count") > 0.0);
     assert_eq!(
         metric(&m, "landauer_batch_size_sum"),
         metric(&m, "landauer_batch_size_count")
     );
+    // What the responses were billed is what the meter measured while the engine worked.
+    let busy = metric(&m, "landauer_busy_energy_joules_total");
+    assert!((busy - total).abs() <= 1e-3 * busy, "{busy} vs {total}");
+    assert_eq!(metric(&m, "landauer_running_requests"), 0.0);
 }
 
 /// The summary record of a finished request's trace (waiting for it to be written).
@@ -352,6 +356,90 @@ fn summary_of(trace: &Path) -> Value {
 }
 
 #[test]
+fn parallel_requests_share_the_batch_and_their_bills_add_up_to_the_meter() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny.gguf");
+    let cfg = landauer_engine::tiny::TinyConfig {
+        context: 1024,
+        ..Default::default()
+    };
+    landauer_engine::tiny::write_tiny_llama(&model, &cfg).unwrap();
+    let base = start_with(&model, 8, 4, None);
+    let url = format!("{base}/v1/completions");
+    // Six requests at once into four rows: two wait for rows to free; some streamed.
+    let prompts: Vec<String> = (0..6)
+        .map(|i| format!("Story {i}: once upon a time"))
+        .collect();
+    let n = 120;
+    let go = std::sync::Arc::new(std::sync::Barrier::new(prompts.len()));
+    let handles: Vec<_> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (url, go) = (url.clone(), go.clone());
+            let body =
+                json!({"prompt": p, "max_tokens": n, "temperature": 0, "stream": i % 2 == 1});
+            std::thread::spawn(move || {
+                go.wait();
+                if i % 2 == 1 {
+                    let events = sse(&url, &body);
+                    let chunks: Vec<Value> = events[..events.len() - 1]
+                        .iter()
+                        .map(|e| serde_json::from_str(e).unwrap())
+                        .collect();
+                    let text: String = chunks
+                        .iter()
+                        .filter_map(|c| c["choices"][0]["text"].as_str())
+                        .collect();
+                    let usage = chunks.last().unwrap()["usage"].clone();
+                    (text, usage)
+                } else {
+                    let (status, r) = post(&url, &body.to_string());
+                    assert_eq!(status, 200, "{r}");
+                    (
+                        r["choices"][0]["text"].as_str().unwrap().to_string(),
+                        r["usage"].clone(),
+                    )
+                }
+            })
+        })
+        .collect();
+    let results: Vec<(String, Value)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let mut billed = 0.0;
+    for (p, (text, usage)) in prompts.iter().zip(&results) {
+        assert_eq!(text, &alone(&model, p, n), "{p}: differs from alone");
+        billed += usage["energy_j"].as_f64().unwrap();
+    }
+    let m = ureq::get(&format!("{base}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    // Rows decoded together: some step had more than one.
+    let steps = metric(&m, "landauer_batch_size_count");
+    let single = m
+        .lines()
+        .find(|l| l.starts_with(r#"landauer_batch_size_bucket{le="1"}"#))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap();
+    assert!(single < steps, "every step had one row:\n{m}");
+    assert!(metric(&m, "landauer_batch_size_sum") / steps > 1.0);
+    // Per-response energies add up to the meter's energy over the busy time (a step's energy
+    // shared by its tokens, each counted once).
+    let busy = metric(&m, "landauer_busy_energy_joules_total");
+    assert!(busy > 0.0);
+    assert!(
+        (busy - billed).abs() <= 1e-3 * busy,
+        "billed {billed} J, metered {busy} J"
+    );
+    assert!(
+        (metric(&m, "landauer_energy_joules_total") - billed).abs() <= 1e-9 * billed,
+        "{m}"
+    );
+}
+
+#[test]
 fn a_full_queue_answers_429_and_a_client_that_leaves_frees_the_engine() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("tiny.gguf");
@@ -361,7 +449,8 @@ fn a_full_queue_answers_429_and_a_client_that_leaves_frees_the_engine() {
     };
     landauer_engine::tiny::write_tiny_llama(&model, &cfg).unwrap();
     let traces = dir.path().join("traces");
-    let base = start_traced(&model, 1, &traces);
+    // One row and one place in the queue.
+    let base = start_with(&model, 1, 1, Some(&traces));
     // Long enough (4,000 tokens) that the queued request is still waiting when the third comes.
     let long =
         json!({"prompt": "Once upon a time", "max_tokens": 4000, "temperature": 0}).to_string();

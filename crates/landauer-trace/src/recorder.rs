@@ -22,7 +22,7 @@ pub struct Recorder {
     run: RunRecord,
     sampler: Option<SamplerRef>,
     metered: bool,
-    sinks: Vec<Box<dyn RecordSink>>,
+    sinks: Vec<Box<dyn RecordSink + Send>>,
     joules_per_bit: f64,
     /// The run's start on the sampler's clock.
     offset: f64,
@@ -113,7 +113,7 @@ impl Recorder {
     }
 
     /// Adds a downstream sink (printer, trace file, ...).
-    pub fn with_sink(mut self, sink: impl RecordSink + 'static) -> Self {
+    pub fn with_sink(mut self, sink: impl RecordSink + Send + 'static) -> Self {
         self.sinks.push(Box::new(sink));
         self
     }

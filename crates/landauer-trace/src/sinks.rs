@@ -140,14 +140,18 @@ impl RecordSink for CsvTrace {
 /// Streams generated text to one writer and the summary to another (normally stdout and
 /// stderr; with `--json` the text goes to stderr too, leaving stdout to the JSON).
 pub struct TerminalPrinter {
-    text: Box<dyn Write>,
-    report: Box<dyn Write>,
+    text: Box<dyn Write + Send>,
+    report: Box<dyn Write + Send>,
     run: Option<RunRecord>,
     show_summary: bool,
 }
 
 impl TerminalPrinter {
-    pub fn new(text: Box<dyn Write>, report: Box<dyn Write>, show_summary: bool) -> Self {
+    pub fn new(
+        text: Box<dyn Write + Send>,
+        report: Box<dyn Write + Send>,
+        show_summary: bool,
+    ) -> Self {
         Self {
             text,
             report,
