@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
 """A bounded load test of `landauer serve` (loopback only): the serving curve.
 
-    python3 scripts/serve-load.py BASE_URL OUT_DIR [--rates 0.5,1,2,4] [--requests 16]
-                                  [--max-tokens 32] [--seed 7]
+    python3 scripts/serve-load.py OUT_DIR --server NAME=BASE_URL [--server NAME=BASE_URL ...]
+                                  [--rates 0.5,1,2,4] [--requests 16] [--max-tokens 32] [--seed 7]
 
-For each arrival rate, --requests streamed chat requests arrive as a Poisson process (seeded)
-and run to the end; each records its time to first token (the first content chunk), its
-latency, its tokens and the joules its usage reports. Per rate: requests/s and tokens/s
-served, p50/p99 latency and time to first token, 429s, the mean batch size over the rate's
-window (from /metrics' landauer_batch_size) and J/token (the rate's share of
-landauer_energy_joules_total over its tokens). Writes OUT_DIR/serve-load.json and
-serve-load.md. Standard library only.
+For each arrival rate, and each server in turn at that rate (interleaved, so that servers
+started with different settings, e.g. --max-batch 1 and 8, meet the same machine state),
+--requests streamed chat requests arrive as a Poisson process (seeded; every server gets the
+same arrival times) and run to the end; each records its time to first token (the first
+content chunk), its latency, its tokens and the joules its usage reports. Per rate and
+server: requests/s and tokens/s served, p50/p99 latency and time to first token, 429s, the
+mean batch size over the window (from /metrics' landauer_batch_size), J/token (the meter's
+energy over the engine's busy time, landauer_busy_energy_joules_total, over the tokens) and
+the responses' billed joules beside it. Writes OUT_DIR/serve-load.json and serve-load.md.
+Standard library only.
 """
 import argparse
 import json
@@ -73,67 +76,90 @@ def pct(xs, q):
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else None
 
 
+def run_rate(base, rate, arrivals, max_tokens):
+    """One server at one rate: the requests at their arrival times, to the end."""
+    before = metrics(base)
+    t0 = time.monotonic()
+    threads, results = [], []
+    for i, at in enumerate(arrivals):
+        time.sleep(max(0.0, t0 + at - time.monotonic()))
+        r = {}
+        results.append(r)
+        t = threading.Thread(target=one, args=(base, i, max_tokens, r))
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join()
+    wall = time.monotonic() - t0
+    # The meter's busy energy is read once it has passed the last step: give it a moment.
+    time.sleep(0.5)
+    after = metrics(base)
+    return results, wall, before, after
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("base")
     p.add_argument("out")
+    p.add_argument("--server", action="append", required=True, help="NAME=BASE_URL")
     p.add_argument("--rates", default="0.5,1,2,4")
     p.add_argument("--requests", type=int, default=16)
     p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--seed", type=int, default=7)
     a = p.parse_args()
+    servers = [s.split("=", 1) for s in a.server]
     rng = random.Random(a.seed)
     rows = []
     for rate in [float(r) for r in a.rates.split(",")]:
-        before = metrics(a.base)
-        t0 = time.monotonic()
-        threads, results = [], []
-        at = 0.0
-        for i in range(a.requests):
+        at, arrivals = 0.0, []
+        for _ in range(a.requests):
             at += rng.expovariate(rate)
-            time.sleep(max(0.0, t0 + at - time.monotonic()))
-            r = {}
-            results.append(r)
-            t = threading.Thread(target=one, args=(a.base, i, a.max_tokens, r))
-            t.start()
-            threads.append(t)
-        for t in threads:
-            t.join()
-        wall = time.monotonic() - t0
-        after = metrics(a.base)
-        ok = [r for r in results if r.get("ok")]
-        tokens = sum(r["tokens"] for r in ok)
-        d = lambda k: after.get(k, 0.0) - before.get(k, 0.0)
-        steps = d("landauer_batch_size_count")
-        rows.append({
-            "arrival_rate_per_s": rate,
-            "requests": a.requests,
-            "served": len(ok),
-            "refused_429": sum(1 for r in results if r.get("status") == 429),
-            "wall_s": wall,
-            "requests_per_s": len(ok) / wall,
-            "tokens_per_s": tokens / wall,
-            "latency_p50_s": pct([r["latency"] for r in ok], 0.5),
-            "latency_p99_s": pct([r["latency"] for r in ok], 0.99),
-            "ttft_p50_s": pct([r["ttft"] for r in ok if r["ttft"] is not None], 0.5),
-            "ttft_p99_s": pct([r["ttft"] for r in ok if r["ttft"] is not None], 0.99),
-            "mean_batch_size": d("landauer_batch_size_sum") / steps if steps else None,
-            "joules_per_token": d("landauer_energy_joules_total") / tokens if tokens else None,
-            "billed_joules": sum(r["energy"] or 0.0 for r in ok),
-            "metered_joules": d("landauer_energy_joules_total"),
-        })
-        print(json.dumps(rows[-1]))
+            arrivals.append(at)
+        for name, base in servers:
+            results, wall, before, after = run_rate(base, rate, arrivals, a.max_tokens)
+            rows.append(summarize(name, rate, a.requests, results, wall, before, after))
+            print(json.dumps(rows[-1]), flush=True)
+    write(a, rows)
+
+
+def summarize(name, rate, requests, results, wall, before, after):
+    ok = [r for r in results if r.get("ok")]
+    tokens = sum(r["tokens"] for r in ok)
+    d = lambda k: after.get(k, 0.0) - before.get(k, 0.0)
+    steps = d("landauer_batch_size_count")
+    busy = d("landauer_busy_energy_joules_total")
+    return {
+        "server": name,
+        "arrival_rate_per_s": rate,
+        "requests": requests,
+        "served": len(ok),
+        "refused_429": sum(1 for r in results if r.get("status") == 429),
+        "wall_s": wall,
+        "requests_per_s": len(ok) / wall,
+        "tokens_per_s": tokens / wall,
+        "latency_p50_s": pct([r["latency"] for r in ok], 0.5),
+        "latency_p99_s": pct([r["latency"] for r in ok], 0.99),
+        "ttft_p50_s": pct([r["ttft"] for r in ok if r["ttft"] is not None], 0.5),
+        "ttft_p99_s": pct([r["ttft"] for r in ok if r["ttft"] is not None], 0.99),
+        "mean_batch_size": d("landauer_batch_size_sum") / steps if steps else None,
+        "joules_per_token": busy / tokens if tokens else None,
+        "billed_joules": sum(r["energy"] or 0.0 for r in ok),
+        "busy_joules": busy,
+    }
+
+
+def write(a, rows):
     os.makedirs(a.out, exist_ok=True)
-    meta = {"base": a.base, "max_tokens": a.max_tokens, "seed": a.seed, "requests_per_rate": a.requests,
+    meta = {"servers": a.server, "max_tokens": a.max_tokens, "seed": a.seed, "requests_per_rate": a.requests,
             "method": "Poisson arrivals per rate, streamed greedy chat requests, loopback; figures per rate over its own window"}
     with open(os.path.join(a.out, "serve-load.json"), "w") as f:
         json.dump({"meta": meta, "rows": rows}, f, indent=2)
-    head = "| arrivals/s | served | 429 | req/s | tok/s | latency p50 / p99 s | TTFT p50 / p99 s | mean batch | J/token |\n|---|---|---|---|---|---|---|---|---|\n"
+    head = "| server | arrivals/s | served | 429 | req/s | tok/s | latency p50 / p99 s | TTFT p50 / p99 s | mean batch | J/token | billed / metered |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
     fmt = lambda x, n=2: "–" if x is None else f"{x:.{n}f}"
     body = "".join(
-        f"| {r['arrival_rate_per_s']} | {r['served']} | {r['refused_429']} | {fmt(r['requests_per_s'])} | "
+        f"| {r['server']} | {r['arrival_rate_per_s']} | {r['served']} | {r['refused_429']} | {fmt(r['requests_per_s'])} | "
         f"{fmt(r['tokens_per_s'], 1)} | {fmt(r['latency_p50_s'])} / {fmt(r['latency_p99_s'])} | "
-        f"{fmt(r['ttft_p50_s'], 3)} / {fmt(r['ttft_p99_s'], 3)} | {fmt(r['mean_batch_size'])} | {fmt(r['joules_per_token'], 4)} |\n"
+        f"{fmt(r['ttft_p50_s'], 3)} / {fmt(r['ttft_p99_s'], 3)} | {fmt(r['mean_batch_size'])} | {fmt(r['joules_per_token'], 4)} | "
+        f"{fmt(r['billed_joules'] / r['busy_joules'] if r['busy_joules'] else None, 4)} |\n"
         for r in rows
     )
     with open(os.path.join(a.out, "serve-load.md"), "w") as f:

@@ -192,3 +192,38 @@ fn sigterm_finishes_the_responses_under_way() {
     let n = trace.iter().filter(|r| r["type"] == "token").count() as u64;
     assert_eq!(n, tokens);
 }
+
+#[test]
+fn a_batch_that_cannot_be_served_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TinyConfig {
+        context: 4096,
+        ..Default::default()
+    };
+    let model = tiny_model(dir.path(), &cfg);
+    for (rows, says) in [
+        ("0", "--max-batch must be at least 1"),
+        ("10000000", "lower --max-batch or --max-context"),
+    ] {
+        let out = landauer()
+            .args([
+                "serve",
+                "--port",
+                "0",
+                "--meter",
+                "none",
+                "--max-batch",
+                rows,
+            ])
+            .args(["--model", model.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "--max-batch {rows} was served");
+        assert!(err.contains(says), "--max-batch {rows}: {err}");
+        assert!(
+            err.lines().filter(|l| !l.trim().is_empty()).count() <= 2,
+            "{err}"
+        );
+    }
+}

@@ -1202,15 +1202,22 @@ mod tests {
                     // from there as before.
                     let mut moved = together.clone();
                     moved.copy_row(dims, 1, 4, lens[1] + t);
-                    let bits = |c: &LayerCache, r: usize| match &c.k {
-                        Store::F32(x) => x[r * row_len..r * row_len + (lens[1] + t) * d]
-                            .iter()
-                            .map(|v| v.to_bits())
-                            .collect::<Vec<_>>(),
-                        Store::F16(x) => x[r * row_len..r * row_len + (lens[1] + t) * d]
-                            .iter()
-                            .map(|&v| v as u32)
-                            .collect(),
+                    // Every KV head's written slots, keys and values.
+                    let bits = |c: &LayerCache, r: usize| {
+                        let mut out = Vec::new();
+                        for store in [&c.k, &c.v] {
+                            for h in 0..kv_heads {
+                                let at = r * row_len + h * capacity * d;
+                                let span = at..at + (lens[1] + t) * d;
+                                match store {
+                                    Store::F32(x) => {
+                                        out.extend(x[span].iter().map(|v| v.to_bits()))
+                                    }
+                                    Store::F16(x) => out.extend(x[span].iter().map(|&v| v as u32)),
+                                }
+                            }
+                        }
+                        out
                     };
                     assert_eq!(bits(&moved, 4), bits(&together, 1));
                 }

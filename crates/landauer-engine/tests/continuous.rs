@@ -399,3 +399,40 @@ fn what_cannot_be_taken_is_refused_with_the_sink_back() {
     .unwrap();
     assert!(ContinuousBatch::<Seen>::new(&mut candle, 2).is_err());
 }
+
+#[test]
+fn a_batch_is_sized_up_front_and_rows_can_be_shorter_than_the_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TinyConfig {
+        context: 4096,
+        ..Default::default()
+    };
+    let mut engine = Engine::load_batched(&model(dir.path(), &cfg), None, &Device::Cpu).unwrap();
+    // Ten million rows of 4,096 slots do not fit: refused before anything is allocated.
+    let e = ContinuousBatch::<Seen>::new(&mut engine, 10_000_000)
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("10000000"), "{e}");
+    assert!(ContinuousBatch::<Seen>::new(&mut engine, 0).is_err());
+    // Rows of 16 slots: a prompt of 16 tokens does not fit, one of 15 generates one token
+    // from a full row (as at the model's own context end).
+    let mut batch = ContinuousBatch::<Seen>::with_context(&mut engine, 2, Some(16)).unwrap();
+    assert_eq!(batch.context(), 16);
+    let opts = RowOptions {
+        ignore_eos: true,
+        ..RowOptions::new(50, SamplingParams::greedy())
+    };
+    assert!(batch
+        .admit(vec![5; 16], opts.clone(), Seen::default())
+        .is_err());
+    batch
+        .admit(vec![5; 15], opts, Seen::default())
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let mut done = Vec::new();
+    while !batch.is_idle() {
+        done.extend(batch.step().unwrap());
+    }
+    assert_eq!(done[0].end.reason, StopReason::ContextFull);
+    assert_eq!(done[0].end.generated_tokens, 2);
+}
