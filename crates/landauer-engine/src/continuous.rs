@@ -351,19 +351,19 @@ impl<'e, S: TokenSink> ContinuousBatch<'e, S> {
         self.waiting = waiting;
         // Newcomers, one prompt pass each.
         let mut budget = 0usize;
-        while let Some(mut row) = self.waiting.pop_front() {
+        while let Some(row) = self.waiting.pop_front() {
             if budget > 0 && budget + row.prompt.len() > PREFILL_BUDGET {
                 self.waiting.push_front(row);
                 break;
             }
             budget += row.prompt.len();
-            begin(&mut row, window)?;
+            // In the batch before anything can fail, so that `abandon` hands its sink back.
             let r = self.rows.len();
-            let model = batched(&mut self.engine.model)?;
             let input = Tensor::new(row.prompt.as_slice(), &self.engine.device)?.unsqueeze(0)?;
-            let logits = model.forward_rows(&input, r, &[0])?;
-            row.len = row.prompt.len();
             self.rows.push(row);
+            begin(&mut self.rows[r], window)?;
+            let logits = batched(&mut self.engine.model)?.forward_rows(&input, r, &[0])?;
+            self.rows[r].len = self.rows[r].prompt.len();
             window = self.sample(r..r + 1, &logits, window, Phase::Prefill)?;
         }
         self.release(&mut finished)?;

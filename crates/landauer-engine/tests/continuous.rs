@@ -436,3 +436,50 @@ fn a_batch_is_sized_up_front_and_rows_can_be_shorter_than_the_context() {
     assert_eq!(done[0].end.reason, StopReason::ContextFull);
     assert_eq!(done[0].end.generated_tokens, 2);
 }
+
+/// A sink that fails at its first token.
+#[derive(Debug, Default)]
+struct Failing(bool);
+
+impl TokenSink for Failing {
+    fn token(&mut self, _: &TokenEvent<'_>) -> Result<(), SinkError> {
+        match self.0 {
+            true => Err("the disk is full".into()),
+            false => Ok(()),
+        }
+    }
+}
+
+#[test]
+fn after_an_error_every_sequence_is_handed_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = Engine::load_batched(
+        &model(dir.path(), &TinyConfig::default()),
+        None,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let prompt = engine.encode("Hello").unwrap();
+    let mut batch = ContinuousBatch::new(&mut engine, 4).unwrap();
+    let opts = RowOptions::new(8, SamplingParams::greedy());
+    batch
+        .admit(prompt.clone(), opts.clone(), Failing(false))
+        .unwrap();
+    batch.step().unwrap();
+    // A newcomer whose sink fails at its prompt pass's token, and one still waiting.
+    batch
+        .admit(prompt.clone(), opts.clone(), Failing(true))
+        .unwrap();
+    let e = batch.step().err().expect("the sink's error");
+    assert!(e.to_string().contains("disk is full"), "{e}");
+    batch.admit(prompt, opts, Failing(false)).unwrap();
+    let back = batch.abandon();
+    let mut ids: Vec<u64> = back.iter().map(|(id, _)| *id).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [0, 1, 2],
+        "running, failed and waiting sequences all handed back"
+    );
+    assert!(batch.is_idle());
+}

@@ -218,6 +218,10 @@ impl Worker {
                             .events
                             .send(Event::Error(ApiError::internal(e.to_string())));
                     }
+                    // Any other request the batch held (none should be left) is told too.
+                    for (_, tx) in events.drain() {
+                        let _ = tx.send(Event::Error(ApiError::internal(e.to_string())));
+                    }
                 }
             }
             metrics.running.set(batch.len() as i64);
