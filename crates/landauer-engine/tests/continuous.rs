@@ -21,6 +21,11 @@ fn model(dir: &Path, cfg: &TinyConfig) -> PathBuf {
     p
 }
 
+/// A tiny model on landauer's batched pass.
+fn engine(dir: &Path, cfg: &TinyConfig) -> Engine {
+    Engine::load_batched(&model(dir, cfg), None, &Device::Cpu).unwrap()
+}
+
 /// What a sequence's sink saw.
 #[derive(Default)]
 struct Seen {
@@ -125,7 +130,7 @@ fn check_equals_alone(arch: &str, tensor_attention: bool, kv: KvDtype) {
         architecture: arch.into(),
         ..Default::default()
     };
-    let mut engine = Engine::load_batched(&model(dir.path(), &cfg), None, &Device::Cpu).unwrap();
+    let mut engine = engine(dir.path(), &cfg);
     engine.set_tensor_attention(tensor_attention);
     engine.set_kv_dtype(kv);
     let label = format!("{arch}, tensor attention {tensor_attention}, {kv:?}");
@@ -184,12 +189,7 @@ fn the_gpus_tensor_path_gives_the_same_tokens_on_the_cpu() {
 #[test]
 fn a_steps_window_is_shared_by_its_tokens_and_windows_tile_the_busy_time() {
     let dir = tempfile::tempdir().unwrap();
-    let mut engine = Engine::load_batched(
-        &model(dir.path(), &TinyConfig::default()),
-        None,
-        &Device::Cpu,
-    )
-    .unwrap();
+    let mut engine = engine(dir.path(), &TinyConfig::default());
     let prompts: Vec<Vec<u32>> = PROMPTS.iter().map(|p| engine.encode(p).unwrap()).collect();
     let (done, _) = run(
         &mut engine,
@@ -256,12 +256,7 @@ impl TokenSink for StopAfter {
 #[test]
 fn a_stopped_row_leaves_and_its_row_serves_the_next_sequence() {
     let dir = tempfile::tempdir().unwrap();
-    let mut engine = Engine::load_batched(
-        &model(dir.path(), &TinyConfig::default()),
-        None,
-        &Device::Cpu,
-    )
-    .unwrap();
+    let mut engine = engine(dir.path(), &TinyConfig::default());
     let prompts: Vec<Vec<u32>> = PROMPTS.iter().map(|p| engine.encode(p).unwrap()).collect();
     let want2 = alone(&mut engine, &prompts[2], 5, &SamplingParams::greedy());
     let mut batch = ContinuousBatch::new(&mut engine, 2).unwrap();
@@ -351,7 +346,7 @@ fn what_cannot_be_taken_is_refused_with_the_sink_back() {
         context: 32,
         ..Default::default()
     };
-    let mut engine = Engine::load_batched(&model(dir.path(), &cfg), None, &Device::Cpu).unwrap();
+    let mut engine = engine(dir.path(), &cfg);
     let long: Vec<u32> = vec![5; 40];
     let short = engine.encode("Hello").unwrap();
     let mut batch = ContinuousBatch::<Seen>::new(&mut engine, 2).unwrap();
@@ -407,7 +402,7 @@ fn a_batch_is_sized_up_front_and_rows_can_be_shorter_than_the_context() {
         context: 4096,
         ..Default::default()
     };
-    let mut engine = Engine::load_batched(&model(dir.path(), &cfg), None, &Device::Cpu).unwrap();
+    let mut engine = engine(dir.path(), &cfg);
     // Ten million rows of 4,096 slots do not fit: refused before anything is allocated.
     let e = ContinuousBatch::<Seen>::new(&mut engine, 10_000_000)
         .err()
@@ -453,12 +448,7 @@ impl TokenSink for Failing {
 #[test]
 fn after_an_error_every_sequence_is_handed_back() {
     let dir = tempfile::tempdir().unwrap();
-    let mut engine = Engine::load_batched(
-        &model(dir.path(), &TinyConfig::default()),
-        None,
-        &Device::Cpu,
-    )
-    .unwrap();
+    let mut engine = engine(dir.path(), &TinyConfig::default());
     let prompt = engine.encode("Hello").unwrap();
     let mut batch = ContinuousBatch::new(&mut engine, 4).unwrap();
     let opts = RowOptions::new(8, SamplingParams::greedy());
