@@ -187,6 +187,21 @@ def main():
     else:
         missing.append("nvml-check")
 
+    # landauer serve's continuous batch under load.
+    sv = load(os.path.join(out, "serve", "serve-load.json"))
+    res["serve"] = sv
+    if sv:
+        md += ["", "## landauer serve under load (continuous batching)", "",
+               "| arrivals/s | served | tok/s | TTFT p50 / p99 s | mean batch | J/token | billed / metered | differ from alone |",
+               "|---|---|---|---|---|---|---|---|"]
+        for r in sv["rows"]:
+            bm = r["billed_joules"] / r["busy_joules"] if r.get("busy_joules") else None
+            md.append(f"| {r['arrival_rate_per_s']:g} | {r['served']}/{r['requests']} | {fmt(r['tokens_per_s'])} | "
+                      f"{fmt(r['ttft_p50_s'], 3)} / {fmt(r['ttft_p99_s'], 3)} | {fmt(r['mean_batch_size'], 2)} | "
+                      f"{fmt(r['joules_per_token'], 4)} | {fmt(bm, 6)} | {r.get('differs_from_alone', '–')} |")
+    else:
+        missing.append("serve")
+
     # Kernel launches per token.
     launches = {}
     for p in glob.glob(os.path.join(out, "nsys-*_cuda_gpu_kern_sum.csv")):

@@ -46,7 +46,7 @@ if [[ $dry == 1 ]]; then
   printf '#!/bin/sh\nexec "%s" "$@"\n' "$here/../target/release/landauer" >"$work/bin/landauer"
   printf '#!/bin/sh\nt="$1"; shift; LD_LIBRARY_PATH="%s" exec "%s/$t" "$@"\n' "$llamacpp_bin" "$llamacpp_bin" >"$work/bin/llama"
   dev=(--device cpu) ngl=(-ngl 0) n_tokens=16 n_bench=32 fake=(--fake-watts 20) meter=estimate
-  nvml_rows=4 nvml_tokens=32
+  nvml_rows=4 nvml_tokens=32 serve_rows=4 serve_rates=2,8 serve_requests=12
 else
   MODEL="${MODEL:-llama-3.1-8b}" QUANT="${QUANT:-q4_k}" BATCHES="${BATCHES:-1,8,64,128,256,512}"
   TRACE_BATCHES="${TRACE_BATCHES:-1,64,512}" ROUNDS="${ROUNDS:-2}" DEADLINE_S="${DEADLINE_S:-450}"
@@ -57,7 +57,7 @@ else
   # 32 tokens a row: 16k tokens, several seconds, at batch 512 (estimated time of the whole
   # campaign on an H100 at ~2,000 tokens/s there: 7-8 minutes, most of it model loads).
   dev=(--device cuda) ngl=(-ngl 99) n_tokens=32 n_bench=128 fake=() meter=nvml
-  nvml_rows=64 nvml_tokens=256
+  nvml_rows=64 nvml_tokens=256 serve_rows=64 serve_rates=16,64 serve_requests=128
 fi
 chmod +x "$work/bin/landauer" "$work/bin/llama"
 model="$work/$MODEL-$QUANT.gguf"
@@ -127,6 +127,11 @@ run nvml-check 90 python3 "$here/nvml-check.py" "${fake[@]}" --trace "$work/nvml
   --out "$out/nvml-check.json" -- "$work/bin/landauer" generate --model "$model" "${dev[@]}" \
   --meter "$meter" -q --max-tokens "$nvml_tokens" --greedy --ignore-eos --prompts "$prompts" \
   --trace "$work/nvml.jsonl"
+# landauer serve's continuous batch on the device: every prompt alone, then Poisson load at
+# two rates; responses against alone, the bills against the meter's busy energy.
+run serve 150 "$here/serve-check.sh" "$out/serve" "$serve_rates" "$serve_requests" -- \
+  landauer serve --model "$model" "${dev[@]}" --max-batch "$serve_rows" --max-context 512 \
+  --queue 1024 --meter "$meter"
 # Quantized weights dequantized to f16 for cuBLAS from 64 rows, against candle's MMQ kernels
 # (the sweep above): the batch sizes after the first.
 run sweep-f16-gemm 120 env LANDAUER_F16_GEMM_ROWS=64 landauer sweep --model "$model" "${dev[@]}" \

@@ -3,6 +3,7 @@
 
     python3 scripts/serve-load.py OUT_DIR --server NAME=BASE_URL [--server NAME=BASE_URL ...]
                                   [--rates 0.5,1,2,4] [--requests 16] [--max-tokens 32] [--seed 7]
+                                  [--check-alone]
 
 For each arrival rate, and each server in turn at that rate (interleaved, so that servers
 started with different settings, e.g. --max-batch 1 and 8, meet the same machine state),
@@ -12,8 +13,11 @@ content chunk), its latency, its tokens and the joules its usage reports. Per ra
 server: requests/s and tokens/s served, p50/p99 latency and time to first token, 429s, the
 mean batch size over the window (from /metrics' landauer_batch_size), J/token (the meter's
 energy over the engine's busy time, landauer_busy_energy_joules_total, over the tokens) and
-the responses' billed joules beside it. Writes OUT_DIR/serve-load.json and serve-load.md.
-Standard library only.
+the responses' billed joules beside it. With --check-alone, every prompt is first sent alone
+to each server, and each response under load is compared with it (greedy: the same text is
+expected where the batch's arithmetic is each row's own, as on landauer's CPU pass; a GPU's
+matrix products may round differently at another batch size, so this counts, not fails).
+Writes OUT_DIR/serve-load.json and serve-load.md. Standard library only.
 """
 import argparse
 import json
@@ -52,7 +56,7 @@ def one(base, i, max_tokens, result):
     }).encode()
     req = urllib.request.Request(base + "/v1/chat/completions", body, {"content-type": "application/json"})
     t0 = time.monotonic()
-    ttft, tokens, energy = None, 0, None
+    ttft, tokens, energy, text = None, 0, None, []
     try:
         with urllib.request.urlopen(req) as r:
             for raw in r:
@@ -60,13 +64,16 @@ def one(base, i, max_tokens, result):
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
                 chunk = json.loads(line[6:])
+                for c in chunk.get("choices", []):
+                    text.append(c.get("delta", {}).get("content") or "")
                 if "landauer" in chunk:
                     tokens += 1
                     if ttft is None:
                         ttft = time.monotonic() - t0
                 if "usage" in chunk:
                     energy = chunk["usage"]["energy_j"]
-        result.update(ok=True, latency=time.monotonic() - t0, ttft=ttft, tokens=tokens, energy=energy)
+        result.update(ok=True, latency=time.monotonic() - t0, ttft=ttft, tokens=tokens, energy=energy,
+                      text="".join(text))
     except urllib.error.HTTPError as e:
         result.update(ok=False, status=e.code)
 
@@ -105,10 +112,20 @@ def main():
     p.add_argument("--requests", type=int, default=16)
     p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--check-alone", action="store_true")
     a = p.parse_args()
     servers = [s.split("=", 1) for s in a.server]
     rng = random.Random(a.seed)
     rows = []
+    alone = {}
+    if a.check_alone:
+        for name, base in servers:
+            texts = []
+            for i in range(len(PROMPTS)):
+                r = {}
+                one(base, i, a.max_tokens, r)
+                texts.append(r.get("text"))
+            alone[name] = texts
     for rate in [float(r) for r in a.rates.split(",")]:
         at, arrivals = 0.0, []
         for _ in range(a.requests):
@@ -117,6 +134,10 @@ def main():
         for name, base in servers:
             results, wall, before, after = run_rate(base, rate, arrivals, a.max_tokens)
             rows.append(summarize(name, rate, a.requests, results, wall, before, after))
+            if name in alone:
+                rows[-1]["differs_from_alone"] = sum(
+                    1 for i, r in enumerate(results)
+                    if r.get("ok") and r["text"] != alone[name][i % len(PROMPTS)])
             print(json.dumps(rows[-1]), flush=True)
     write(a, rows)
 
