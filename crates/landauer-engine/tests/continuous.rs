@@ -7,8 +7,8 @@
 use landauer_engine::continuous::{ContinuousBatch, Finished, RowOptions};
 use landauer_engine::tiny::{write_tiny_llama, TinyConfig};
 use landauer_engine::{
-    Device, Engine, GenerateOptions, KvDtype, Phase, RunEnd, RunStart, SamplingParams, SinkError,
-    StopReason, TokenEvent, TokenSink,
+    Device, Engine, GenerateOptions, KvDtype, Phase, RunEnd, RunStart, SamplingParams,
+    SamplingPlace, SinkError, StopReason, TokenEvent, TokenSink,
 };
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -124,7 +124,7 @@ fn run(
     (done, decode_rows)
 }
 
-fn check_equals_alone(arch: &str, tensor_attention: bool, kv: KvDtype) {
+fn check_equals_alone(arch: &str, tensor_attention: bool, kv: KvDtype, place: SamplingPlace) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = TinyConfig {
         architecture: arch.into(),
@@ -133,7 +133,11 @@ fn check_equals_alone(arch: &str, tensor_attention: bool, kv: KvDtype) {
     let mut engine = engine(dir.path(), &cfg);
     engine.set_tensor_attention(tensor_attention);
     engine.set_kv_dtype(kv);
-    let label = format!("{arch}, tensor attention {tensor_attention}, {kv:?}");
+    // Alone on the host: the device path (rows with the same settings planned together)
+    // must give the host's tokens.
+    engine.set_sampling_place(place);
+    let label =
+        format!("{arch}, tensor attention {tensor_attention}, {kv:?}, sampled on {place:?}");
     let prompts: Vec<Vec<u32>> = PROMPTS.iter().map(|p| engine.encode(p).unwrap()).collect();
     // Joining at steps 0, 0, 2, 3 and 7 (the last after two rows have left and a third has
     // moved into a freed row), leaving after 9, 4, 12, 3 and 6 tokens.
@@ -153,6 +157,7 @@ fn check_equals_alone(arch: &str, tensor_attention: bool, kv: KvDtype) {
         seed: 11,
     };
     let (done, decode_rows) = run(&mut engine, &prompts, &joins, &max, &sampling, 3);
+    engine.set_sampling_place(SamplingPlace::Host);
     assert_eq!(done.len(), 5, "{label}");
     assert!(
         decode_rows.contains(&3),
@@ -174,16 +179,24 @@ fn check_equals_alone(arch: &str, tensor_attention: bool, kv: KvDtype) {
 #[test]
 fn sequences_joining_and_leaving_give_their_tokens_alone() {
     for arch in ["llama", "qwen2", "qwen3"] {
-        check_equals_alone(arch, false, KvDtype::F16);
+        check_equals_alone(arch, false, KvDtype::F16, SamplingPlace::Host);
     }
-    check_equals_alone("llama", false, KvDtype::F32);
+    check_equals_alone("llama", false, KvDtype::F32, SamplingPlace::Host);
 }
 
 #[test]
 fn the_gpus_tensor_path_gives_the_same_tokens_on_the_cpu() {
     for arch in ["llama", "qwen2"] {
-        check_equals_alone(arch, true, KvDtype::F32);
+        check_equals_alone(arch, true, KvDtype::F32, SamplingPlace::Host);
     }
+    // The GPU's whole path: tensor attention and sampling where the logits are, rows with
+    // different settings planned in groups.
+    check_equals_alone("qwen3", true, KvDtype::F32, SamplingPlace::Device);
+}
+
+#[test]
+fn rows_sampled_on_the_device_give_the_hosts_tokens() {
+    check_equals_alone("llama", false, KvDtype::F16, SamplingPlace::Device);
 }
 
 #[test]
