@@ -203,7 +203,10 @@ fn a_batch_that_cannot_be_served_is_refused_at_start() {
     let model = tiny_model(dir.path(), &cfg);
     for (rows, says) in [
         ("0", "--max-batch must be at least 1"),
-        ("10000000", "lower --max-batch or --max-context"),
+        (
+            "10000000",
+            "use fewer rows or tokens (--max-batch, --max-context)",
+        ),
     ] {
         let out = landauer()
             .args([

@@ -486,26 +486,29 @@ impl BatchedModel {
             false => None,
         };
         // The tensor path's destinations of a step whose rows are at different slots: for
-        // each (row, KV head, token), its vector's index in the flattened cache.
-        let scatter = match (row_slots, &host) {
-            (Some(lens), None) => {
-                let mut index = Vec::with_capacity(b * c.kv_heads * t * c.head_dim);
-                for (r, &len) in lens.iter().enumerate() {
-                    for h in 0..c.kv_heads {
-                        for i in 0..t {
-                            let at = (((row0 + r) * c.kv_heads + h) * capacity + len + i) as u32;
-                            index.extend(std::iter::repeat_n(at, c.head_dim));
+        // each (row, KV head, token), its vector's index in the flattened cache. Built once a
+        // step for every layer, from one index per vector: widened to the head size on the
+        // device (what the host sends is head_dim times smaller).
+        let scatter =
+            match (row_slots, &host) {
+                (Some(lens), None) => {
+                    let mut index = Vec::with_capacity(b * c.kv_heads * t);
+                    for (r, &len) in lens.iter().enumerate() {
+                        for h in 0..c.kv_heads {
+                            index.extend((0..t).map(|i| {
+                                (((row0 + r) * c.kv_heads + h) * capacity + len + i) as u32
+                            }));
                         }
                     }
+                    let n = index.len();
+                    Some(
+                        Tensor::from_vec(index, (n, 1), &self.device)?
+                            .broadcast_as((n, c.head_dim))?
+                            .contiguous()?,
+                    )
                 }
-                Some(Tensor::from_vec(
-                    index,
-                    (b * c.kv_heads * t, c.head_dim),
-                    &self.device,
-                )?)
-            }
-            _ => None,
-        };
+                _ => None,
+            };
         let eps = c.rms_eps as f32;
         // Each residual sum is normed as it is made: by the next norm in line (the layer's
         // MLP norm, the next layer's attention norm, or the final norm).

@@ -39,7 +39,7 @@
 //! batch.step().unwrap(); // prefills the first and decodes it
 //! batch.admit(b, opts(3), Ids::default()).unwrap(); // joins the running batch
 //! let mut done = Vec::new();
-//! while !batch.is_idle() {
+//! while !batch.is_empty() {
 //!     done.extend(batch.step().unwrap());
 //! }
 //! assert_eq!(done.len(), 2);
@@ -49,7 +49,7 @@
 use crate::device_sampling::DeviceLogits;
 use crate::generate::{host_values, row_stats};
 use crate::model::Model;
-use crate::sampler::{SampledDist, Sampler, SamplingParams};
+use crate::sampler::{Sampler, SamplingParams};
 use crate::tokenizer::TextStream;
 use crate::{Engine, EngineError, Phase, Result, RunEnd, RunStart, StopReason, TokenEvent};
 use crate::{SinkError, TokenSink};
@@ -231,13 +231,9 @@ impl<'e, S: TokenSink> ContinuousBatch<'e, S> {
         self.rows.len() + self.waiting.len()
     }
 
+    /// Nothing to do: no row runs or waits.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// Nothing to do: no row runs or waits.
-    pub fn is_idle(&self) -> bool {
-        self.is_empty()
     }
 
     /// Whether another sequence can be admitted now.
@@ -322,18 +318,16 @@ impl<'e, S: TokenSink> ContinuousBatch<'e, S> {
     /// One step: rows whose stop flag is set leave; waiting sequences are prefilled (each
     /// alone, up to [`PREFILL_BUDGET`] prompt tokens, at least one); then every running row
     /// decodes one token in one pass. Returns the sequences that finished, their sinks
-    /// ended. An error of the model or of a sink ends the batch's usefulness: the caller
-    /// should fail every row (their sinks are dropped with the batch).
+    /// ended. After an error of the model or of a sink, the step's rows are in no known
+    /// state: [`Self::abandon`] hands every sequence back, and the batch goes on empty.
     pub fn step(&mut self) -> Result<Vec<Finished<S>>> {
         let mut finished = Vec::new();
         self.last_span = None;
         let first = self.busy_since.unwrap_or_else(Instant::now);
         let mut window = first;
         // Stopped rows leave before any work is done for them.
-        for i in (0..self.rows.len()).rev() {
-            if self.rows[i].stopped() {
-                self.rows[i].done = Some(StopReason::Interrupted);
-            }
+        for row in self.rows.iter_mut().filter(|r| r.stopped()) {
+            row.done = Some(StopReason::Interrupted);
         }
         self.release(&mut finished)?;
         let mut waiting = VecDeque::new();
@@ -470,7 +464,6 @@ impl<'e, S: TokenSink> ContinuousBatch<'e, S> {
                 Some(o) => o.chosen_logit,
                 None => logits_row.map_or(f32::NAN, |h| h[token as usize]),
             };
-            let sampled: SampledDist<'_> = sampled;
             let is_eos = engine.eos_tokens.contains(&token);
             let piece = match is_eos {
                 true => String::new(),

@@ -103,7 +103,7 @@ fn run(
     let mut decode_rows = Vec::new();
     let mut next = 0;
     let mut step = 0;
-    while next < prompts.len() || !batch.is_idle() {
+    while next < prompts.len() || !batch.is_empty() {
         while next < prompts.len() && joins[next] <= step && batch.has_room() {
             let opts = RowOptions {
                 ignore_eos: true,
@@ -391,7 +391,7 @@ fn what_cannot_be_taken_is_refused_with_the_sink_back() {
         .map_err(|(e, _)| e)
         .unwrap();
     let mut done = Vec::new();
-    while !batch.is_idle() {
+    while !batch.is_empty() {
         done.extend(batch.step().unwrap());
     }
     assert_eq!(done[0].end.reason, StopReason::ContextFull);
@@ -438,7 +438,7 @@ fn a_batch_is_sized_up_front_and_rows_can_be_shorter_than_the_context() {
         .map_err(|(e, _)| e)
         .unwrap();
     let mut done = Vec::new();
-    while !batch.is_idle() {
+    while !batch.is_empty() {
         done.extend(batch.step().unwrap());
     }
     assert_eq!(done[0].end.reason, StopReason::ContextFull);
@@ -484,5 +484,5 @@ fn after_an_error_every_sequence_is_handed_back() {
         [0, 1, 2],
         "running, failed and waiting sequences all handed back"
     );
-    assert!(batch.is_idle());
+    assert!(batch.is_empty());
 }

@@ -33,7 +33,6 @@ pub struct Ledger {
     seen: usize,
     /// Time of the latest reading taken.
     last_poll: f64,
-    total: f64,
 }
 
 impl Ledger {
@@ -49,7 +48,6 @@ impl Ledger {
             timeline: None,
             seen: 0,
             last_poll: f64::NEG_INFINITY,
-            total: 0.0,
         }
     }
 
@@ -68,10 +66,10 @@ impl Ledger {
         }
     }
 
-    /// Reads the spans the counter has updated past; returns the energy read so far.
-    pub fn settle(&mut self) -> f64 {
+    /// Reads the spans the counter has updated past into the counter.
+    pub fn settle(&mut self) {
         let Some(timeline) = self.timeline.as_mut() else {
-            return self.total;
+            return;
         };
         let mut fresh: Vec<CounterSample> = Vec::new();
         self.seen = self.sampler.samples_since(self.seen, &mut fresh);
@@ -89,7 +87,6 @@ impl Ledger {
                 break;
             }
             let j = timeline.window(a, b).joules.max(0.0);
-            self.total += j;
             self.counter.inc_by(j);
             self.pending.pop_front();
             self.recent.0 += b - a;
@@ -105,11 +102,5 @@ impl Ledger {
         if self.pending.is_empty() {
             self.timeline = None;
         }
-        self.total
-    }
-
-    /// Energy read so far, joules.
-    pub fn total(&self) -> f64 {
-        self.total
     }
 }

@@ -178,7 +178,7 @@ impl Server {
         match ready.recv() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => anyhow::bail!(
-                "cannot serve {} requests at once: {e}; lower --max-batch or --max-context",
+                "--max-batch {}: {e} (--max-batch, --max-context)",
                 cfg.max_batch
             ),
             Err(_) => anyhow::bail!("the engine's thread stopped while starting"),

@@ -176,9 +176,9 @@ impl Worker {
         let _ = ready.send(Ok(()));
         let mut events: HashMap<u64, UnboundedSender<Event>> = HashMap::new();
         let mut open = true;
-        while open || !batch.is_idle() {
+        while open || !batch.is_empty() {
             // Newcomers, while there is room; wait for one when there is nothing to do.
-            if batch.is_idle() {
+            if batch.is_empty() {
                 match jobs.recv() {
                     Ok(job) => take(&mut intake, &mut batch, &mut events, job),
                     Err(_) => open = false,
@@ -191,7 +191,7 @@ impl Worker {
                     Err(TryRecvError::Disconnected) => open = false,
                 }
             }
-            if batch.is_idle() {
+            if batch.is_empty() {
                 continue;
             }
             match batch.step() {
