@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds llama.cpp's own tools (llama-bench, llama-batched-bench, llama-quantize) from the
+# Builds llama.cpp's own tools (llama-bench, llama-batched-bench, llama-quantize, llama-server) from the
 # llama-cpp-python sdist on PyPI, the peer that landauer's speed is measured against, and prints
 # the folder that holds them. Built once into ${LLAMACPP_TOOLS:-~/.cache/landauer/llamacpp-tools}.
 #
@@ -14,7 +14,8 @@ set -euo pipefail
 version="${LLAMACPP_VERSION:-0.3.36}"
 root="${LLAMACPP_TOOLS:-$HOME/.cache/landauer/llamacpp-tools}"
 bin="$root/llama.cpp/build/bin"
-if [[ -x "$bin/llama-bench" && -x "$bin/llama-batched-bench" && -x "$bin/llama-quantize" ]]; then
+if [[ -x "$bin/llama-bench" && -x "$bin/llama-batched-bench" && -x "$bin/llama-quantize" &&
+      -x "$bin/llama-server" ]]; then
   echo "$bin"
   exit 0
 fi
@@ -36,8 +37,8 @@ mkdir -p "$root"
   echo "llamacpp-tools: ${opts[*]}"
   PATH="$root/venv/bin:$PATH" cmake -S "$root/llama.cpp" -B "$root/llama.cpp/build" -G Ninja \
     -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
-    -DLLAMA_BUILD_SERVER=OFF "${opts[@]}"
+    -DLLAMA_BUILD_SERVER=ON "${opts[@]}"
   PATH="$root/venv/bin:$PATH" cmake --build "$root/llama.cpp/build" -j"$(nproc)" \
-    --target llama-bench llama-batched-bench llama-quantize
+    --target llama-bench llama-batched-bench llama-quantize llama-server
 } >&2
 echo "$bin"
